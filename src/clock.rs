@@ -1,0 +1,128 @@
+//! Time as migration tools write it, and as unlatch prints it.
+//!
+//! knex-migrator writes `acquired_at` as the writer's local wall-clock time
+//! with no zone (`YYYY-MM-DD HH:MM:SS`), so reading it needs the zone the
+//! writer ran in; PostgreSQL renders a `timestamptz` with its offset, which
+//! then wins. A value that cannot be read is not guessed at: the caller
+//! treats the lock's age as unknown.
+//!
+//! May touch: nothing (pure functions).
+
+use std::time::Duration;
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
+/// The instant a lock timestamp names: with an offset when it has one, else
+/// as wall-clock time in `zone`; epoch seconds or milliseconds (what knex
+/// stores for a JavaScript `Date` in SQLite) are read too.
+pub fn parse_lock_time(text: &str, zone: &TimeZone) -> Option<Timestamp> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = text.parse().ok()?;
+        return if n > 100_000_000_000 {
+            Timestamp::from_millisecond(n).ok()
+        } else {
+            Timestamp::from_second(n).ok()
+        };
+    }
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    let civil: DateTime = text.parse().ok()?;
+    // At a DST fold one wall-clock time names two instants; take the later,
+    // so that the lock looks younger, never older, than it may be.
+    zone.to_ambiguous_timestamp(civil).later().ok()
+}
+
+/// Now, as a tool writes it: `YYYY-MM-DD HH:MM:SS` in `zone`, with the
+/// offset appended when `with_offset` (for PostgreSQL `timestamptz`).
+pub fn now_text(zone: &TimeZone, with_offset: bool) -> String {
+    let now = Zoned::now().with_time_zone(zone.clone());
+    if with_offset {
+        now.strftime("%Y-%m-%d %H:%M:%S%:z").to_string()
+    } else {
+        now.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// How long ago `then` was; `None` if it is in the future.
+pub fn age(then: Timestamp, now: Timestamp) -> Option<Duration> {
+    Duration::try_from(now.duration_since(then)).ok()
+}
+
+/// A duration for people: whole seconds, `1h 30m`, `45s`, `0s`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(name: &str) -> TimeZone {
+        TimeZone::get(name).unwrap()
+    }
+
+    #[test]
+    fn naive_time_is_read_in_the_writers_zone() {
+        let utc = parse_lock_time("2024-03-01 20:41:41", &TimeZone::UTC).unwrap();
+        assert_eq!(utc.to_string(), "2024-03-01T20:41:41Z");
+        let berlin = parse_lock_time("2024-03-01 20:41:41", &zone("Europe/Berlin")).unwrap();
+        assert_eq!(berlin.to_string(), "2024-03-01T19:41:41Z");
+        let summer = parse_lock_time("2024-07-01 20:41:41", &zone("Europe/Berlin")).unwrap();
+        assert_eq!(summer.to_string(), "2024-07-01T18:41:41Z");
+    }
+
+    #[test]
+    fn offsets_win_over_the_zone() {
+        let t = parse_lock_time("2024-03-01 20:41:41+00", &zone("Asia/Tokyo")).unwrap();
+        assert_eq!(t.to_string(), "2024-03-01T20:41:41Z");
+        let t = parse_lock_time("2024-03-01 20:41:41.5+05:30", &TimeZone::UTC).unwrap();
+        assert_eq!(t.to_string(), "2024-03-01T15:11:41.5Z");
+    }
+
+    #[test]
+    fn epoch_numbers_and_garbage() {
+        assert_eq!(
+            parse_lock_time("1709325701000", &TimeZone::UTC)
+                .unwrap()
+                .as_second(),
+            1_709_325_701
+        );
+        assert_eq!(
+            parse_lock_time("1709325701", &TimeZone::UTC)
+                .unwrap()
+                .as_second(),
+            1_709_325_701
+        );
+        assert!(parse_lock_time("", &TimeZone::UTC).is_none());
+        assert!(parse_lock_time("yesterday", &TimeZone::UTC).is_none());
+        assert!(parse_lock_time("2024-13-01 00:00:00", &TimeZone::UTC).is_none());
+    }
+
+    #[test]
+    fn future_has_no_age() {
+        let now = Timestamp::from_second(1_000_000).unwrap();
+        assert_eq!(
+            age(Timestamp::from_second(999_000).unwrap(), now),
+            Some(Duration::from_secs(1000))
+        );
+        assert_eq!(age(Timestamp::from_second(1_000_001).unwrap(), now), None);
+    }
+
+    #[test]
+    fn now_text_has_the_tools_shape() {
+        let text = now_text(&TimeZone::UTC, false);
+        assert_eq!(text.len(), 19, "{text}");
+        assert!(parse_lock_time(&text, &TimeZone::UTC).is_some());
+        assert!(now_text(&zone("Asia/Kolkata"), true).ends_with("+05:30"));
+    }
+
+    #[test]
+    fn human_rounds_to_seconds() {
+        assert_eq!(human(Duration::from_millis(5_400_700)), "1h 30m");
+        assert_eq!(human(Duration::from_millis(300)), "0s");
+    }
+}

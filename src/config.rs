@@ -1,0 +1,627 @@
+//! Configuration: every setting comes from the environment and is checked
+//! here, in full, before anything touches the database.
+//!
+//! envy + serde read the `UNLATCH_*` variables as plain strings; each one is
+//! then parsed by a function of its own so that every error names the
+//! variable and what it expected (envy's own messages name neither for
+//! string fields). Defaults live in [`VARIABLES`], which `--help` prints and
+//! the README repeats. An empty variable counts as unset, as Docker's
+//! `-e NAME=` suggests.
+//!
+//! May touch: the process environment and, for Ghost, its config file.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+use crate::db::Target;
+use crate::exit::{Code, Failure};
+use crate::{ghost, tools};
+
+/// Every variable unlatch reads: name, default, meaning. `--help` prints
+/// this table, and a test checks that the README documents each row.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "UNLATCH_DATABASE_URL",
+        "(unset)",
+        "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:",
+    ),
+    (
+        "DATABASE_URL",
+        "(unset)",
+        "used when UNLATCH_DATABASE_URL is unset",
+    ),
+    (
+        "database__client, database__connection__*",
+        "(unset)",
+        "Ghost's variables, used when no URL is set; then config.$NODE_ENV.json",
+    ),
+    (
+        "UNLATCH_WAIT_TIMEOUT",
+        "60s",
+        "how long to wait for the database to accept connections",
+    ),
+    (
+        "UNLATCH_TOOL",
+        "auto",
+        "migration tool whose lock to inspect: auto, knex-migrator",
+    ),
+    (
+        "UNLATCH_LOCK_TTL",
+        "15m",
+        "a lock held longer than this is stale and may be healed",
+    ),
+    (
+        "UNLATCH_LOCK_WAIT",
+        "UNLATCH_LOCK_TTL",
+        "how long to wait for a live lock, or another replica, before giving up",
+    ),
+    (
+        "UNLATCH_LOCK_TIMEZONE",
+        "$TZ, else /etc/localtime, else UTC",
+        "zone of the naive timestamps the tool writes",
+    ),
+    (
+        "UNLATCH_ON_STALE",
+        "clear",
+        "what to do with a stale lock: clear, rollback or fail",
+    ),
+    (
+        "UNLATCH_ROLLBACK_CMD",
+        "(unset)",
+        "command run before clearing, with UNLATCH_ON_STALE=rollback",
+    ),
+    (
+        "UNLATCH_MIGRATE_CMD",
+        "(unset)",
+        "command that migrates, e.g. knex-migrator-migrate --init",
+    ),
+    (
+        "UNLATCH_MIGRATE_TIMEOUT",
+        "10m",
+        "time limit for the migrate and rollback commands",
+    ),
+    (
+        "UNLATCH_KILL_GRACE",
+        "10s",
+        "time between TERM and KILL when a command must stop",
+    ),
+    (
+        "UNLATCH_LOG",
+        "info",
+        "least severe level logged: error, warn, info, debug, off",
+    ),
+    (
+        "UNLATCH_LOG_FORMAT",
+        "text",
+        "text (one `unlatch:` line per decision) or json (one object a line)",
+    ),
+];
+
+/// What to do with a lock held longer than the TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnStale {
+    /// Compare-and-swap the lock back to free.
+    Clear,
+    /// Run this command first, then clear the lock if it is still held.
+    Rollback(Vec<String>),
+    /// Change nothing and stop.
+    Fail,
+}
+
+/// Which migration tool's lock to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    Named(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How to log; read first, so that configuration errors are logged in the
+/// format the user asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Logging {
+    pub level: log::LevelFilter,
+    pub format: LogFormat,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub database: Option<Target>,
+    pub wait_timeout: Duration,
+    pub tool: ToolChoice,
+    pub lock_ttl: Duration,
+    pub lock_wait: Duration,
+    pub lock_zone: TimeZone,
+    pub on_stale: OnStale,
+    pub migrate_cmd: Option<Vec<String>>,
+    pub migrate_timeout: Duration,
+    pub kill_grace: Duration,
+    /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
+    /// effect), logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// The `UNLATCH_*` variables as envy reads them, before validation
+/// (`UNLATCH_LOG*` are read first, by [`Logging`]).
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    database_url: Option<String>,
+    wait_timeout: Option<String>,
+    tool: Option<String>,
+    lock_ttl: Option<String>,
+    lock_wait: Option<String>,
+    lock_timezone: Option<String>,
+    on_stale: Option<String>,
+    rollback_cmd: Option<String>,
+    migrate_cmd: Option<String>,
+    migrate_timeout: Option<String>,
+    kill_grace: Option<String>,
+}
+
+/// A snapshot of the environment: valid UTF-8, empty values dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// Takes the variables unlatch may read; one that is not UTF-8 is an
+    /// error naming it, rather than the panic `std::env::vars` would give.
+    pub fn capture(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Env, Failure> {
+        let mut map = HashMap::new();
+        for (key, value) in vars {
+            let Ok(key) = key.into_string() else { continue };
+            if !is_ours(&key) {
+                continue;
+            }
+            let value = value.into_string().map_err(|_| {
+                config_error(format!("{key} is not valid UTF-8; expected a UTF-8 value"))
+            })?;
+            if !value.is_empty() {
+                map.insert(key, value);
+            }
+        }
+        Ok(Env { vars: map })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Variables whose name starts with `prefix`.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.vars
+            .iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn is_ours(key: &str) -> bool {
+    key.starts_with("UNLATCH_")
+        || key.starts_with("database__")
+        || matches!(key, "DATABASE_URL" | "TZ" | "NODE_ENV")
+}
+
+fn config_error(message: String) -> Failure {
+    Failure::new(Code::Config, message)
+}
+
+fn raw(env: &Env) -> Result<Raw, Failure> {
+    envy::prefixed("UNLATCH_")
+        .from_iter(
+            env.with_prefix("UNLATCH_")
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .map_err(|e| config_error(format!("could not read the UNLATCH_* variables: {e}")))
+}
+
+impl Logging {
+    pub fn from_env(env: &Env) -> Result<Logging, Failure> {
+        let level = match env.get("UNLATCH_LOG").unwrap_or("info") {
+            "off" => log::LevelFilter::Off,
+            "error" => log::LevelFilter::Error,
+            "warn" => log::LevelFilter::Warn,
+            "info" => log::LevelFilter::Info,
+            "debug" => log::LevelFilter::Debug,
+            other => {
+                return Err(config_error(format!(
+                    "UNLATCH_LOG={other}: expected one of error, warn, info, debug, off"
+                )))
+            }
+        };
+        let format = match env.get("UNLATCH_LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(config_error(format!(
+                    "UNLATCH_LOG_FORMAT={other}: expected text or json"
+                )))
+            }
+        };
+        Ok(Logging { level, format })
+    }
+}
+
+impl Config {
+    /// Reads and checks everything. `cwd` is where Ghost's config file is
+    /// looked for.
+    pub fn from_env(env: &Env, cwd: &Path) -> Result<Config, Failure> {
+        let raw = raw(env)?;
+        let mut warnings = unknown_variables(env);
+
+        let lock_ttl = duration("UNLATCH_LOCK_TTL", raw.lock_ttl.as_deref(), "15m")?;
+        let lock_wait = match raw.lock_wait.as_deref() {
+            Some(value) => parse_duration("UNLATCH_LOCK_WAIT", value)?,
+            None => lock_ttl,
+        };
+        let on_stale = on_stale(raw.on_stale.as_deref(), raw.rollback_cmd.as_deref())?;
+        if raw.rollback_cmd.is_some() && !matches!(on_stale, OnStale::Rollback(_)) {
+            warnings.push(
+                "UNLATCH_ROLLBACK_CMD is set but only used with UNLATCH_ON_STALE=rollback; ignoring it"
+                    .into(),
+            );
+        }
+        let migrate_timeout = duration(
+            "UNLATCH_MIGRATE_TIMEOUT",
+            raw.migrate_timeout.as_deref(),
+            "10m",
+        )?;
+        if migrate_timeout.is_zero() {
+            return Err(config_error(
+                "UNLATCH_MIGRATE_TIMEOUT=0s: expected a duration above zero, like 10m".into(),
+            ));
+        }
+
+        Ok(Config {
+            database: database(env, raw.database_url.as_deref(), cwd)?,
+            wait_timeout: duration("UNLATCH_WAIT_TIMEOUT", raw.wait_timeout.as_deref(), "60s")?,
+            tool: tool(raw.tool.as_deref())?,
+            lock_ttl,
+            lock_wait,
+            lock_zone: lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?,
+            on_stale,
+            migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
+            migrate_timeout,
+            kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
+            warnings,
+        })
+    }
+}
+
+fn unknown_variables(env: &Env) -> Vec<String> {
+    let known: Vec<&str> = VARIABLES.iter().map(|(name, _, _)| *name).collect();
+    let mut unknown: Vec<String> = env
+        .with_prefix("UNLATCH_")
+        // UNLATCH_TEST_* belong to the test suite, not to unlatch.
+        .filter(|(k, _)| !known.contains(k) && !k.starts_with("UNLATCH_TEST_"))
+        .map(|(k, _)| {
+            format!("{k} is not a variable unlatch knows; ignoring it (see unlatch --help)")
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// The database to work on, from the first source that names one.
+fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<Target>, Failure> {
+    if let Some(url) = unlatch_url {
+        return Target::parse(url, "UNLATCH_DATABASE_URL").map(Some);
+    }
+    if let Some(url) = env.get("DATABASE_URL") {
+        return Target::parse(url, "DATABASE_URL").map(Some);
+    }
+    match ghost::database_url(env, cwd)? {
+        Some((url, source)) => Target::parse(&url, &source).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn duration(name: &str, value: Option<&str>, default: &str) -> Result<Duration, Failure> {
+    parse_duration(name, value.unwrap_or(default))
+}
+
+/// Parses `90s`, `10m`, `1h30m`, `1h 30m`...
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, Failure> {
+    humantime::parse_duration(value.trim()).map_err(|e| {
+        config_error(format!(
+            "{name}={value}: expected a duration like 90s, 10m or 1h30m ({e})"
+        ))
+    })
+}
+
+fn tool(value: Option<&str>) -> Result<ToolChoice, Failure> {
+    match value.unwrap_or("auto") {
+        "auto" => Ok(ToolChoice::Auto),
+        name => tools::known(name).map(ToolChoice::Named).ok_or_else(|| {
+            config_error(format!(
+                "UNLATCH_TOOL={name}: expected auto or one of: {}",
+                tools::NAMES.join(", ")
+            ))
+        }),
+    }
+}
+
+fn on_stale(value: Option<&str>, rollback_cmd: Option<&str>) -> Result<OnStale, Failure> {
+    match value.unwrap_or("clear") {
+        "clear" => Ok(OnStale::Clear),
+        "fail" => Ok(OnStale::Fail),
+        "rollback" => match command("UNLATCH_ROLLBACK_CMD", rollback_cmd)? {
+            Some(cmd) => Ok(OnStale::Rollback(cmd)),
+            None => Err(config_error(
+                "UNLATCH_ON_STALE=rollback needs UNLATCH_ROLLBACK_CMD, the command that rolls back \
+                 (e.g. knex-migrator-rollback --force --v 5.0 --mgpath current)"
+                    .into(),
+            )),
+        },
+        other => Err(config_error(format!(
+            "UNLATCH_ON_STALE={other}: expected clear, rollback or fail"
+        ))),
+    }
+}
+
+/// Splits a command into words with POSIX shell quoting; no shell runs it.
+pub fn command(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, Failure> {
+    let Some(value) = value else { return Ok(None) };
+    let words = shell_words::split(value).map_err(|_| {
+        config_error(format!(
+            "{name}: unmatched quote in {value:?}; expected words in POSIX shell quoting"
+        ))
+    })?;
+    if words.is_empty() {
+        return Err(config_error(format!(
+            "{name}={value:?}: expected a command, found no words"
+        )));
+    }
+    Ok(Some(words))
+}
+
+/// The zone knex-migrator wrote its naive timestamps in: the container's.
+fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<TimeZone, Failure> {
+    if let Some(name) = unlatch_tz {
+        return zone_named(name).ok_or_else(|| {
+            config_error(format!(
+                "UNLATCH_LOCK_TIMEZONE={name}: expected a time zone name like UTC or Europe/Berlin"
+            ))
+        });
+    }
+    if let Some(value) = tz {
+        let name = value.strip_prefix(':').unwrap_or(value);
+        return zone_named(name)
+            .or_else(|| TimeZone::posix(name).ok())
+            .ok_or_else(|| {
+                config_error(format!(
+                    "TZ={value}: expected a time zone name like UTC or Europe/Berlin, or a POSIX TZ string \
+                     (set UNLATCH_LOCK_TIMEZONE to override)"
+                ))
+            });
+    }
+    Ok(TimeZone::try_system().unwrap_or(TimeZone::UTC))
+}
+
+fn zone_named(name: &str) -> Option<TimeZone> {
+    if name.eq_ignore_ascii_case("UTC") {
+        return Some(TimeZone::UTC);
+    }
+    TimeZone::get(name).ok()
+}
+
+/// The help text's table of variables.
+pub fn variables_help() -> String {
+    let width = VARIABLES.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
+    VARIABLES
+        .iter()
+        .map(|(name, default, meaning)| {
+            format!("  {name:width$}  {meaning} [default: {default}]\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::capture(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .unwrap()
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, Failure> {
+        Config::from_env(&env(pairs), Path::new("/nonexistent"))
+    }
+
+    fn message(pairs: &[(&str, &str)]) -> String {
+        let err = config(pairs).unwrap_err();
+        assert_eq!(err.code, Code::Config);
+        err.message
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert!(c.database.is_none());
+        assert_eq!(c.wait_timeout, Duration::from_secs(60));
+        assert_eq!(c.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.lock_wait, c.lock_ttl);
+        assert_eq!(c.on_stale, OnStale::Clear);
+        assert_eq!(c.tool, ToolChoice::Auto);
+        assert_eq!(c.migrate_timeout, Duration::from_secs(600));
+        assert_eq!(c.kill_grace, Duration::from_secs(10));
+        assert!(c.migrate_cmd.is_none());
+    }
+
+    #[test]
+    fn durations_accept_compound_units() {
+        let c = config(&[
+            ("UNLATCH_LOCK_TTL", "1h30m"),
+            ("UNLATCH_WAIT_TIMEOUT", "90s"),
+        ])
+        .unwrap();
+        assert_eq!(c.lock_ttl, Duration::from_secs(5400));
+        assert_eq!(
+            c.lock_wait,
+            Duration::from_secs(5400),
+            "the wait defaults to the TTL"
+        );
+        assert_eq!(c.wait_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_duration_names_variable_and_form() {
+        let m = message(&[("UNLATCH_LOCK_TTL", "soon")]);
+        assert!(
+            m.starts_with("UNLATCH_LOCK_TTL=soon: expected a duration like 90s"),
+            "{m}"
+        );
+        let m = message(&[("UNLATCH_KILL_GRACE", "10")]);
+        assert!(m.contains("UNLATCH_KILL_GRACE=10"), "{m}");
+        let m = message(&[("UNLATCH_MIGRATE_TIMEOUT", "0s")]);
+        assert!(m.contains("above zero"), "{m}");
+    }
+
+    #[test]
+    fn empty_value_counts_as_unset() {
+        let c = config(&[("UNLATCH_LOCK_TTL", ""), ("UNLATCH_ON_STALE", "")]).unwrap();
+        assert_eq!(c.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.on_stale, OnStale::Clear);
+    }
+
+    #[test]
+    fn rollback_needs_its_command() {
+        let m = message(&[("UNLATCH_ON_STALE", "rollback")]);
+        assert!(m.contains("UNLATCH_ROLLBACK_CMD"), "{m}");
+        let c = config(&[
+            ("UNLATCH_ON_STALE", "rollback"),
+            ("UNLATCH_ROLLBACK_CMD", "knex-migrator-rollback --v '5.0'"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.on_stale,
+            OnStale::Rollback(vec![
+                "knex-migrator-rollback".into(),
+                "--v".into(),
+                "5.0".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn unused_rollback_command_is_a_warning() {
+        let c = config(&[("UNLATCH_ROLLBACK_CMD", "true")]).unwrap();
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("UNLATCH_ROLLBACK_CMD")));
+    }
+
+    #[test]
+    fn unknown_choices_are_named() {
+        assert!(
+            message(&[("UNLATCH_ON_STALE", "nuke")]).contains("expected clear, rollback or fail")
+        );
+        let m = message(&[("UNLATCH_TOOL", "alembic")]);
+        assert!(
+            m.contains("UNLATCH_TOOL=alembic") && m.contains("knex-migrator"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn commands_split_like_a_shell_without_one() {
+        let c = config(&[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)]).unwrap();
+        assert_eq!(
+            c.migrate_cmd.unwrap(),
+            ["sh", "-c", r#"echo "a b"; exit 3"#]
+        );
+        let m = message(&[("UNLATCH_MIGRATE_CMD", "echo 'oops")]);
+        assert!(
+            m.contains("UNLATCH_MIGRATE_CMD") && m.contains("unmatched quote"),
+            "{m}"
+        );
+        assert!(message(&[("UNLATCH_MIGRATE_CMD", "   ")]).contains("found no words"));
+    }
+
+    #[test]
+    fn time_zone_comes_from_override_then_tz() {
+        let c = config(&[("TZ", "Europe/Berlin")]).unwrap();
+        assert_eq!(c.lock_zone.iana_name(), Some("Europe/Berlin"));
+        let c = config(&[
+            ("TZ", "Europe/Berlin"),
+            ("UNLATCH_LOCK_TIMEZONE", "America/New_York"),
+        ])
+        .unwrap();
+        assert_eq!(c.lock_zone.iana_name(), Some("America/New_York"));
+        let c = config(&[("TZ", "UTC")]).unwrap();
+        assert_eq!(c.lock_zone, TimeZone::UTC);
+        assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
+        assert!(
+            message(&[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")]).contains("UNLATCH_LOCK_TIMEZONE")
+        );
+        assert!(message(&[("TZ", "Nowhere/Land")]).starts_with("TZ=Nowhere/Land"));
+    }
+
+    #[test]
+    fn database_url_precedence() {
+        let c = config(&[
+            ("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"),
+            ("DATABASE_URL", "postgres://u@h/d"),
+        ])
+        .unwrap();
+        assert_eq!(c.database.unwrap().source, "UNLATCH_DATABASE_URL");
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u@h/d"),
+            ("database__client", "sqlite3"),
+        ])
+        .unwrap();
+        assert_eq!(c.database.unwrap().source, "DATABASE_URL");
+    }
+
+    #[test]
+    fn log_settings() {
+        let l = Logging::from_env(&env(&[
+            ("UNLATCH_LOG", "warn"),
+            ("UNLATCH_LOG_FORMAT", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(l.level, log::LevelFilter::Warn);
+        assert_eq!(l.format, LogFormat::Json);
+        let e = Logging::from_env(&env(&[("UNLATCH_LOG", "loud")])).unwrap_err();
+        assert!(e.message.starts_with("UNLATCH_LOG=loud"));
+    }
+
+    #[test]
+    fn non_utf8_value_names_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        let err = Env::capture([(
+            OsString::from("UNLATCH_LOCK_TTL"),
+            OsString::from_vec(vec![0xff, b'm']),
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "UNLATCH_LOCK_TTL is not valid UTF-8; expected a UTF-8 value"
+        );
+    }
+
+    #[test]
+    fn unknown_unlatch_variable_is_a_warning() {
+        let c = config(&[("UNLATCH_LOCK_TTLL", "1m"), ("UNLATCH_TEST_MYSQL_URL", "x")]).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].starts_with("UNLATCH_LOCK_TTLL is not a variable"));
+    }
+}

@@ -1,0 +1,492 @@
+//! Database: where it is, waiting for it, and the few SQL forms that differ
+//! between SQLite, MySQL/MariaDB and PostgreSQL.
+//!
+//! All three go through sqlx's `Any` driver, so a tool adapter is written
+//! once: it writes `?` placeholders and asks [`Kind`] for the handful of
+//! expressions that differ. The alternative, one connection type per
+//! database behind an enum, would repeat every query three times for no gain
+//! at this size. Values cross as text or integers only (the `Any` driver's
+//! common ground); timestamps are read as text and parsed by `clock`.
+//!
+//! The URL holds a password; it is kept private here, and everything shown
+//! to a user goes through [`Target::redacted`] or [`Target::scrub`].
+//!
+//! May touch: the network and the database file; it writes nothing itself.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyRow};
+use sqlx::{AnyConnection, ConnectOptions, Connection};
+
+use crate::clock::human;
+use crate::exit::{Code, Failure};
+use crate::process::Stop;
+
+/// Which SQL dialect a database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+/// A validated database location. Its URL never leaves this module.
+#[derive(Clone)]
+pub struct Target {
+    pub kind: Kind,
+    url: String,
+    password: Option<String>,
+    /// The URL with its password masked, for messages.
+    pub redacted: String,
+    /// Which variable (or file) named the database, for messages.
+    pub source: String,
+    /// The SQLite file, when it is one (not `:memory:`).
+    pub sqlite_file: Option<PathBuf>,
+    /// The database name, for MySQL and PostgreSQL.
+    pub name: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({} from {})", self.redacted, self.source)
+    }
+}
+
+impl Target {
+    /// Checks a database URL without connecting.
+    pub fn parse(url: &str, source: &str) -> Result<Target, Failure> {
+        let bad = |why: String| {
+            Failure::new(
+                Code::Config,
+                format!(
+                    "{source}={}: {why}; expected a URL like sqlite:///data/app.db, \
+                     mysql://user:password@host:3306/db or postgres://user:password@host:5432/db",
+                    redact(url)
+                ),
+            )
+        };
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        let kind = match scheme.as_str() {
+            "sqlite" => Kind::Sqlite,
+            "mysql" | "mariadb" => Kind::MySql,
+            "postgres" | "postgresql" => Kind::Postgres,
+            "" => return Err(bad("no scheme".into())),
+            other => return Err(bad(format!("unsupported scheme {other}:"))),
+        };
+        let mut target = Target {
+            kind,
+            url: url.to_owned(),
+            password: None,
+            redacted: redact(url),
+            source: source.to_owned(),
+            sqlite_file: None,
+            name: String::new(),
+        };
+        if kind == Kind::Sqlite {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(|e| bad(e.to_string()))?;
+            let file = options.get_filename();
+            if !url.contains(":memory:") && !url.contains("mode=memory") {
+                target.name = file.display().to_string();
+                target.sqlite_file = Some(file.to_owned());
+            }
+            return Ok(target);
+        }
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        target.password = parsed.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        target.name = parsed.path().trim_start_matches('/').to_owned();
+        if parsed.host_str().is_none_or(str::is_empty) && !url.contains("socket=") {
+            return Err(bad("no host".into()));
+        }
+        if target.name.is_empty() {
+            return Err(bad("no database name in the path".into()));
+        }
+        // Let the driver check its own parameters (sslmode, charset...) now,
+        // not after a minute of waiting.
+        let checked = match kind {
+            Kind::MySql => sqlx::mysql::MySqlConnectOptions::from_str(url).map(drop),
+            _ => sqlx::postgres::PgConnectOptions::from_str(url).map(drop),
+        };
+        checked.map_err(|e| bad(target.scrub(&e.to_string())))?;
+        Ok(target)
+    }
+
+    /// `text` with this target's password masked, for any message that
+    /// might quote a driver's error.
+    pub fn scrub(&self, text: &str) -> String {
+        match self.password.as_deref() {
+            Some(p) if !p.is_empty() => text.replace(p, "***"),
+            _ => text.to_owned(),
+        }
+    }
+
+    /// Options for a connection, optionally to the server without a
+    /// database (MySQL's `GET_LOCK` is server-wide).
+    pub fn options(&self, without_database: bool) -> anyhow::Result<AnyConnectOptions> {
+        sqlx::any::install_default_drivers();
+        let mut url = url::Url::parse(&self.url).context("database URL")?;
+        if without_database {
+            url.set_path("");
+        }
+        let options = AnyConnectOptions::from_url(&url).context("database URL")?;
+        Ok(options.disable_statement_logging())
+    }
+
+    /// Opens one connection now, without waiting.
+    pub async fn connect_once(&self, without_database: bool) -> Result<AnyConnection, sqlx::Error> {
+        let options = self
+            .options(without_database)
+            .map_err(|e| sqlx::Error::Configuration(e.into()))?;
+        AnyConnection::connect_with(&options).await
+    }
+}
+
+/// Masks the password of a URL-like string, even one that does not parse.
+pub fn redact(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return parsed.into();
+        }
+        if parsed.has_host() || parsed.scheme() == "sqlite" {
+            return url.to_owned();
+        }
+    }
+    // Not a URL we understand: mask anything between "://user:" and "@".
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let creds = &url[start + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..start + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// What one failed connection attempt means.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Retry,
+    Credentials,
+    MissingDatabase,
+    Fatal,
+}
+
+fn classify(err: &sqlx::Error) -> Attempt {
+    match err {
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return match my.number() {
+                    1045 | 1044 | 1698 => Attempt::Credentials,
+                    1049 => Attempt::MissingDatabase,
+                    _ => Attempt::Retry,
+                };
+            }
+            match db.code().as_deref() {
+                Some("28P01" | "28000") => Attempt::Credentials,
+                Some("3D000") => Attempt::MissingDatabase,
+                _ => Attempt::Retry,
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => Attempt::Retry,
+        _ => Attempt::Fatal,
+    }
+}
+
+/// An open connection and the dialect it speaks.
+pub struct Db {
+    conn: AnyConnection,
+    pub kind: Kind,
+}
+
+/// Waits for the database to accept a connection, with backoff, for at most
+/// `timeout`. `Ok(None)` means the database does not exist (yet): there is
+/// nothing in it to heal.
+pub async fn wait_for(
+    target: &Target,
+    timeout: Duration,
+    stop: &mut Stop,
+) -> anyhow::Result<Option<Db>> {
+    if let Some(file) = &target.sqlite_file {
+        if !file.exists() {
+            log::info!(
+                "database file {} does not exist yet: nothing to heal",
+                file.display()
+            );
+            return Ok(None);
+        }
+    }
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut last_logged: Option<Instant> = None;
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let attempt = tokio::time::timeout(
+            remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            target.connect_once(false),
+        );
+        let err = tokio::select! {
+            result = attempt => match result {
+                Ok(Ok(conn)) => {
+                    log::debug!("connected to {}", target.redacted);
+                    return Ok(Some(Db { conn, kind: target.kind }));
+                }
+                Ok(Err(err)) => err,
+                Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
+            },
+            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        };
+        let cause = target.scrub(&err.to_string());
+        match classify(&err) {
+            Attempt::Credentials => {
+                return Err(Failure::new(
+                    Code::Credentials,
+                    format!(
+                        "the database {} (from {}) rejected the credentials: {cause}",
+                        target.redacted, target.source
+                    ),
+                )
+                .into())
+            }
+            Attempt::MissingDatabase => {
+                log::info!(
+                    "database {} does not exist yet: nothing to heal ({cause})",
+                    target.redacted
+                );
+                return Ok(None);
+            }
+            Attempt::Fatal => {
+                return Err(Failure::new(
+                    Code::Unreachable,
+                    format!(
+                        "cannot connect to {} (from {}): {cause}",
+                        target.redacted, target.source
+                    ),
+                )
+                .into())
+            }
+            Attempt::Retry => {}
+        }
+        if started.elapsed() >= timeout {
+            return Err(Failure::new(
+                Code::Unreachable,
+                format!(
+                    "could not reach the database {} (from {}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
+                    target.redacted,
+                    target.source,
+                    human(timeout)
+                ),
+            )
+            .into());
+        }
+        if last_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            log::info!(
+                "waiting for the database {}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
+                target.redacted,
+                human(started.elapsed()),
+                human(timeout)
+            );
+            last_logged = Some(Instant::now());
+        }
+        let pause = delay.min(timeout.saturating_sub(started.elapsed()));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl Db {
+    /// Wraps a connection opened elsewhere (tests, the guard).
+    pub fn new(conn: AnyConnection, kind: Kind) -> Db {
+        Db { conn, kind }
+    }
+
+    /// Runs a statement; `?` placeholders, bound in order.
+    pub async fn exec(&mut self, sql: &str, args: &[Option<&str>]) -> anyhow::Result<u64> {
+        let sql = self.kind.placeholders(sql);
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = query.bind(arg.map(str::to_owned));
+        }
+        let done = query
+            .execute(&mut self.conn)
+            .await
+            .with_context(|| sql.clone())?;
+        Ok(done.rows_affected())
+    }
+
+    /// Fetches at most one row.
+    pub async fn row(
+        &mut self,
+        sql: &str,
+        args: &[Option<&str>],
+    ) -> anyhow::Result<Option<AnyRow>> {
+        let sql = self.kind.placeholders(sql);
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = query.bind(arg.map(str::to_owned));
+        }
+        query
+            .fetch_optional(&mut self.conn)
+            .await
+            .with_context(|| sql.clone())
+    }
+
+    /// Whether a table of this name exists in the current database/schema.
+    pub async fn table_exists(&mut self, table: &str) -> anyhow::Result<bool> {
+        let sql = match self.kind {
+            Kind::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            Kind::MySql => {
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+            Kind::Postgres => {
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+            }
+        };
+        Ok(self.row(sql, &[Some(table)]).await?.is_some())
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+
+    /// The raw connection, for the guard's own statements.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "SQLite",
+            Kind::MySql => "MySQL",
+            Kind::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// `?` placeholders become `$1, $2...` for PostgreSQL. Our SQL has no
+    /// `?` inside literals, so a plain scan is exact.
+    fn placeholders(self, sql: &str) -> String {
+        if self != Kind::Postgres {
+            return sql.to_owned();
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// An expression's value as text, as the database renders it.
+    pub fn text(self, expr: &str) -> String {
+        match self {
+            Kind::MySql => format!("CAST({expr} AS CHAR)"),
+            _ => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+
+    /// Equality that holds for two NULLs too: the heart of a compare-and-swap
+    /// on a value that may be NULL.
+    pub fn same(self, lhs: &str, rhs: &str) -> String {
+        match self {
+            Kind::Sqlite => format!("{lhs} IS {rhs}"),
+            Kind::MySql => format!("{lhs} <=> {rhs}"),
+            Kind::Postgres => format!("{lhs} IS NOT DISTINCT FROM {rhs}"),
+        }
+    }
+
+    /// A placeholder for a timestamp given as text (PostgreSQL will not take
+    /// text into a timestamp column without a cast).
+    pub fn timestamp_param(self) -> &'static str {
+        match self {
+            Kind::Postgres => "CAST(? AS TIMESTAMPTZ)",
+            _ => "?",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_masks_passwords_only() {
+        assert_eq!(
+            redact("mysql://root:hunter2@db:3306/ghost"),
+            "mysql://root:***@db:3306/ghost"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("sqlite:///data/ghost.db"), "sqlite:///data/ghost.db");
+        assert_eq!(redact("weird://user:hunter2@[bad"), "weird://user:***@[bad");
+    }
+
+    #[test]
+    fn parse_accepts_the_five_schemes() {
+        for (url, kind) in [
+            ("sqlite:///tmp/x.db", Kind::Sqlite),
+            ("mysql://root@127.0.0.1/test", Kind::MySql),
+            ("mariadb://root@127.0.0.1/test", Kind::MySql),
+            ("postgres://postgres@127.0.0.1/test", Kind::Postgres),
+            ("postgresql://postgres@127.0.0.1:5432/test", Kind::Postgres),
+        ] {
+            assert_eq!(Target::parse(url, "X").unwrap().kind, kind, "{url}");
+        }
+        let t = Target::parse("sqlite:///tmp/a%20b.db", "X").unwrap();
+        assert_eq!(t.sqlite_file.unwrap(), PathBuf::from("/tmp/a b.db"));
+        assert!(Target::parse("sqlite::memory:", "X")
+            .unwrap()
+            .sqlite_file
+            .is_none());
+    }
+
+    #[test]
+    fn parse_errors_name_source_and_hide_password() {
+        for (url, why) in [
+            ("redis://u:sekrit@h/0", "unsupported scheme redis:"),
+            ("no-scheme-here", "no scheme"),
+            ("mysql://u:sekrit@h", "no database name"),
+            ("postgres://u:sekrit@h/d?sslmode=bogus", "sslmode"),
+        ] {
+            let err = Target::parse(url, "DATABASE_URL").unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(err.message.starts_with("DATABASE_URL="), "{}", err.message);
+            assert!(err.message.contains(why), "{why}: {}", err.message);
+            assert!(!err.message.contains("sekrit"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            Kind::Postgres.placeholders("a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
+        assert_eq!(Kind::MySql.placeholders("a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn scrub_masks_decoded_password() {
+        let t = Target::parse("mysql://u:p%40ss@h/d", "X").unwrap();
+        assert_eq!(t.scrub("Access denied for p@ss"), "Access denied for ***");
+    }
+}

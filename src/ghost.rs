@@ -1,0 +1,389 @@
+//! Ghost's database settings, mapped to a database URL, so that a Ghost user
+//! configures nothing twice.
+//!
+//! Ghost reads `database__client` and `database__connection__*` variables
+//! (nconf, `__` as separator), which win over `config.$NODE_ENV.json` in its
+//! working directory; both are merged key by key, as nconf does. Only the
+//! keys that locate the database are read. A relative SQLite filename is
+//! resolved as Ghost resolves it, against Ghost's root: `./current` in the
+//! Ghost-CLI layout of the official image, else the working directory.
+//!
+//! May touch: `config.$NODE_ENV.json` in the working directory (read only).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::Env;
+use crate::exit::{Code, Failure};
+
+const FIELDS: &[&str] = &[
+    "filename",
+    "host",
+    "port",
+    "user",
+    "password",
+    "database",
+    "socketPath",
+];
+
+/// The database URL that Ghost's own settings describe, and where it came
+/// from; `None` when Ghost's settings name no database.
+pub fn database_url(env: &Env, cwd: &Path) -> Result<Option<(String, String)>, Failure> {
+    let file_name = format!(
+        "config.{}.json",
+        env.get("NODE_ENV").unwrap_or("development")
+    );
+    let file = read_config_file(&cwd.join(&file_name))?;
+    let from_env = settings_from_env(env);
+
+    let mut settings = file.clone().unwrap_or_default();
+    settings.extend(from_env.clone());
+    if settings.is_empty() {
+        return Ok(None);
+    }
+    let source = match (from_env.is_empty(), file.is_some_and(|f| !f.is_empty())) {
+        (false, true) => format!("Ghost's database__* variables and {file_name}"),
+        (false, false) => "Ghost's database__* variables".to_owned(),
+        (true, _) => file_name.clone(),
+    };
+    url_from_settings(&settings, cwd, &source).map(|url| Some((url, source)))
+}
+
+/// Setting name (`client`, `host`, ...) to value.
+type Settings = BTreeMap<&'static str, String>;
+
+fn settings_from_env(env: &Env) -> Settings {
+    let mut settings = Settings::new();
+    if let Some(client) = env.get("database__client") {
+        settings.insert("client", client.to_owned());
+    }
+    for field in FIELDS {
+        if let Some(value) = env.get(&format!("database__connection__{field}")) {
+            settings.insert(field, value.to_owned());
+        }
+    }
+    settings
+}
+
+fn read_config_file(path: &Path) -> Result<Option<Settings>, Failure> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Failure::new(
+                Code::Config,
+                format!("{}: cannot read Ghost's config file: {e}", path.display()),
+            ))
+        }
+    };
+    let json: Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            Code::Config,
+            format!("{}: expected Ghost's JSON config, {e}", path.display()),
+        )
+    })?;
+    let mut settings = Settings::new();
+    let database = &json["database"];
+    if let Some(client) = scalar(&database["client"]) {
+        settings.insert("client", client);
+    }
+    for field in FIELDS {
+        if let Some(value) = scalar(&database["connection"][field]) {
+            settings.insert(field, value);
+        }
+    }
+    Ok(Some(settings))
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn url_from_settings(settings: &Settings, cwd: &Path, source: &str) -> Result<String, Failure> {
+    let missing = |key: &str| {
+        Failure::new(
+            Code::Config,
+            format!(
+                "{source}: database__{key} is not set; Ghost needs it for database__client={}",
+                settings.get("client").map_or("", String::as_str)
+            ),
+        )
+    };
+    match settings.get("client").map(String::as_str) {
+        Some("sqlite3" | "better-sqlite3") => {
+            let filename = settings.get("filename").ok_or_else(|| missing("connection__filename"))?;
+            Ok(sqlite_url(&ghost_path(filename, cwd)))
+        }
+        Some("mysql" | "mysql2") => {
+            let database = settings.get("database").ok_or_else(|| missing("connection__database"))?;
+            mysql_url(settings, database, source)
+        }
+        Some(other) => Err(Failure::new(
+            Code::Config,
+            format!("{source}: database__client={other}: expected sqlite3, mysql or mysql2"),
+        )),
+        None => Err(Failure::new(
+            Code::Config,
+            format!("{source}: database__connection__* is set but database__client is not; expected sqlite3, mysql or mysql2"),
+        )),
+    }
+}
+
+/// Ghost makes relative paths absolute against its own root.
+fn ghost_path(filename: &str, cwd: &Path) -> PathBuf {
+    let path = Path::new(filename);
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let current = cwd.join("current");
+    let root = if current.is_dir() {
+        current
+    } else {
+        cwd.to_owned()
+    };
+    root.join(path)
+}
+
+/// A `sqlite://` URL for a path, percent-encoded so any file name survives.
+pub fn sqlite_url(path: &Path) -> String {
+    const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'?')
+        .add(b'<')
+        .add(b'>');
+    format!(
+        "sqlite://{}",
+        percent_encoding::utf8_percent_encode(&path.to_string_lossy(), ENCODE)
+    )
+}
+
+fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String, Failure> {
+    let host = settings.get("host").map_or("localhost", String::as_str);
+    let mut url = url::Url::parse("mysql://localhost/").expect("static URL parses");
+    let bad = |what: &str, value: &str| {
+        Failure::new(
+            Code::Config,
+            format!("{source}: database__connection__{what}={value}: expected a valid {what}"),
+        )
+    };
+    url.set_host(Some(host)).map_err(|_| bad("host", host))?;
+    if let Some(port) = settings.get("port") {
+        let number = port.parse::<u16>().map_err(|_| bad("port", port))?;
+        url.set_port(Some(number)).map_err(|_| bad("port", port))?;
+    }
+    if let Some(user) = settings.get("user") {
+        url.set_username(user).map_err(|_| bad("user", user))?;
+    }
+    if let Some(password) = settings.get("password") {
+        url.set_password(Some(password)).map_err(|_| {
+            Failure::new(
+                Code::Config,
+                format!("{source}: database__connection__password cannot be used"),
+            )
+        })?;
+    }
+    url.path_segments_mut()
+        .expect("mysql URLs have paths")
+        .clear()
+        .push(database);
+    if let Some(socket) = settings.get("socketPath") {
+        url.query_pairs_mut().append_pair("socket", socket);
+    }
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::capture(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .unwrap()
+    }
+
+    fn dir_with(file: &str, json: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "unlatch-ghost-{}-{file}-{}",
+            std::process::id(),
+            json.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), json).unwrap();
+        dir
+    }
+
+    #[test]
+    fn nothing_configured_is_none() {
+        assert!(database_url(&env(&[]), Path::new("/nonexistent"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn sqlite_from_variables() {
+        let e = env(&[
+            ("database__client", "sqlite3"),
+            (
+                "database__connection__filename",
+                "/var/lib/ghost/content/data/ghost.db",
+            ),
+        ]);
+        let (url, source) = database_url(&e, Path::new("/nonexistent"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "sqlite:///var/lib/ghost/content/data/ghost.db");
+        assert_eq!(source, "Ghost's database__* variables");
+    }
+
+    #[test]
+    fn sqlite_path_with_odd_characters_is_encoded() {
+        assert_eq!(
+            sqlite_url(Path::new("/data/my blog#1?.db")),
+            "sqlite:///data/my%20blog%231%3F.db"
+        );
+    }
+
+    #[test]
+    fn relative_sqlite_path_resolves_against_ghost_root() {
+        let dir = dir_with("marker", "");
+        let e = env(&[
+            ("database__client", "sqlite3"),
+            ("database__connection__filename", "content/data/ghost.db"),
+        ]);
+        let (url, _) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(url, sqlite_url(&dir.join("content/data/ghost.db")));
+        std::fs::create_dir_all(dir.join("current")).unwrap();
+        let (url, _) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(url, sqlite_url(&dir.join("current/content/data/ghost.db")));
+    }
+
+    #[test]
+    fn mysql_from_variables_encodes_credentials() {
+        let e = env(&[
+            ("database__client", "mysql"),
+            ("database__connection__host", "db"),
+            ("database__connection__port", "3307"),
+            ("database__connection__user", "ghost"),
+            ("database__connection__password", "p@ss:w/rd"),
+            ("database__connection__database", "ghost_prod"),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/nonexistent"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod");
+    }
+
+    #[test]
+    fn file_is_read_for_node_env_and_variables_win() {
+        let dir = dir_with(
+            "config.production.json",
+            r#"{"url":"http://x","database":{"client":"mysql","connection":{"host":"mysql","port":3306,"user":"root","password":"secret","database":"ghost"}}}"#,
+        );
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            ("database__connection__host", "db.internal"),
+        ]);
+        let (url, source) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(url, "mysql://root:secret@db.internal:3306/ghost");
+        assert_eq!(
+            source,
+            "Ghost's database__* variables and config.production.json"
+        );
+
+        let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "mysql://root:secret@mysql:3306/ghost");
+        assert_eq!(source, "config.production.json");
+        // NODE_ENV defaults to development, as in Ghost.
+        assert!(database_url(&env(&[]), &dir).unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_file_is_a_config_error_naming_it() {
+        let dir = dir_with("config.development.json", "{ not json");
+        let err = database_url(&env(&[]), &dir).unwrap_err();
+        assert_eq!(err.code, Code::Config);
+        assert!(
+            err.message
+                .contains("config.development.json: expected Ghost's JSON config"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn unknown_client_and_missing_fields_are_named() {
+        let err = database_url(&env(&[("database__client", "pg")]), Path::new("/x")).unwrap_err();
+        assert!(
+            err.message
+                .contains("database__client=pg: expected sqlite3, mysql or mysql2"),
+            "{}",
+            err.message
+        );
+        let err =
+            database_url(&env(&[("database__client", "sqlite3")]), Path::new("/x")).unwrap_err();
+        assert!(
+            err.message
+                .contains("database__connection__filename is not set"),
+            "{}",
+            err.message
+        );
+        let err = database_url(
+            &env(&[("database__connection__host", "db")]),
+            Path::new("/x"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("database__client is not"),
+            "{}",
+            err.message
+        );
+        let err = database_url(
+            &env(&[
+                ("database__client", "mysql"),
+                ("database__connection__database", "g"),
+                ("database__connection__port", "x"),
+            ]),
+            Path::new("/x"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("database__connection__port=x"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn socket_path_becomes_a_query_parameter() {
+        let e = env(&[
+            ("database__client", "mysql2"),
+            (
+                "database__connection__socketPath",
+                "/run/mysqld/mysqld.sock",
+            ),
+            ("database__connection__user", "root"),
+            ("database__connection__database", "ghost"),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
+        assert_eq!(
+            url,
+            "mysql://root@localhost/ghost?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
+        );
+    }
+}

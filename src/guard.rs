@@ -1,0 +1,224 @@
+//! Guard: unlatch's own lock, so that replicas starting together run the
+//! preflight one at a time.
+//!
+//! It is session-scoped on purpose: `pg_advisory_lock` on PostgreSQL,
+//! `GET_LOCK` on MySQL/MariaDB, an OS file lock beside the database file on
+//! SQLite. A replica that dies frees it with its session or file handle, so
+//! the guard itself can never go stale; that is the property the migration
+//! tools' row locks lack. It is held on a connection of its own and released
+//! on every path: explicitly by [`Guard::release`], and by the connection or
+//! file closing if unlatch exits any other way.
+//!
+//! The wait is done in rounds of about a second (a server-side timeout on
+//! the lock call), so a TERM is answered promptly and an abandoned request
+//! never outlives its round on the server.
+//!
+//! May touch: its own advisory lock, or the `<database>.unlatch-lock` file.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::Row;
+
+use crate::clock::human;
+use crate::db::{Db, Kind, Target};
+use crate::exit::{Code, Failure};
+use crate::process::Stop;
+
+/// `pg_advisory_lock` key: the bytes of "unlatch". Advisory keys are per
+/// database, so one constant serves every database on a server.
+pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
+
+/// A held guard; dropping it releases it too.
+pub enum Guard {
+    Session {
+        db: Db,
+        name: String,
+        release_sql: String,
+    },
+    File {
+        _file: File,
+        path: PathBuf,
+    },
+    /// Nothing to guard (no file yet, or an in-memory database).
+    None,
+}
+
+/// The MySQL lock name: per database, within `GET_LOCK`'s 64 characters.
+fn mysql_lock_name(database: &str) -> String {
+    format!("unlatch:{database}").chars().take(64).collect()
+}
+
+/// Takes the guard, waiting at most `wait` for another replica to finish.
+pub async fn acquire(target: &Target, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+    match target.kind {
+        Kind::Sqlite => match &target.sqlite_file {
+            Some(file) => file_guard(file, wait, stop).await,
+            None => Ok(Guard::None),
+        },
+        Kind::MySql | Kind::Postgres => session_guard(target, wait, stop).await,
+    }
+}
+
+async fn session_guard(target: &Target, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+    // GET_LOCK is server-wide, so MySQL's guard needs no database: it works
+    // even before the migrate command creates it.
+    let conn = target
+        .connect_once(target.kind == Kind::MySql)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                Code::Unreachable,
+                format!(
+                    "guard connection to {}: {}",
+                    target.redacted,
+                    target.scrub(&e.to_string())
+                ),
+            )
+        })?;
+    let mut db = Db::new(conn, target.kind);
+    let (name, try_sql, release_sql) = match target.kind {
+        Kind::MySql => {
+            let key = mysql_lock_name(&target.name);
+            (
+                format!("GET_LOCK('{key}')"),
+                format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
+                format!("SELECT RELEASE_LOCK('{key}')"),
+            )
+        }
+        _ => {
+            db.exec("SET lock_timeout = '1s'", &[]).await?;
+            (
+                format!("pg_advisory_lock({PG_KEY})"),
+                format!("SELECT pg_advisory_lock({PG_KEY})"),
+                format!("SELECT pg_advisory_unlock({PG_KEY})"),
+            )
+        }
+    };
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        let attempt = async {
+            match db.row(&try_sql, &[]).await {
+                Ok(Some(row)) if target.kind == Kind::MySql => Ok(row.try_get::<i64, _>(0)? == 1),
+                Ok(_) => Ok(true),
+                // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
+                Err(e) if is_lock_timeout(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let got = tokio::select! {
+            got = attempt => got.with_context(|| format!("taking the guard {name}"))?,
+            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        };
+        if got {
+            log::debug!("took the guard {name} after {}", human(started.elapsed()));
+            return Ok(Guard::Session {
+                db,
+                name,
+                release_sql,
+            });
+        }
+        if started.elapsed() >= wait {
+            return Err(still_held(&name, wait));
+        }
+        if !logged {
+            log::info!("another replica is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
+            logged = true;
+        }
+    }
+}
+
+fn is_lock_timeout(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "55P03")
+}
+
+fn still_held(name: &str, wait: Duration) -> anyhow::Error {
+    Failure::new(
+        Code::LockStillHeld,
+        format!(
+            "another replica still holds unlatch's guard {name} after UNLATCH_LOCK_WAIT={}",
+            human(wait)
+        ),
+    )
+    .into()
+}
+
+async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".unlatch-lock");
+    let path = PathBuf::from(path);
+    if !database
+        .parent()
+        .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        log::debug!("no folder for {} yet: no guard needed", path.display());
+        return Ok(Guard::None);
+    }
+    let file = match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            log::warn!(
+                "cannot open the guard file {}: {e}; going on without a guard",
+                path.display()
+            );
+            return Ok(Guard::None);
+        }
+    };
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Guard::File { _file: file, path }),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
+            }
+        }
+        let name = path.display().to_string();
+        if started.elapsed() >= wait {
+            return Err(still_held(&name, wait));
+        }
+        if !logged {
+            log::info!("another process is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
+            logged = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        }
+    }
+}
+
+impl Guard {
+    /// Releases the guard and says so.
+    pub async fn release(self) {
+        match self {
+            Guard::Session {
+                mut db,
+                name,
+                release_sql,
+            } => {
+                if let Err(e) = db.exec(&release_sql, &[]).await {
+                    log::debug!(
+                        "releasing {name}: {e:#} (closing its connection releases it anyway)"
+                    );
+                }
+                db.close().await;
+                log::debug!("released the guard {name}");
+            }
+            Guard::File { path, .. } => log::debug!("released the guard {}", path.display()),
+            Guard::None => {}
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Heal: decide whether a migration lock is live or stale, wait for a live
+//! one, and free a stale one as `UNLATCH_ON_STALE` says.
+//!
+//! A lock is stale only when it has been held longer than `UNLATCH_LOCK_TTL`.
+//! Its age comes from the holder's own timestamp; when that is missing,
+//! unreadable or in the future, the age is counted from the moment this
+//! unlatch first saw that same holder (so a lock of unknown age is freed
+//! only after unlatch itself has watched it, unchanged, for a whole TTL).
+//! A live lock is never touched: it is polled about once a second until it
+//! is released, goes stale, or `UNLATCH_LOCK_WAIT` runs out. Every write is
+//! the adapter's compare-and-swap on what was observed; when it loses the
+//! race, we look again rather than retry blindly.
+//!
+//! May touch: the tool's lock, through its adapter; the rollback command.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::clock::{self, human};
+use crate::config::{Config, OnStale};
+use crate::db::Db;
+use crate::exit::{Code, Failure};
+use crate::process::{self, Ended, Limits, Stop};
+use crate::tools::{LockState, Tool};
+
+/// How often a live lock is looked at, and how often the wait is logged.
+const POLL: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// What a lock's state means under the TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Free,
+    /// Held for `age` (if known), under the TTL: leave it alone.
+    Live {
+        age: Option<Duration>,
+    },
+    /// Held past the TTL, or a missing row nobody can hold.
+    Stale {
+        age: Option<Duration>,
+    },
+}
+
+impl Verdict {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Free => "free",
+            Verdict::Live { .. } => "live",
+            Verdict::Stale { .. } => "stale",
+        }
+    }
+}
+
+/// Judges `state`. `watched` is how long this unlatch has seen the same
+/// holder; it stands in for the age when the holder's timestamp is no use.
+pub fn judge(
+    state: &LockState,
+    now: Timestamp,
+    watched: Option<Duration>,
+    ttl: Duration,
+) -> Verdict {
+    match state {
+        LockState::Free => Verdict::Free,
+        LockState::Missing => Verdict::Stale { age: None },
+        LockState::Held(lock) => {
+            let age = lock.taken.and_then(|t| clock::age(t, now)).or(watched);
+            match age {
+                Some(age) if age >= ttl => Verdict::Stale { age: Some(age) },
+                _ => Verdict::Live { age },
+            }
+        }
+    }
+}
+
+/// A one-line account of a lock, for logs: where, holder, age, TTL.
+pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &Config) -> String {
+    let zone = config
+        .lock_zone
+        .iana_name()
+        .unwrap_or("the configured zone");
+    let age = match verdict {
+        Verdict::Live { age: Some(a) } | Verdict::Stale { age: Some(a) } => {
+            format!("held for {}", human(*a))
+        }
+        _ => "age unknown".to_owned(),
+    };
+    match state {
+        LockState::Free => format!("{} lock {} is free", tool.name(), tool.place()),
+        LockState::Missing => format!(
+            "{} lock {} has no row: {} treats that as locked, yet no process can hold it",
+            tool.name(),
+            tool.place(),
+            tool.name()
+        ),
+        LockState::Held(lock) => format!(
+            "{} lock {} taken at {} ({zone}), {age}, UNLATCH_LOCK_TTL={}",
+            tool.name(),
+            tool.place(),
+            lock.acquired_at.as_deref().unwrap_or("NULL"),
+            human(config.lock_ttl)
+        ),
+    }
+}
+
+/// Waits out a live lock and heals a stale one; returns once the lock is
+/// free. Fails with `LockStillHeld` after `UNLATCH_LOCK_WAIT`, or
+/// `StaleRefused` under `UNLATCH_ON_STALE=fail`.
+pub async fn settle(
+    tool: &dyn Tool,
+    db: &mut Db,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
+    let zone = &config.lock_zone;
+    let mut watching: Option<(LockState, Instant)> = None;
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let state = tool.observe(db, zone).await?;
+        let first_seen = match &watching {
+            Some((seen, since)) if *seen == state => *since,
+            _ => Instant::now(),
+        };
+        watching = Some((state.clone(), first_seen));
+        let verdict = judge(
+            &state,
+            Timestamp::now(),
+            Some(first_seen.elapsed()),
+            config.lock_ttl,
+        );
+        match verdict {
+            Verdict::Free => {
+                log::info!("{}", account(tool, &state, &verdict, config));
+                return Ok(());
+            }
+            Verdict::Stale { .. } => {
+                if heal(tool, db, &state, &verdict, config, stop).await? {
+                    return Ok(());
+                }
+                log::info!(
+                    "{} lock {} changed while unlatch looked; looking again",
+                    tool.name(),
+                    tool.place()
+                );
+                continue;
+            }
+            Verdict::Live { .. } => {
+                if first_seen.elapsed() >= config.lock_wait {
+                    return Err(Failure::new(
+                        Code::LockStillHeld,
+                        format!(
+                            "{} is live and still held after UNLATCH_LOCK_WAIT={}: {}",
+                            tool.place(),
+                            human(config.lock_wait),
+                            account(tool, &state, &verdict, config)
+                        ),
+                    )
+                    .into());
+                }
+                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    log::info!(
+                        "{}: live, leaving it alone; waiting up to UNLATCH_LOCK_WAIT={} for it to be released",
+                        account(tool, &state, &verdict, config),
+                        human(config.lock_wait)
+                    );
+                    last_log = Some(Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        }
+    }
+}
+
+/// Applies `UNLATCH_ON_STALE` to a stale lock. `Ok(false)`: the lock
+/// changed under us and nothing was done.
+async fn heal(
+    tool: &dyn Tool,
+    db: &mut Db,
+    seen: &LockState,
+    verdict: &Verdict,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<bool> {
+    let account = account(tool, seen, verdict, config);
+    match &config.on_stale {
+        OnStale::Fail => Err(Failure::new(
+            Code::StaleRefused,
+            format!(
+                "{account}: stale, and UNLATCH_ON_STALE=fail leaves it alone. To free it by hand, once sure \
+                 no migration runs: {}",
+                tool.manual_fix(db, seen)
+            ),
+        )
+        .into()),
+        OnStale::Clear => release(tool, db, seen, config, &format!("{account}: stale")).await,
+        OnStale::Rollback(argv) => {
+            if *seen == LockState::Missing {
+                return release(tool, db, seen, config, &format!("{account}: nothing to roll back")).await;
+            }
+            log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
+            let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
+            let ended = process::run("UNLATCH_ROLLBACK_CMD", argv, limits, stop).await?;
+            let outcome = match ended {
+                Ended::Exited(status) => process::describe(status),
+                Ended::TimedOut => {
+                    return Err(Failure::new(
+                        Code::MigrationTimedOut,
+                        format!(
+                            "UNLATCH_ROLLBACK_CMD ran past UNLATCH_MIGRATE_TIMEOUT={} and was stopped; \
+                             {} is left as it was",
+                            human(config.migrate_timeout),
+                            tool.place()
+                        ),
+                    )
+                    .into())
+                }
+                Ended::Stopped(n) => return Err(Failure::signal(n).into()),
+            };
+            let now = tool.observe(db, &config.lock_zone).await?;
+            if now == *seen {
+                let why = format!("UNLATCH_ROLLBACK_CMD {outcome} and left the same holder's lock set");
+                release(tool, db, seen, config, &why).await
+            } else {
+                log::info!("UNLATCH_ROLLBACK_CMD {outcome}; it changed {} itself", tool.place());
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// The compare-and-swap, logged with its reason.
+async fn release(
+    tool: &dyn Tool,
+    db: &mut Db,
+    seen: &LockState,
+    config: &Config,
+    why: &str,
+) -> anyhow::Result<bool> {
+    let swapped = tool.release(db, seen, &config.lock_zone).await?;
+    if swapped {
+        let how = match seen {
+            LockState::Missing => "put the row back, unlocked",
+            _ => "freed it (compare-and-swap on the holder's acquired_at)",
+        };
+        log::info!("{why}; {how}");
+    }
+    Ok(swapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::Lock;
+
+    const TTL: Duration = Duration::from_secs(900);
+
+    fn held(taken_secs_ago: Option<i64>) -> LockState {
+        let now = Timestamp::now().as_second();
+        LockState::Held(Lock {
+            acquired_at: taken_secs_ago.map(|s| s.to_string()),
+            taken: taken_secs_ago.map(|s| Timestamp::from_second(now - s).unwrap()),
+        })
+    }
+
+    #[test]
+    fn age_from_the_holders_timestamp() {
+        let now = Timestamp::now();
+        assert_eq!(judge(&LockState::Free, now, None, TTL), Verdict::Free);
+        assert!(
+            matches!(judge(&held(Some(60)), now, None, TTL), Verdict::Live { age: Some(a) } if a.as_secs() >= 59)
+        );
+        assert!(matches!(
+            judge(&held(Some(901)), now, None, TTL),
+            Verdict::Stale { .. }
+        ));
+        // What unlatch watched does not matter when the timestamp is good.
+        assert!(matches!(
+            judge(&held(Some(60)), now, Some(TTL * 2), TTL),
+            Verdict::Live { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_or_future_age_counts_from_first_sighting() {
+        let now = Timestamp::now();
+        assert_eq!(
+            judge(&held(None), now, Some(Duration::ZERO), TTL),
+            Verdict::Live {
+                age: Some(Duration::ZERO)
+            }
+        );
+        assert!(matches!(
+            judge(&held(None), now, Some(TTL), TTL),
+            Verdict::Stale { .. }
+        ));
+        // Taken an hour in the future: the clock of the writer is wrong.
+        assert!(matches!(
+            judge(&held(Some(-3600)), now, Some(Duration::from_secs(5)), TTL),
+            Verdict::Live { .. }
+        ));
+        assert!(matches!(
+            judge(&held(Some(-3600)), now, Some(TTL), TTL),
+            Verdict::Stale { .. }
+        ));
+        assert_eq!(
+            judge(&held(None), now, None, TTL),
+            Verdict::Live { age: None }
+        );
+    }
+
+    #[test]
+    fn a_missing_row_is_stale_at_once() {
+        assert_eq!(
+            judge(&LockState::Missing, Timestamp::now(), None, TTL),
+            Verdict::Stale { age: None }
+        );
+    }
+
+    #[test]
+    fn zero_ttl_makes_every_held_lock_stale() {
+        assert!(matches!(
+            judge(&held(Some(0)), Timestamp::now(), None, Duration::ZERO),
+            Verdict::Stale { .. }
+        ));
+    }
+}

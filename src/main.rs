@@ -1,0 +1,156 @@
+//! The `unlatch` binary: reads the command line, runs the preflight on a
+//! small async runtime, drops it, then execs COMMAND. `main` alone decides
+//! the exit code.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use unlatch::config::{self, Config, Env, Logging};
+use unlatch::exit::{self, Code, Failure};
+use unlatch::{logging, process, status};
+
+const USAGE: &str = "\
+unlatch: heal a stale migration lock, run the migrations, then start the app
+
+Usage:
+  unlatch [OPTIONS] [--] [COMMAND [ARGS...]]
+  unlatch status [--json]
+
+With COMMAND, unlatch runs the preflight (wait for the database, take its
+guard, heal the migration lock, run UNLATCH_MIGRATE_CMD) and then execs
+COMMAND in its place. Without COMMAND it runs the preflight and exits 0
+(Kubernetes initContainer, Fly release_command). `unlatch -- status` runs a
+COMMAND called status.
+
+`unlatch status` prints the database, the tool, its lock, the holder's
+timestamp, its age and a verdict, changing nothing; exit 0 free, 1 live,
+2 stale.
+
+Options:
+  -h, --help     print this help
+  -V, --version  print the version
+  --json         (status) print one JSON object
+
+Environment variables:
+";
+
+const EXIT_CODES: &str = "
+Exit codes:
+  0    success (status: lock free)          71   UNLATCH_MIGRATE_CMD failed
+  64   configuration error, nothing touched 72   UNLATCH_MIGRATE_CMD timed out
+  69   database unreachable in time         75   lock still held after UNLATCH_LOCK_WAIT
+  70   unexpected error                     76   stale lock refused (UNLATCH_ON_STALE=fail)
+  77   database rejected the credentials    126  COMMAND not executable; 127 not found
+  128+n  stopped by signal n during the preflight
+";
+
+enum Invocation {
+    Help,
+    Version,
+    Status { json: bool },
+    Run { command: Vec<String> },
+}
+
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Failure> {
+    use lexopt::prelude::*;
+    let usage = |msg: String| Failure::new(Code::Config, format!("{msg}; see unlatch --help"));
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut command = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Short('V') | Long("version") => return Ok(Invocation::Version),
+            Value(first) if command.is_empty() && first == "status" => {
+                return match parser.next().map_err(|e| usage(e.to_string()))? {
+                    None => Ok(Invocation::Status { json: false }),
+                    Some(Long("json")) => Ok(Invocation::Status { json: true }),
+                    Some(other) => Err(usage(format!(
+                        "unlatch status: unexpected {}",
+                        other.unexpected()
+                    ))),
+                };
+            }
+            Value(first) => {
+                command.push(first);
+                command.extend(parser.raw_args().map_err(|e| usage(e.to_string()))?);
+            }
+            other => {
+                return Err(usage(format!(
+                    "{}; to run a COMMAND that starts with -, put -- before it",
+                    other.unexpected()
+                )))
+            }
+        }
+    }
+    let command = command
+        .into_iter()
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|a| usage(format!("COMMAND argument {a:?} is not valid UTF-8")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Invocation::Run { command })
+}
+
+fn main() -> ExitCode {
+    // Logging settings come first, so that every later error is logged in
+    // the format asked for; errors before that go to stderr plainly.
+    let env = match Env::capture(std::env::vars_os())
+        .and_then(|env| Logging::from_env(&env).map(|l| (env, l)))
+    {
+        Ok((env, settings)) => {
+            logging::init(settings);
+            env
+        }
+        Err(failure) => {
+            eprintln!("unlatch: error: {failure}");
+            return ExitCode::from(failure.code.number());
+        }
+    };
+    match run(env) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            log::error!("{err:#}");
+            ExitCode::from(exit::code_of(&err).number())
+        }
+    }
+}
+
+fn run(env: Env) -> anyhow::Result<u8> {
+    let invocation = parse_args(std::env::args_os().skip(1))?;
+    match invocation {
+        Invocation::Help => {
+            print!("{USAGE}{}{EXIT_CODES}", config::variables_help());
+            return Ok(0);
+        }
+        Invocation::Version => {
+            println!("unlatch {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let config = Config::from_env(&env, &cwd)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match invocation {
+        Invocation::Status { json } => runtime.block_on(status::run(&config, json)),
+        Invocation::Run { command } => {
+            runtime.block_on(unlatch::preflight(&config))?;
+            // The connections closed with the preflight; the runtime and its
+            // signal handlers go before COMMAND takes this process over.
+            drop(runtime);
+            if command.is_empty() {
+                log::info!("preflight done; no COMMAND given, exiting 0");
+                return Ok(0);
+            }
+            log::info!("starting {}", shell_words::join(&command));
+            Err(process::exec(&command).into())
+        }
+        Invocation::Help | Invocation::Version => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,90 @@
+//! Migrate: run `UNLATCH_MIGRATE_CMD` under its timeout, and clean up after
+//! a migrator that did not finish.
+//!
+//! A migrator that timed out, was stopped, or failed is gone when this runs,
+//! so a lock it took cannot be live. unlatch frees it only when that is
+//! provable: the lock was free when the command started (we hold the guard,
+//! so no other replica could take it) and its timestamp is not earlier than
+//! the command's start. Anything else is left alone, and said so.
+//!
+//! May touch: the migrate command; the tool's lock, through its adapter.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::clock::human;
+use crate::config::Config;
+use crate::db::Db;
+use crate::exit::{Code, Failure};
+use crate::process::{self, Ended, Limits, Stop};
+use crate::tools::{LockState, Tool};
+
+/// The lock a run may have to clean up after.
+pub struct Watched<'a> {
+    pub tool: &'a dyn Tool,
+    pub db: &'a mut Db,
+}
+
+pub async fn run(
+    argv: &[String],
+    mut watched: Option<Watched<'_>>,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
+    let before = match &mut watched {
+        Some(w) => Some(w.tool.observe(w.db, &config.lock_zone).await?),
+        None => None,
+    };
+    // Timestamps are written to the second: allow for the truncation.
+    let started = Timestamp::now() - Duration::from_secs(1);
+    let limits = Limits {
+        timeout: config.migrate_timeout,
+        grace: config.kill_grace,
+    };
+    let ended = process::run("UNLATCH_MIGRATE_CMD", argv, limits, stop).await?;
+
+    let failure = match ended {
+        Ended::Exited(status) if status.success() => return Ok(()),
+        Ended::Exited(status) => Failure::new(
+            Code::MigrationFailed,
+            format!("UNLATCH_MIGRATE_CMD {}; not starting the app", process::describe(status)),
+        ),
+        Ended::TimedOut => Failure::new(
+            Code::MigrationTimedOut,
+            format!(
+                "UNLATCH_MIGRATE_CMD ran past UNLATCH_MIGRATE_TIMEOUT={} and was stopped; not starting the app",
+                human(config.migrate_timeout)
+            ),
+        ),
+        Ended::Stopped(n) => Failure::signal(n),
+    };
+    if let (Some(w), Some(LockState::Free)) = (watched, before) {
+        free_own_lock(w, started, config).await?;
+    }
+    Err(failure.into())
+}
+
+/// Frees the lock the finished migrator took, if it provably took it.
+async fn free_own_lock(w: Watched<'_>, started: Timestamp, config: &Config) -> anyhow::Result<()> {
+    let state = w.tool.observe(w.db, &config.lock_zone).await?;
+    let LockState::Held(lock) = &state else {
+        return Ok(());
+    };
+    let taken = lock.acquired_at.as_deref().unwrap_or("NULL");
+    if lock.taken.is_some_and(|t| t >= started) {
+        if w.tool.release(w.db, &state, &config.lock_zone).await? {
+            log::info!(
+                "the migrate command is gone but left {} locked (taken at {taken}, after it started, while unlatch \
+                 held the guard); freed it",
+                w.tool.place()
+            );
+        }
+    } else {
+        log::warn!(
+            "{} is locked (taken at {taken}) but not provably by the migrate command; leaving it",
+            w.tool.place()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Process control: the signals unlatch answers during the preflight, the
+//! commands it runs (migrate, rollback) and the final exec of COMMAND.
+//!
+//! No other module touches signals or child processes. Every command runs in
+//! a process group of its own, so stopping it stops whatever it started
+//! (`npm` and `sh -c` wrappers included): TERM to the group, a grace period,
+//! then KILL. Children start with default signal dispositions and an empty
+//! signal mask, whatever unlatch itself ignores or blocks (Rust ignores
+//! SIGPIPE, and an ignored signal stays ignored across exec).
+//!
+//! May touch: child processes and their groups; this process's signal
+//! handlers and, at the end, its image (exec).
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::clock::human;
+use crate::exit::{Code, Failure};
+
+/// TERM and INT, which end the preflight cleanly.
+pub struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    pub fn install() -> io::Result<Stop> {
+        Ok(Stop {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves with the signal's number when one arrives.
+    pub async fn signalled(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.term.recv() => Signal::SIGTERM as i32,
+            _ = self.int.recv() => Signal::SIGINT as i32,
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub enum Ended {
+    Exited(ExitStatus),
+    /// It ran past its time limit and was stopped.
+    TimedOut,
+    /// unlatch got this signal; it was passed on and the command stopped.
+    Stopped(i32),
+}
+
+/// Limits for [`run`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub grace: Duration,
+}
+
+/// Runs `argv` (named by `variable` in messages) in its own process group,
+/// stdio inherited, within `limits`, answering TERM/INT by passing them on.
+pub async fn run(
+    variable: &str,
+    argv: &[String],
+    limits: Limits,
+    stop: &mut Stop,
+) -> Result<Ended, Failure> {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).process_group(0);
+    // SAFETY: the closure only calls async-signal-safe functions.
+    unsafe { command.pre_exec(reset_signal_state) };
+    let mut child = command.spawn().map_err(|e| {
+        Failure::new(
+            Code::MigrationFailed,
+            format!("{variable}: cannot run {}: {}", argv[0], spawn_error(&e)),
+        )
+    })?;
+    let group = Pid::from_raw(child.id().expect("a child just spawned has a pid") as i32);
+    log::info!(
+        "running {variable}: {} (pid {group}, timeout {})",
+        shell_words::join(argv),
+        human(limits.timeout)
+    );
+
+    let started = Instant::now();
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status.map_err(internal)?),
+        _ = tokio::time::sleep(limits.timeout) => {
+            log::warn!("{variable} ran past its timeout of {}: sending SIGTERM to its process group", human(limits.timeout));
+            stop_group(&mut child, group, Signal::SIGTERM, limits.grace).await?;
+            Ended::TimedOut
+        }
+        n = stop.signalled() => {
+            let sig = Signal::try_from(n).unwrap_or(Signal::SIGTERM);
+            log::warn!("got {sig} while {variable} runs: passing it on to its process group");
+            stop_group(&mut child, group, sig, limits.grace).await?;
+            Ended::Stopped(n)
+        }
+    };
+    if let Ended::Exited(status) = &ended {
+        log::info!(
+            "{variable} {} after {}",
+            describe(*status),
+            human(started.elapsed())
+        );
+        end_leftovers(group, limits.grace).await;
+    }
+    Ok(ended)
+}
+
+/// Sends `first` to the group, waits `grace` for the leader, then KILLs the
+/// whole group.
+async fn stop_group(
+    child: &mut tokio::process::Child,
+    group: Pid,
+    first: Signal,
+    grace: Duration,
+) -> Result<(), Failure> {
+    let _ = killpg(group, first);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        log::warn!(
+            "process group {group} still running {} after {first}: sending SIGKILL",
+            human(grace)
+        );
+        let _ = killpg(group, Signal::SIGKILL);
+        child.wait().await.map_err(internal)?;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    Ok(())
+}
+
+/// Ends what a finished command left running in its group: TERM, `grace`,
+/// KILL. They are not our children, so we watch the group, not a pid.
+async fn end_leftovers(group: Pid, grace: Duration) {
+    if killpg(group, None).is_err() {
+        return;
+    }
+    log::warn!("the command left processes in its group {group}: sending SIGTERM");
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while killpg(group, None).is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// `exited with 3`, `was killed by SIGKILL`.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with {code}"),
+        (None, Some(n)) => {
+            let name = Signal::try_from(n)
+                .map(|s| s.as_str())
+                .unwrap_or("a signal");
+            format!("was killed by {name}")
+        }
+        _ => "ended".to_owned(),
+    }
+}
+
+fn spawn_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "not found (is it installed, and on PATH?)".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn internal(e: io::Error) -> Failure {
+    Failure::new(Code::Internal, format!("waiting for a child process: {e}"))
+}
+
+/// In the child, before exec: default dispositions, nothing blocked.
+fn reset_signal_state() -> io::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: restoring the default disposition is async-signal-safe.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    Ok(())
+}
+
+/// Replaces unlatch with COMMAND (same PID); returns only if that fails,
+/// with 127 when it is not found and 126 when it cannot be executed.
+pub fn exec(argv: &[String]) -> Failure {
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    // SAFETY: the closure only calls async-signal-safe functions.
+    unsafe { command.pre_exec(reset_signal_state) };
+    let e = command.exec();
+    let code = if e.kind() == io::ErrorKind::NotFound {
+        Code::NotFound
+    } else {
+        Code::NotExecutable
+    };
+    Failure::new(
+        code,
+        format!("cannot run COMMAND {}: {}", argv[0], spawn_error(&e)),
+    )
+}

@@ -1,0 +1,110 @@
+//! knex-migrator (Ghost): table `migrations_lock`, one row `lock_key='km01'`.
+//!
+//! `locked` truthy means held; `acquired_at` is the holder's local time with
+//! no zone. Freeing it is knex-migrator's own documented manual fix
+//! (`UPDATE migrations_lock SET locked=0 WHERE lock_key='km01'`), plus the
+//! `released_at` its `unlock()` writes, guarded by the observed
+//! `acquired_at` so that a lock taken again in between is never freed. A
+//! missing row is put back unlocked, as knex-migrator#94 advises.
+//!
+//! May touch: `migrations_lock` only.
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Tool};
+use crate::clock;
+use crate::db::{Db, Kind};
+
+const TABLE: &str = "migrations_lock";
+const KEY: &str = "km01";
+
+pub struct KnexMigrator;
+
+impl KnexMigrator {
+    pub const NAME: &'static str = "knex-migrator";
+}
+
+#[async_trait]
+impl Tool for KnexMigrator {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{TABLE} (lock_key '{KEY}')")
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        db.table_exists(TABLE).await
+    }
+
+    async fn observe(&self, db: &mut Db, zone: &TimeZone) -> anyhow::Result<LockState> {
+        let sql = format!(
+            "SELECT CASE WHEN locked THEN 1 ELSE 0 END, {} FROM {TABLE} WHERE lock_key = '{KEY}'",
+            db.kind.text("acquired_at")
+        );
+        let Some(row) = db.row(&sql, &[]).await? else {
+            return Ok(LockState::Missing);
+        };
+        if row.try_get::<i64, _>(0)? == 0 {
+            return Ok(LockState::Free);
+        }
+        let acquired_at: Option<String> = row.try_get(1)?;
+        let taken = acquired_at
+            .as_deref()
+            .and_then(|t| clock::parse_lock_time(t, zone));
+        Ok(LockState::Held(Lock { acquired_at, taken }))
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        match seen {
+            LockState::Free => Ok(false),
+            LockState::Missing => {
+                let sql = format!(
+                    "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
+                     WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
+                    if db.kind == Kind::MySql {
+                        " FROM DUAL"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(db.exec(&sql, &[]).await? == 1)
+            }
+            LockState::Held(lock) => {
+                let now = clock::now_text(zone, db.kind == Kind::Postgres);
+                let sql = format!(
+                    "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
+                     WHERE lock_key = '{KEY}' AND locked AND {}",
+                    db.kind.timestamp_param(),
+                    db.kind.same(&db.kind.text("acquired_at"), "?"),
+                );
+                Ok(db
+                    .exec(&sql, &[Some(&now), lock.acquired_at.as_deref()])
+                    .await?
+                    == 1)
+            }
+        }
+    }
+
+    fn manual_fix(&self, db: &Db, seen: &LockState) -> String {
+        let f = if db.kind == Kind::Postgres {
+            "false"
+        } else {
+            "0"
+        };
+        match seen {
+            LockState::Missing => format!(
+                "INSERT INTO {TABLE} (lock_key, locked, acquired_at, released_at) VALUES ('{KEY}', {f}, NULL, NULL);"
+            ),
+            _ => format!("UPDATE {TABLE} SET locked={f} WHERE lock_key='{KEY}';"),
+        }
+    }
+}
