@@ -1,0 +1,238 @@
+//! Test helpers: a database of its own per test on each engine, and a way to
+//! run the unlatch binary that shows everything when an assertion fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{AnyConnection, Connection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+pub const ENGINES: [Engine; 3] = [Engine::Sqlite, Engine::MySql, Engine::Postgres];
+
+impl Engine {
+    fn variable(self) -> Option<&'static str> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::MySql => Some("UNLATCH_TEST_MYSQL_URL"),
+            Engine::Postgres => Some("UNLATCH_TEST_POSTGRES_URL"),
+        }
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("unlatch_t{}_{}_{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A database of this test's own, dropped afterwards.
+pub struct TestDb {
+    pub engine: Engine,
+    pub url: String,
+    pub name: String,
+    admin_url: Option<String>,
+    pub scratch: Scratch,
+}
+
+/// The server URL for `engine`, or `None` (the test then says it skipped).
+/// Under `UNLATCH_TEST_REQUIRE_SERVERS=1` a missing URL fails the test.
+pub fn server_url(engine: Engine, test: &str) -> Option<String> {
+    let variable = engine.variable()?;
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+                panic!("{test}: {variable} is not set, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping");
+            }
+            eprintln!("SKIPPED {test} on {engine:?}: {variable} is not set");
+            None
+        }
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// Runs statements on `url`, one at a time.
+pub fn sql(url: &str, statements: &[&str]) {
+    sqlx::any::install_default_drivers();
+    block_on(async {
+        let mut conn = AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        for s in statements {
+            sqlx::query(s).execute(&mut conn).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        conn.close().await.unwrap();
+    })
+}
+
+/// The first row of a query, every column rendered as text (NULL as "NULL").
+pub fn row(url: &str, query: &str) -> Option<Vec<String>> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    block_on(async {
+        let mut conn = AnyConnection::connect(url).await.unwrap();
+        let row = sqlx::query(query).fetch_optional(&mut conn).await.unwrap_or_else(|e| panic!("{query}: {e}"));
+        conn.close().await.unwrap();
+        row.map(|r| {
+            (0..r.len())
+                .map(|i| {
+                    r.try_get::<Option<String>, _>(i)
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map_or("NULL".into(), |n| n.to_string())))
+                        .or_else(|_| r.try_get::<Option<bool>, _>(i).map(|v| v.map_or("NULL".into(), |b| (b as i32).to_string())))
+                        .unwrap_or_else(|e| panic!("column {i} of {query}: {e}"))
+                })
+                .collect()
+        })
+    })
+}
+
+fn with_database(server: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.into()
+}
+
+impl TestDb {
+    /// A fresh, empty database; `None` when the engine's server is not given.
+    pub fn new(engine: Engine, test: &str) -> Option<TestDb> {
+        let name = unique(test).chars().take(60).collect::<String>();
+        let scratch = Scratch::new(test);
+        if engine == Engine::Sqlite {
+            let file = scratch.path().join("app.db");
+            std::fs::File::create(&file).unwrap();
+            let url = format!("sqlite://{}", file.display());
+            return Some(TestDb { engine, url, name, admin_url: None, scratch });
+        }
+        let server = server_url(engine, test)?;
+        let quoted = if engine == Engine::MySql { format!("`{name}`") } else { format!("\"{name}\"") };
+        sql(&server, &[&format!("CREATE DATABASE {quoted}")]);
+        Some(TestDb { engine, url: with_database(&server, &name), name, admin_url: Some(server), scratch })
+    }
+
+    pub fn exec(&self, statements: &[&str]) {
+        sql(&self.url, statements)
+    }
+
+    pub fn row(&self, query: &str) -> Option<Vec<String>> {
+        row(&self.url, query)
+    }
+
+    /// knex-migrator's lock table, as knex 2/3 creates it on this engine.
+    pub fn create_knex_migrator_lock(&self) {
+        let ddl = match self.engine {
+            Engine::Postgres => {
+                "create table \"migrations_lock\" (\"lock_key\" varchar(191) not null, \"locked\" boolean default '0', \
+                 \"acquired_at\" timestamptz null, \"released_at\" timestamptz null, constraint \"migrations_lock_pkey\" primary key (\"lock_key\"))"
+            }
+            Engine::MySql => {
+                "create table `migrations_lock` (`lock_key` varchar(191) not null, `locked` tinyint(1) default '0', \
+                 `acquired_at` datetime null, `released_at` datetime null, primary key (`lock_key`))"
+            }
+            Engine::Sqlite => {
+                "create table `migrations_lock` (`lock_key` varchar(191) not null, `locked` boolean default '0', \
+                 `acquired_at` datetime null, `released_at` datetime null, primary key (`lock_key`))"
+            }
+        };
+        self.exec(&[ddl]);
+    }
+
+    /// Sets the km01 row: `locked` and `acquired_at` (SQL expression).
+    pub fn set_knex_migrator_lock(&self, locked: bool, acquired_at: &str) {
+        let locked = match (self.engine, locked) {
+            (Engine::Postgres, true) => "true",
+            (Engine::Postgres, false) => "false",
+            (_, true) => "1",
+            (_, false) => "0",
+        };
+        self.exec(&[
+            "delete from migrations_lock",
+            &format!("insert into migrations_lock (lock_key, locked, acquired_at) values ('km01', {locked}, {acquired_at})"),
+        ]);
+    }
+
+    /// `[locked, acquired_at, released_at]` of km01 as text, `None` if no row.
+    pub fn knex_migrator_lock(&self) -> Option<Vec<String>> {
+        let text = if self.engine == Engine::MySql { "CHAR" } else { "TEXT" };
+        self.row(&format!(
+            "select case when locked then 1 else 0 end, cast(acquired_at as {text}), cast(released_at as {text}) \
+             from migrations_lock where lock_key = 'km01'"
+        ))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(admin) = &self.admin_url {
+            let quoted = if self.engine == Engine::MySql { format!("`{}`", self.name) } else { format!("\"{}\"", self.name) };
+            let drop = if self.engine == Engine::Postgres {
+                format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            } else {
+                format!("DROP DATABASE IF EXISTS {quoted}")
+            };
+            sql(admin, &[&drop]);
+        }
+    }
+}
+
+/// The unlatch binary, with a clean environment: only PATH and what the
+/// test sets.
+pub fn unlatch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unlatch"));
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+/// Runs `cmd` and returns its output, after printing everything about it
+/// (shown by the test harness only when the test fails).
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("unlatch runs");
+    eprintln!(
+        "--- {:?}\n--- exit: {:?}\n--- stdout:\n{}--- stderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
