@@ -37,10 +37,12 @@ pub enum Guard {
         db: Db,
         name: String,
         release_sql: String,
+        waited: bool,
     },
     File {
         _file: File,
         path: PathBuf,
+        waited: bool,
     },
     /// Nothing to guard (no file yet, or an in-memory database).
     None,
@@ -98,7 +100,7 @@ async fn session_guard(target: &Target, wait: Duration, stop: &mut Stop) -> anyh
         }
     };
     let started = Instant::now();
-    let mut logged = false;
+    let mut waited = false;
     loop {
         let attempt = async {
             match db.row(&try_sql, &[]).await {
@@ -119,14 +121,15 @@ async fn session_guard(target: &Target, wait: Duration, stop: &mut Stop) -> anyh
                 db,
                 name,
                 release_sql,
+                waited,
             });
         }
         if started.elapsed() >= wait {
             return Err(still_held(&name, wait));
         }
-        if !logged {
+        if !waited {
             log::info!("another replica is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
-            logged = true;
+            waited = true;
         }
     }
 }
@@ -176,10 +179,16 @@ async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow:
         }
     };
     let started = Instant::now();
-    let mut logged = false;
+    let mut waited = false;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Guard::File { _file: file, path }),
+            Ok(()) => {
+                return Ok(Guard::File {
+                    _file: file,
+                    path,
+                    waited,
+                })
+            }
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => {
                 return Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
@@ -189,9 +198,9 @@ async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow:
         if started.elapsed() >= wait {
             return Err(still_held(&name, wait));
         }
-        if !logged {
+        if !waited {
             log::info!("another process is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
-            logged = true;
+            waited = true;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -201,6 +210,14 @@ async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow:
 }
 
 impl Guard {
+    /// Whether another replica held the guard when this one asked for it.
+    pub fn waited(&self) -> bool {
+        match self {
+            Guard::Session { waited, .. } | Guard::File { waited, .. } => *waited,
+            Guard::None => false,
+        }
+    }
+
     /// Releases the guard and says so.
     pub async fn release(self) {
         match self {
@@ -208,6 +225,7 @@ impl Guard {
                 mut db,
                 name,
                 release_sql,
+                ..
             } => {
                 if let Err(e) = db.exec(&release_sql, &[]).await {
                     log::debug!(

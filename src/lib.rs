@@ -14,6 +14,7 @@
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse.
 //! - [`migrate`]: the migrate command, under a timeout.
 //! - [`process`]: signals, child processes and the final exec.
+//! - [`state`]: unlatch's own small table, shared by replicas.
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
@@ -29,6 +30,7 @@ pub mod heal;
 pub mod logging;
 pub mod migrate;
 pub mod process;
+pub mod state;
 pub mod status;
 pub mod tools;
 
@@ -38,6 +40,7 @@ use process::Stop;
 
 /// Everything before COMMAND starts: wait, guard, heal, migrate.
 pub async fn preflight(config: &Config) -> anyhow::Result<()> {
+    let started = jiff::Timestamp::now();
     let mut stop = Stop::install()?;
     let Some(target) = &config.database else {
         log::info!(
@@ -57,12 +60,19 @@ pub async fn preflight(config: &Config) -> anyhow::Result<()> {
     } else {
         guard::acquire(target, config.lock_wait, &mut stop).await?
     };
-    let result = under_guard(config, db, &mut stop).await;
+    let result = under_guard(config, db, guard.waited().then_some(started), &mut stop).await;
     guard.release().await;
     result
 }
 
-async fn under_guard(config: &Config, mut db: Option<Db>, stop: &mut Stop) -> anyhow::Result<()> {
+/// The preflight's steps, under the guard. `waited_since`: this replica
+/// started then and had to wait for another one's preflight.
+async fn under_guard(
+    config: &Config,
+    mut db: Option<Db>,
+    waited_since: Option<jiff::Timestamp>,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
     let tool = match &mut db {
         Some(db) => tools::select(config.tool, db).await?,
         None => None,
@@ -71,17 +81,49 @@ async fn under_guard(config: &Config, mut db: Option<Db>, stop: &mut Stop) -> an
         heal::settle(tool.as_ref(), db, config, stop).await?;
     }
     if let Some(argv) = &config.migrate_cmd {
-        let watched = match (&tool, &mut db) {
-            (Some(tool), Some(db)) => Some(migrate::Watched {
-                tool: tool.as_ref(),
-                db,
-            }),
-            _ => None,
-        };
-        migrate::run(argv, watched, config, stop).await?;
+        migrate_unless_done(
+            argv,
+            tool.as_deref(),
+            db.as_mut(),
+            waited_since,
+            config,
+            stop,
+        )
+        .await?;
     }
     if let Some(db) = db {
         db.close().await;
+    }
+    Ok(())
+}
+
+/// Runs the migrate command, unless the replica this one waited for has
+/// just run the same command successfully (see [`state`]).
+async fn migrate_unless_done(
+    argv: &[String],
+    tool: Option<&dyn tools::Tool>,
+    mut db: Option<&mut Db>,
+    waited_since: Option<jiff::Timestamp>,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
+    if let (Some(since), Some(db)) = (waited_since, db.as_deref_mut()) {
+        if let Some(at) = state::migrated_since(db, argv, since).await? {
+            log::info!(
+                "the replica this one waited for ran UNLATCH_MIGRATE_CMD successfully at {at}; not running it again"
+            );
+            return Ok(());
+        }
+    }
+    let watched = match (tool, db.as_deref_mut()) {
+        (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
+        _ => None,
+    };
+    migrate::run(argv, watched, config, stop).await?;
+    if let Some(db) = db {
+        if let Err(e) = state::record_migrated(db, argv).await {
+            log::warn!("could not record the migration in unlatch_state ({e:#}); replicas waiting now will run it again");
+        }
     }
     Ok(())
 }

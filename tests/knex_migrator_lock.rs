@@ -42,7 +42,10 @@ on_every_engine!(
 /// A timestamp `ago` before now, as a SQL literal in UTC wall-clock time.
 fn utc_ago(ago: Duration) -> String {
     let t = Timestamp::now() - ago;
-    format!("'{}'", t.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    format!(
+        "'{}'",
+        t.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S")
+    )
 }
 
 fn base(db: &TestDb) -> Command {
@@ -70,9 +73,15 @@ fn cli(db: &TestDb, statement: &str) -> String {
 /// The statement a migrator runs to take the lock now (UTC wall clock).
 fn take_lock_sql(db: &TestDb) -> &'static str {
     match db.engine {
-        Engine::Sqlite => "update migrations_lock set locked=1, acquired_at=datetime('now') where lock_key='km01'",
-        Engine::MySql => "update migrations_lock set locked=1, acquired_at=utc_timestamp() where lock_key='km01'",
-        Engine::Postgres => "update migrations_lock set locked=true, acquired_at=now() where lock_key='km01'",
+        Engine::Sqlite => {
+            "update migrations_lock set locked=1, acquired_at=datetime('now') where lock_key='km01'"
+        }
+        Engine::MySql => {
+            "update migrations_lock set locked=1, acquired_at=utc_timestamp() where lock_key='km01'"
+        }
+        Engine::Postgres => {
+            "update migrations_lock set locked=true, acquired_at=now() where lock_key='km01'"
+        }
     }
 }
 
@@ -84,52 +93,95 @@ fn stale_lock_is_cleared_and_app_starts(db: &TestDb) {
     assert_eq!(code(&out), 0);
     assert_eq!(stdout(&out), "APP STARTED\n");
     let err = stderr(&out);
-    assert!(err.contains("held for 2h") && err.contains("UNLATCH_LOCK_TTL=15m") && err.contains("freed it"), "{err}");
+    assert!(
+        err.contains("held for 2h")
+            && err.contains("UNLATCH_LOCK_TTL=15m")
+            && err.contains("freed it"),
+        "{err}"
+    );
     let after = db.knex_migrator_lock().unwrap();
     assert_eq!(after[0], "0", "lock freed");
     assert_eq!(after[1], before[1], "the holder's acquired_at is kept");
-    assert_ne!(after[2], "NULL", "released_at written, as knex-migrator's unlock() does");
+    assert_ne!(
+        after[2], "NULL",
+        "released_at written, as knex-migrator's unlock() does"
+    );
 }
 
 fn live_lock_is_waited_for_then_given_up(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(60)));
     let before = db.knex_migrator_lock().unwrap();
-    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "2s").args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out =
+        run(base(db)
+            .env("UNLATCH_LOCK_WAIT", "2s")
+            .args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 75);
     assert_eq!(stdout(&out), "", "the app must not start");
     let err = stderr(&out);
-    assert!(err.contains("live, leaving it alone") && err.contains("UNLATCH_LOCK_WAIT=2s"), "{err}");
-    assert_eq!(db.knex_migrator_lock().unwrap(), before, "a live lock is never touched");
+    assert!(
+        err.contains("live, leaving it alone") && err.contains("UNLATCH_LOCK_WAIT=2s"),
+        "{err}"
+    );
+    assert_eq!(
+        db.knex_migrator_lock().unwrap(),
+        before,
+        "a live lock is never touched"
+    );
 }
 
 fn live_lock_released_while_waiting(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::ZERO));
-    let mut child = base(db).args(["--", "sh", "-c", "echo APP STARTED"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = base(db)
+        .args(["--", "sh", "-c", "echo APP STARTED"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // The live migrator finishes and unlocks, writing its own released_at.
     let released = utc_ago(Duration::from_secs(1));
-    db.exec(&[&format!("update migrations_lock set locked = {}, released_at = {released}", if db.engine == Engine::Postgres { "false" } else { "0" })]);
+    db.exec(&[&format!(
+        "update migrations_lock set locked = {}, released_at = {released}",
+        if db.engine == Engine::Postgres {
+            "false"
+        } else {
+            "0"
+        }
+    )]);
     let marker = db.knex_migrator_lock().unwrap();
     let out = child.wait_with_output().unwrap();
     eprintln!("{}", stderr(&out));
     assert_eq!(code(&out), 0);
     assert_eq!(stdout(&out), "APP STARTED\n");
     assert!(stderr(&out).contains("live, leaving it alone"));
-    assert_eq!(db.knex_migrator_lock().unwrap(), marker, "unlatch wrote nothing");
+    assert_eq!(
+        db.knex_migrator_lock().unwrap(),
+        marker,
+        "unlatch wrote nothing"
+    );
 }
 
 fn fail_policy_changes_nothing(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(3600)));
     let before = db.knex_migrator_lock().unwrap();
-    let out = run(base(db).env("UNLATCH_ON_STALE", "fail").args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out =
+        run(base(db)
+            .env("UNLATCH_ON_STALE", "fail")
+            .args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 76);
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    for part in ["migrations_lock", "taken at", "held for 1h", "UNLATCH_LOCK_TTL=15m", "UPDATE migrations_lock SET locked="] {
+    for part in [
+        "migrations_lock",
+        "taken at",
+        "held for 1h",
+        "UNLATCH_LOCK_TTL=15m",
+        "UPDATE migrations_lock SET locked=",
+    ] {
         assert!(err.contains(part), "{part}: {err}");
     }
     assert_eq!(db.knex_migrator_lock().unwrap(), before);
@@ -139,7 +191,11 @@ fn missing_row_is_put_back(db: &TestDb) {
     db.create_knex_migrator_lock();
     let out = run(base(db).env("UNLATCH_ON_STALE", "fail"));
     assert_eq!(code(&out), 76, "fail refuses even this");
-    assert!(stderr(&out).contains("INSERT INTO migrations_lock"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("INSERT INTO migrations_lock"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(db.knex_migrator_lock(), None);
     let out = run(&mut base(db));
     assert_eq!(code(&out), 0);
@@ -151,11 +207,21 @@ fn unknown_age_heals_after_watching_a_whole_ttl(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, "NULL");
     let started = Instant::now();
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "2s").env("UNLATCH_LOCK_WAIT", "30s"));
+    let out = run(base(db)
+        .env("UNLATCH_LOCK_TTL", "2s")
+        .env("UNLATCH_LOCK_WAIT", "30s"));
     assert_eq!(code(&out), 0);
-    assert!(started.elapsed() >= Duration::from_secs(2), "watched for a whole TTL first");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "watched for a whole TTL first"
+    );
     let err = stderr(&out);
-    assert!(err.contains("taken at NULL") && err.contains("live, leaving it alone") && err.contains("freed it"), "{err}");
+    assert!(
+        err.contains("taken at NULL")
+            && err.contains("live, leaving it alone")
+            && err.contains("freed it"),
+        "{err}"
+    );
     assert_eq!(db.knex_migrator_lock().unwrap()[0], "0");
 }
 
@@ -164,14 +230,22 @@ fn migrate_timeout_frees_the_lock_it_took(db: &TestDb) {
     db.set_knex_migrator_lock(false, "NULL");
     let script = format!("{} && exec sleep 30", cli(db, take_lock_sql(db)));
     let out = run(base(db)
-        .env("UNLATCH_MIGRATE_CMD", format!("sh -c '{}'", script.replace('\'', r"'\''")))
+        .env(
+            "UNLATCH_MIGRATE_CMD",
+            format!("sh -c '{}'", script.replace('\'', r"'\''")),
+        )
         .env("UNLATCH_MIGRATE_TIMEOUT", "3s")
         .env("UNLATCH_KILL_GRACE", "1s")
         .args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 72);
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);
-    assert!(err.contains("UNLATCH_MIGRATE_TIMEOUT=3s") && err.contains("after it started") && err.contains("freed it"), "{err}");
+    assert!(
+        err.contains("UNLATCH_MIGRATE_TIMEOUT=3s")
+            && err.contains("after it started")
+            && err.contains("freed it"),
+        "{err}"
+    );
     let lock = db.knex_migrator_lock().unwrap();
     assert_eq!(lock[0], "0");
     assert_ne!(lock[1], "NULL");
@@ -180,7 +254,12 @@ fn migrate_timeout_frees_the_lock_it_took(db: &TestDb) {
 fn migrate_failure_stops_before_the_app(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(false, "NULL");
-    let out = run(base(db).env("UNLATCH_MIGRATE_CMD", "sh -c 'exit 3'").args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out = run(base(db).env("UNLATCH_MIGRATE_CMD", "sh -c 'exit 3'").args([
+        "--",
+        "sh",
+        "-c",
+        "echo APP STARTED",
+    ]));
     assert_eq!(code(&out), 71);
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains("UNLATCH_MIGRATE_CMD exited with 3"));
@@ -198,7 +277,10 @@ fn sigterm_during_migrate_is_passed_on_and_cleaned_up(db: &TestDb) {
         cli(db, take_lock_sql(db))
     );
     let mut child = base(db)
-        .env("UNLATCH_MIGRATE_CMD", format!("sh -c '{}'", script.replace('\'', r"'\''")))
+        .env(
+            "UNLATCH_MIGRATE_CMD",
+            format!("sh -c '{}'", script.replace('\'', r"'\''")),
+        )
         .args(["--", "sh", "-c", "echo APP STARTED"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -206,16 +288,31 @@ fn sigterm_during_migrate_is_passed_on_and_cleaned_up(db: &TestDb) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while db.knex_migrator_lock().unwrap()[0] != "1" {
-        assert!(Instant::now() < deadline, "the migrate command never took the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the migrate command never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     eprintln!("{}", stderr(&out));
     assert_eq!(code(&out), 143);
     assert_eq!(stdout(&out), "");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "term\n", "TERM reached the migrator");
-    assert_eq!(db.knex_migrator_lock().unwrap()[0], "0", "the lock its migrator took is freed");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "term\n",
+        "TERM reached the migrator"
+    );
+    assert_eq!(
+        db.knex_migrator_lock().unwrap()[0],
+        "0",
+        "the lock its migrator took is freed"
+    );
 }
 
 fn rollback_policy_runs_command_then_clears(db: &TestDb) {
@@ -225,12 +322,23 @@ fn rollback_policy_runs_command_then_clears(db: &TestDb) {
     let marker = scratch.path().join("rolled-back");
     let out = run(base(db)
         .env("UNLATCH_ON_STALE", "rollback")
-        .env("UNLATCH_ROLLBACK_CMD", format!("sh -c 'echo No migrations available to rollback; touch {}; exit 1'", marker.display()))
+        .env(
+            "UNLATCH_ROLLBACK_CMD",
+            format!(
+                "sh -c 'echo No migrations available to rollback; touch {}; exit 1'",
+                marker.display()
+            ),
+        )
         .args(["--", "true"]));
     assert_eq!(code(&out), 0);
     assert!(marker.exists(), "the rollback command ran");
     let err = stderr(&out);
-    assert!(err.contains("UNLATCH_ROLLBACK_CMD exited with 1 and left the same holder's lock set; freed it"), "{err}");
+    assert!(
+        err.contains(
+            "UNLATCH_ROLLBACK_CMD exited with 1 and left the same holder's lock set; freed it"
+        ),
+        "{err}"
+    );
     assert_eq!(db.knex_migrator_lock().unwrap()[0], "0");
 }
 
@@ -241,7 +349,12 @@ fn guard_makes_replicas_take_turns(db: &TestDb) {
     let holder: Box<dyn FnOnce()> = match db.engine {
         Engine::Sqlite => {
             let path = format!("{}.unlatch-lock", url::Url::parse(&db.url).unwrap().path());
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .unwrap();
             file.lock().unwrap();
             Box::new(move || drop(file))
         }
@@ -254,7 +367,11 @@ fn guard_makes_replicas_take_turns(db: &TestDb) {
                 Engine::MySql => format!("{statement}; SELECT SLEEP(4)"),
                 _ => format!("{statement}; SELECT pg_sleep(4)"),
             };
-            let mut shell = Command::new("sh").args(["-c", &cli(db, &sleeper)]).stdout(Stdio::null()).spawn().unwrap();
+            let mut shell = Command::new("sh")
+                .args(["-c", &cli(db, &sleeper)])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_millis(700));
             Box::new(move || {
                 let _ = shell.kill();
@@ -264,9 +381,15 @@ fn guard_makes_replicas_take_turns(db: &TestDb) {
     };
     let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
     assert_eq!(code(&out), 75);
-    assert!(stderr(&out).contains("another replica still holds unlatch's guard"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another replica still holds unlatch's guard"),
+        "{}",
+        stderr(&out)
+    );
     holder();
-    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "10s").args(["--", "true"]));
+    let out = run(base(db)
+        .env("UNLATCH_LOCK_WAIT", "10s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0);
 }
 
@@ -284,7 +407,11 @@ fn status_reports_and_changes_nothing(db: &TestDb) {
     assert!(tool["age_seconds"].as_u64().unwrap() >= 1800);
     let out = run(base(db).arg("status").env("UNLATCH_LOCK_TTL", "1h"));
     assert_eq!(code(&out), 1, "live under a longer TTL");
-    assert!(stdout(&out).contains("verdict     live"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("verdict     live"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(db.knex_migrator_lock().unwrap(), before);
     db.set_knex_migrator_lock(false, "NULL");
     assert_eq!(code(&run(base(db).arg("status"))), 0);
@@ -303,8 +430,16 @@ fn bad_configuration_touches_nothing(db: &TestDb) {
     ] {
         let out = run(base(db).env(variable, value).args(["--", "true"]));
         assert_eq!(code(&out), 64, "{variable}");
-        assert!(stderr(&out).contains(variable), "{variable}: {}", stderr(&out));
-        assert_eq!(db.knex_migrator_lock().unwrap(), before, "{variable} must not lead to a write");
+        assert!(
+            stderr(&out).contains(variable),
+            "{variable}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            db.knex_migrator_lock().unwrap(),
+            before,
+            "{variable} must not lead to a write"
+        );
     }
 }
 
@@ -314,20 +449,38 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(7200)));
     let target = unlatch::db::Target::parse(&db.url, "test").unwrap();
     // One runtime, entered step by step: the test's own SQL runs in between.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let utc = TimeZone::UTC;
-    let mut conn = unlatch::db::Db::new(rt.block_on(target.connect_once(false)).unwrap(), target.kind);
+    let mut conn = unlatch::db::Db::new(
+        rt.block_on(target.connect_once(false)).unwrap(),
+        target.kind,
+    );
     let seen = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
     assert!(matches!(seen, LockState::Held(_)));
     // Between look and swap, a new migrator takes the lock again.
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(1)));
     let retaken = db.knex_migrator_lock().unwrap();
-    assert!(!rt.block_on(KnexMigrator.release(&mut conn, &seen, &utc)).unwrap());
-    assert_eq!(db.knex_migrator_lock().unwrap(), retaken, "the new holder keeps its lock");
+    assert!(!rt
+        .block_on(KnexMigrator.release(&mut conn, &seen, &utc))
+        .unwrap());
+    assert_eq!(
+        db.knex_migrator_lock().unwrap(),
+        retaken,
+        "the new holder keeps its lock"
+    );
     // Observed afresh, the swap goes through, once.
     let now = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
-    assert!(rt.block_on(KnexMigrator.release(&mut conn, &now, &utc)).unwrap());
-    assert!(!rt.block_on(KnexMigrator.release(&mut conn, &now, &utc)).unwrap(), "only once");
+    assert!(rt
+        .block_on(KnexMigrator.release(&mut conn, &now, &utc))
+        .unwrap());
+    assert!(
+        !rt.block_on(KnexMigrator.release(&mut conn, &now, &utc))
+            .unwrap(),
+        "only once"
+    );
     rt.block_on(conn.close());
 }
 
@@ -337,21 +490,36 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
 #[test]
 fn writers_zone_decides_the_age() {
     for engine in [Engine::Sqlite, Engine::MySql] {
-        let Some(db) = TestDb::new(engine, "writers_zone") else { continue };
+        let Some(db) = TestDb::new(engine, "writers_zone") else {
+            continue;
+        };
         db.create_knex_migrator_lock();
         // Written by a migrator in Kolkata (UTC+5:30) 20 minutes ago.
         let kolkata = TimeZone::get("Asia/Kolkata").unwrap();
-        let written = (Timestamp::now() - 20.minutes()).to_zoned(kolkata).strftime("%Y-%m-%d %H:%M:%S").to_string();
+        let written = (Timestamp::now() - 20.minutes())
+            .to_zoned(kolkata)
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string();
         db.set_knex_migrator_lock(true, &format!("'{written}'"));
         // Read as UTC it lies hours in the future: age unknown, so live.
         let out = run(base(&db).env("UNLATCH_LOCK_WAIT", "1s"));
         assert_eq!(code(&out), 75, "{engine:?}");
         let out = run(base(&db).env("TZ", "Asia/Kolkata"));
         assert_eq!(code(&out), 0, "{engine:?}");
-        assert!(stderr(&out).contains("(Asia/Kolkata), held for 20m"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("(Asia/Kolkata), held for 20m"),
+            "{}",
+            stderr(&out)
+        );
         db.set_knex_migrator_lock(true, &format!("'{written}'"));
-        let out = run(base(&db).env("UNLATCH_LOCK_TIMEZONE", "Asia/Kolkata").env("UNLATCH_LOG", "warn"));
+        let out = run(base(&db)
+            .env("UNLATCH_LOCK_TIMEZONE", "Asia/Kolkata")
+            .env("UNLATCH_LOG", "warn"));
         assert_eq!(code(&out), 0, "{engine:?}");
-        assert_eq!(stderr(&out), "", "UNLATCH_LOG=warn keeps the success path quiet");
+        assert_eq!(
+            stderr(&out),
+            "",
+            "UNLATCH_LOG=warn keeps the success path quiet"
+        );
     }
 }

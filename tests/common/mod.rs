@@ -49,7 +49,11 @@ impl Drop for Scratch {
 
 pub fn unique(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("unlatch_t{}_{}_{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "unlatch_t{}_{}_{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A database of this test's own, dropped afterwards.
@@ -78,16 +82,25 @@ pub fn server_url(engine: Engine, test: &str) -> Option<String> {
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// Runs statements on `url`, one at a time.
 pub fn sql(url: &str, statements: &[&str]) {
     sqlx::any::install_default_drivers();
     block_on(async {
-        let mut conn = AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let mut conn = AnyConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
         for s in statements {
-            sqlx::query(s).execute(&mut conn).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+            sqlx::query(s)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
         }
         conn.close().await.unwrap();
     })
@@ -99,15 +112,24 @@ pub fn row(url: &str, query: &str) -> Option<Vec<String>> {
     sqlx::any::install_default_drivers();
     block_on(async {
         let mut conn = AnyConnection::connect(url).await.unwrap();
-        let row = sqlx::query(query).fetch_optional(&mut conn).await.unwrap_or_else(|e| panic!("{query}: {e}"));
+        let row = sqlx::query(query)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
         conn.close().await.unwrap();
         row.map(|r| {
             (0..r.len())
                 .map(|i| {
                     r.try_get::<Option<String>, _>(i)
                         .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map_or("NULL".into(), |n| n.to_string())))
-                        .or_else(|_| r.try_get::<Option<bool>, _>(i).map(|v| v.map_or("NULL".into(), |b| (b as i32).to_string())))
+                        .or_else(|_| {
+                            r.try_get::<Option<i64>, _>(i)
+                                .map(|v| v.map_or("NULL".into(), |n| n.to_string()))
+                        })
+                        .or_else(|_| {
+                            r.try_get::<Option<bool>, _>(i)
+                                .map(|v| v.map_or("NULL".into(), |b| (b as i32).to_string()))
+                        })
                         .unwrap_or_else(|e| panic!("column {i} of {query}: {e}"))
                 })
                 .collect()
@@ -130,12 +152,28 @@ impl TestDb {
             let file = scratch.path().join("app.db");
             std::fs::File::create(&file).unwrap();
             let url = format!("sqlite://{}", file.display());
-            return Some(TestDb { engine, url, name, admin_url: None, scratch });
+            return Some(TestDb {
+                engine,
+                url,
+                name,
+                admin_url: None,
+                scratch,
+            });
         }
         let server = server_url(engine, test)?;
-        let quoted = if engine == Engine::MySql { format!("`{name}`") } else { format!("\"{name}\"") };
+        let quoted = if engine == Engine::MySql {
+            format!("`{name}`")
+        } else {
+            format!("\"{name}\"")
+        };
         sql(&server, &[&format!("CREATE DATABASE {quoted}")]);
-        Some(TestDb { engine, url: with_database(&server, &name), name, admin_url: Some(server), scratch })
+        Some(TestDb {
+            engine,
+            url: with_database(&server, &name),
+            name,
+            admin_url: Some(server),
+            scratch,
+        })
     }
 
     pub fn exec(&self, statements: &[&str]) {
@@ -181,7 +219,11 @@ impl TestDb {
 
     /// `[locked, acquired_at, released_at]` of km01 as text, `None` if no row.
     pub fn knex_migrator_lock(&self) -> Option<Vec<String>> {
-        let text = if self.engine == Engine::MySql { "CHAR" } else { "TEXT" };
+        let text = if self.engine == Engine::MySql {
+            "CHAR"
+        } else {
+            "TEXT"
+        };
         self.row(&format!(
             "select case when locked then 1 else 0 end, cast(acquired_at as {text}), cast(released_at as {text}) \
              from migrations_lock where lock_key = 'km01'"
@@ -192,7 +234,11 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(admin) = &self.admin_url {
-            let quoted = if self.engine == Engine::MySql { format!("`{}`", self.name) } else { format!("\"{}\"", self.name) };
+            let quoted = if self.engine == Engine::MySql {
+                format!("`{}`", self.name)
+            } else {
+                format!("\"{}\"", self.name)
+            };
             let drop = if self.engine == Engine::Postgres {
                 format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
             } else {
@@ -207,7 +253,8 @@ impl Drop for TestDb {
 /// test sets.
 pub fn unlatch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_unlatch"));
-    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
 
@@ -235,4 +282,32 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
+}
+
+/// The knex-migrator fixture app, its npm packages installed (once, however
+/// many test processes ask at the same time).
+pub fn knexapp() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/knexapp");
+    let manifest = std::fs::read_to_string(dir.join("package.json")).unwrap();
+    let stamp = dir.join("node_modules/.unlatch-installed");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".install.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(manifest.as_str()) {
+        eprintln!(
+            "installing the knex-migrator fixture with npm (takes a minute or two the first time)"
+        );
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node.js and npm are needed for the end-to-end tests)");
+        assert!(status.success(), "npm install in {} failed", dir.display());
+        std::fs::write(&stamp, &manifest).unwrap();
+    }
+    dir
 }

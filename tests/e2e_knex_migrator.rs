@@ -1,0 +1,301 @@
+//! End to end with the real knex-migrator 6.2.1 (from npm) and a Ghost-like
+//! fixture app, on SQLite and MariaDB: the restart loop a killed migration
+//! leaves behind, and unlatch getting the app out of it. unlatch is set up
+//! as a Ghost user would, through Ghost's own `database__*` variables.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The fixture's database, for the fixture (FIXTURE_*) and for unlatch
+/// (Ghost's variables).
+fn database_env(db: &TestDb, cmd: &mut Command) {
+    match db.engine {
+        Engine::Sqlite => {
+            let file = url::Url::parse(&db.url).unwrap().path().to_owned();
+            cmd.env("FIXTURE_DB_CLIENT", "sqlite3")
+                .env("FIXTURE_DB_FILE", &file);
+            cmd.env("database__client", "sqlite3")
+                .env("database__connection__filename", &file);
+        }
+        _ => {
+            let url = url::Url::parse(&db.url).unwrap();
+            let (host, port, user) = (
+                url.host_str().unwrap(),
+                url.port().unwrap_or(3306).to_string(),
+                url.username().to_owned(),
+            );
+            cmd.env("FIXTURE_DB_CLIENT", "mysql")
+                .env("FIXTURE_DB_HOST", host)
+                .env("FIXTURE_DB_PORT", &port)
+                .env("FIXTURE_DB_USER", &user)
+                .env("FIXTURE_DB_NAME", &db.name);
+            cmd.env("database__client", "mysql")
+                .env("database__connection__host", host)
+                .env("database__connection__port", &port)
+                .env("database__connection__user", &user)
+                .env("database__connection__database", &db.name);
+        }
+    }
+}
+
+struct App<'a> {
+    dir: PathBuf,
+    db: &'a TestDb,
+}
+
+impl App<'_> {
+    fn node(&self, args: &[&str], version: &str) -> Command {
+        let mut cmd = Command::new(args[0]);
+        cmd.args(&args[1..])
+            .current_dir(&self.dir)
+            .env("FIXTURE_VERSION", version);
+        database_env(self.db, &mut cmd);
+        cmd
+    }
+
+    fn bin(&self, name: &str) -> String {
+        self.dir
+            .join("node_modules/.bin")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    fn migrator(&self, command: &str, version: &str) -> Command {
+        let bin = self.bin(command);
+        let mgpath = self.dir.display().to_string();
+        self.node(&[&bin, "--mgpath", &mgpath], version)
+    }
+
+    /// The Ghost-like app: its boot check, then one line.
+    fn boot(&self, version: &str) -> Output {
+        run(&mut self.node(&["node", "app.js"], version))
+    }
+
+    /// unlatch in front of the app, set up as in the Ghost recipe.
+    fn unlatch(&self) -> Command {
+        let mut cmd = unlatch();
+        cmd.current_dir(&self.dir)
+            .env("TZ", "UTC")
+            .env("FIXTURE_VERSION", "1.1");
+        cmd.env(
+            "UNLATCH_MIGRATE_CMD",
+            format!(
+                "{} --mgpath {}",
+                self.bin("knex-migrator-migrate"),
+                self.dir.display()
+            ),
+        );
+        cmd.args(["--", "node", "app.js"]);
+        database_env(self.db, &mut cmd);
+        cmd
+    }
+
+    /// Installed at 1.0, then an upgrade to 1.1 killed half-way: the column
+    /// added, no `migrations` row for it, the lock left set.
+    fn install_then_kill_upgrade(&self, scratch: &Path) {
+        assert!(run(&mut self.migrator("knex-migrator-init", "1.0"))
+            .status
+            .success());
+        assert_eq!(stdout(&self.boot("1.0")), "APP STARTED posts=3 slugs=0\n");
+        let pause = scratch.join("paused");
+        let mut upgrade = self
+            .migrator("knex-migrator-migrate", "1.1")
+            .env("FIXTURE_PAUSE_FILE", &pause)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_file(&pause, &mut upgrade);
+        upgrade.kill().unwrap();
+        upgrade.wait().unwrap();
+        assert_eq!(
+            self.db.knex_migrator_lock().unwrap()[0],
+            "1",
+            "the killed upgrade left the lock set"
+        );
+    }
+}
+
+fn wait_for_file(path: &Path, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the migration ended before pausing"
+        );
+        assert!(Instant::now() < deadline, "the migration never paused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn fixture(engine: Engine, test: &str) -> Option<(TestDb, PathBuf)> {
+    let db = TestDb::new(engine, test)?;
+    Some((db, knexapp()))
+}
+
+fn killed_upgrade_restart_loop_is_healed(engine: Engine) {
+    let Some((db, dir)) = fixture(engine, "killed_upgrade") else {
+        return;
+    };
+    let app = App { dir, db: &db };
+    app.install_then_kill_upgrade(db.scratch.path());
+
+    // Every boot now fails, as Ghost's does: the restart loop.
+    let boot = app.boot("1.1");
+    assert_eq!(code(&boot), 2);
+    assert!(
+        stderr(&boot).contains("MigrationsAreLockedError"),
+        "{}",
+        stderr(&boot)
+    );
+    // knex-migrator's own rollback does not get out of it.
+    let rollback = run(&mut app.migrator("knex-migrator-rollback", "1.1"));
+    assert_eq!(code(&rollback), 1);
+    assert!(
+        stdout(&rollback).contains("No migrations available to rollback"),
+        "{}",
+        stdout(&rollback)
+    );
+    assert_eq!(
+        db.knex_migrator_lock().unwrap()[0],
+        "1",
+        "and the lock stays set"
+    );
+
+    // unlatch: waits out the (short) TTL, heals, migrates, starts the app.
+    let out = run(app.unlatch().env("UNLATCH_LOCK_TTL", "3s"));
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
+        "{}",
+        stdout(&out)
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains("live, leaving it alone") && log.contains("stale; freed it"),
+        "{log}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "0");
+    assert_eq!(
+        db.row("select count(*) from posts").unwrap(),
+        ["3"],
+        "no row lost"
+    );
+    assert_eq!(
+        db.row("select count(*) from migrations where version = '1.1'")
+            .unwrap(),
+        ["2"]
+    );
+    // And the next plain boot is fine too.
+    assert_eq!(stdout(&app.boot("1.1")), "APP STARTED posts=3 slugs=3\n");
+}
+
+fn live_migration_is_waited_for(engine: Engine) {
+    let Some((db, dir)) = fixture(engine, "live_migration") else {
+        return;
+    };
+    let app = App { dir, db: &db };
+    assert!(run(&mut app.migrator("knex-migrator-init", "1.0"))
+        .status
+        .success());
+    let pause = db.scratch.path().join("paused");
+    let mut upgrade = app
+        .migrator("knex-migrator-migrate", "1.1")
+        .env("FIXTURE_PAUSE_FILE", &pause)
+        .env("FIXTURE_PAUSE_SECONDS", "4")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&pause, &mut upgrade);
+    let out = run(&mut app.unlatch());
+    assert!(
+        upgrade.wait().unwrap().success(),
+        "the live migration finished undisturbed"
+    );
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
+        "{}",
+        stdout(&out)
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains("live, leaving it alone") && !log.contains("freed"),
+        "{log}"
+    );
+}
+
+fn fail_policy_leaves_lock_as_it_was(engine: Engine) {
+    let Some((db, dir)) = fixture(engine, "fail_policy") else {
+        return;
+    };
+    let app = App { dir, db: &db };
+    app.install_then_kill_upgrade(db.scratch.path());
+    let before = db.knex_migrator_lock().unwrap();
+    let out = run(app
+        .unlatch()
+        .env("UNLATCH_ON_STALE", "fail")
+        .env("UNLATCH_LOCK_TTL", "0s"));
+    assert_eq!(code(&out), 76);
+    assert_eq!(stdout(&out), "", "neither migrate nor app ran");
+    assert_eq!(db.knex_migrator_lock().unwrap(), before);
+}
+
+fn four_replicas_start_and_migrate_once(engine: Engine) {
+    let Some((db, dir)) = fixture(engine, "replicas") else {
+        return;
+    };
+    let app = App { dir, db: &db };
+    assert!(run(&mut app.migrator("knex-migrator-init", "1.0"))
+        .status
+        .success());
+    let runs = db.scratch.path().join("runs");
+    let replicas: Vec<Child> = (0..4)
+        .map(|_| {
+            app.unlatch()
+                .env("FIXTURE_RUN_LOG", &runs)
+                .env("FIXTURE_PAUSE_FILE", db.scratch.path().join("paused"))
+                .env("FIXTURE_PAUSE_SECONDS", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for replica in replicas {
+        let out = replica.wait_with_output().unwrap();
+        eprintln!("{}", stderr(&out));
+        assert_eq!(code(&out), 0);
+        assert!(
+            stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "1-add-slug\n2-fill-slug\n",
+        "each migration ran once"
+    );
+}
+
+macro_rules! sqlite_and_mysql {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test] fn sqlite() { super::$name(super::Engine::Sqlite) }
+            #[test] fn mysql() { super::$name(super::Engine::MySql) }
+        }
+    )*};
+}
+
+sqlite_and_mysql!(
+    killed_upgrade_restart_loop_is_healed,
+    live_migration_is_waited_for,
+    fail_policy_leaves_lock_as_it_was,
+    four_replicas_start_and_migrate_once,
+);
