@@ -133,7 +133,7 @@ fn live_lock_is_waited_for_then_given_up(db: &TestDb) {
 fn live_lock_released_while_waiting(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::ZERO));
-    let mut child = base(db)
+    let child = base(db)
         .args(["--", "sh", "-c", "echo APP STARTED"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -276,7 +276,7 @@ fn sigterm_during_migrate_is_passed_on_and_cleaned_up(db: &TestDb) {
         marker.display(),
         cli(db, take_lock_sql(db))
     );
-    let mut child = base(db)
+    let child = base(db)
         .env(
             "UNLATCH_MIGRATE_CMD",
             format!("sh -c '{}'", script.replace('\'', r"'\''")),
