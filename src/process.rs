@@ -176,12 +176,18 @@ fn internal(e: io::Error) -> Failure {
     Failure::new(Code::Internal, format!("waiting for a child process: {e}"))
 }
 
-/// In the child, before exec: default dispositions, nothing blocked.
+/// In the child, before exec: default dispositions, nothing blocked. The
+/// real-time signals count too; glibc keeps 32 and 33 for itself and will
+/// not let them be changed, so those two stay as inherited.
 fn reset_signal_state() -> io::Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: restoring the default disposition is async-signal-safe.
         let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    for n in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: as above; signal(2) with SIG_DFL on a valid number.
+        unsafe { nix::libc::signal(n, nix::libc::SIG_DFL) };
     }
     Ok(())
 }
