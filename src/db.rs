@@ -130,22 +130,31 @@ impl Target {
         }
     }
 
-    /// Options for a connection, optionally to the server without a
-    /// database (MySQL's `GET_LOCK` is server-wide).
-    pub fn options(&self, without_database: bool) -> anyhow::Result<AnyConnectOptions> {
+    /// Options for a connection in `role`.
+    fn options(&self, role: Role) -> anyhow::Result<AnyConnectOptions> {
         sqlx::any::install_default_drivers();
         let mut url = url::Url::parse(&self.url).context("database URL")?;
-        if without_database {
-            url.set_path("");
+        if role == Role::Guard {
+            match self.kind {
+                // GET_LOCK is server-wide: no database needed.
+                Kind::MySql => url.set_path(""),
+                // Each round of waiting for the advisory lock ends after 1 s;
+                // set at connection start, it costs no round trip.
+                Kind::Postgres => {
+                    url.query_pairs_mut()
+                        .append_pair("options[lock_timeout]", "1s");
+                }
+                Kind::Sqlite => {}
+            }
         }
         let options = AnyConnectOptions::from_url(&url).context("database URL")?;
         Ok(options.disable_statement_logging())
     }
 
     /// Opens one connection now, without waiting.
-    pub async fn connect_once(&self, without_database: bool) -> Result<AnyConnection, sqlx::Error> {
+    pub async fn connect_once(&self, role: Role) -> Result<AnyConnection, sqlx::Error> {
         let options = self
-            .options(without_database)
+            .options(role)
             .map_err(|e| sqlx::Error::Configuration(e.into()))?;
         AnyConnection::connect_with(&options).await
     }
@@ -172,6 +181,15 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Inspecting and healing.
+    Work,
+    /// Holding unlatch's guard, and nothing else.
+    Guard,
 }
 
 /// What one failed connection attempt means.
@@ -234,7 +252,7 @@ pub async fn wait_for(
         let remaining = timeout.saturating_sub(started.elapsed());
         let attempt = tokio::time::timeout(
             remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
-            target.connect_once(false),
+            target.connect_once(Role::Work),
         );
         let err = tokio::select! {
             result = attempt => match result {
@@ -352,9 +370,10 @@ impl Db {
             Kind::MySql => {
                 "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
             }
-            Kind::Postgres => {
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
-            }
+            // The catalogs directly: information_schema's views cost a few
+            // ms on a fresh backend. to_regclass follows search_path, as the
+            // tools' own unqualified table names do.
+            Kind::Postgres => "SELECT 1 WHERE to_regclass(?) IS NOT NULL",
         };
         Ok(self.row(sql, &[Some(table)]).await?.is_some())
     }

@@ -53,12 +53,16 @@ pub async fn preflight(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     };
     log::debug!("database {} from {}", target.redacted, target.source);
-    let db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
+    let (db, early) = tokio::join!(
+        db::wait_for(target, config.wait_timeout, &mut stop),
+        guard::connect_early(target)
+    );
+    let db = db?;
     let guard = if db.is_none() && target.kind == db::Kind::Postgres {
         // PostgreSQL's advisory locks live in a database; there is none yet.
         guard::Guard::None
     } else {
-        guard::acquire(target, config.lock_wait, &mut stop).await?
+        guard::acquire(target, early, config.lock_wait, &mut stop).await?
     };
     let result = under_guard(config, db, guard.waited().then_some(started), &mut stop).await;
     guard.release().await;

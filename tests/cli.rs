@@ -21,23 +21,35 @@ fn help_lists_every_variable_and_exit_code() {
     assert_eq!(code(&out), 0);
     let help = stdout(&out);
     for (name, default, _) in unlatch::config::VARIABLES {
-        assert!(help.contains(name) && help.contains(default), "{name} missing from --help");
+        assert!(
+            help.contains(name) && help.contains(default),
+            "{name} missing from --help"
+        );
     }
-    for code in ["64", "69", "70", "71", "72", "75", "76", "77", "126", "127", "128+n"] {
+    for code in [
+        "64", "69", "70", "71", "72", "75", "76", "77", "126", "127", "128+n",
+    ] {
         assert!(help.contains(code), "exit code {code} missing from --help");
     }
 }
 
 #[test]
 fn readme_documents_every_variable_and_exit_code() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for (name, _, _) in unlatch::config::VARIABLES {
         for part in name.split(", ") {
-            assert!(readme.contains(&format!("`{part}`")), "{part} is not in the README");
+            assert!(
+                readme.contains(&format!("`{part}`")),
+                "{part} is not in the README"
+            );
         }
     }
     for code in ["64", "69", "70", "71", "72", "75", "76", "77", "126", "127"] {
-        assert!(readme.contains(&format!("| {code} ")), "exit code {code} is not in the README's table");
+        assert!(
+            readme.contains(&format!("| {code} ")),
+            "exit code {code} is not in the README's table"
+        );
     }
 }
 
@@ -46,7 +58,11 @@ fn version_and_usage_errors() {
     assert!(stdout(&run(unlatch().arg("--version"))).starts_with("unlatch "));
     let out = run(unlatch().arg("-x"));
     assert_eq!(code(&out), 64);
-    assert!(stderr(&out).contains("put -- before it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("put -- before it"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(unlatch().args(["status", "--yaml"]));
     assert_eq!(code(&out), 64);
 }
@@ -60,7 +76,11 @@ fn without_a_database_it_is_a_plain_entrypoint() {
         .args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 0);
     assert_eq!(stdout(&out), "APP STARTED\n");
-    assert!(stderr(&out).contains("no database configured"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no database configured"),
+        "{}",
+        stderr(&out)
+    );
     assert!(marker.exists(), "the migrate command still runs");
     // No COMMAND: the preflight alone, then exit 0 (initContainer mode).
     let out = run(&mut unlatch());
@@ -70,10 +90,18 @@ fn without_a_database_it_is_a_plain_entrypoint() {
 
 #[test]
 fn exec_keeps_the_pid_and_the_exit_code() {
-    let child = unlatch().args(["--", "sh", "-c", "echo $$; exit 7"]).stdout(Stdio::piped()).spawn().unwrap();
+    let child = unlatch()
+        .args(["--", "sh", "-c", "echo $$; exit 7"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(stdout(&out).trim(), pid.to_string(), "COMMAND runs with unlatch's own PID");
+    assert_eq!(
+        stdout(&out).trim(),
+        pid.to_string(),
+        "COMMAND runs with unlatch's own PID"
+    );
     assert_eq!(code(&out), 7);
 }
 
@@ -81,7 +109,11 @@ fn exec_keeps_the_pid_and_the_exit_code() {
 fn command_not_found_127_not_executable_126() {
     let out = run(unlatch().args(["--", "/nonexistent/app"]));
     assert_eq!(code(&out), 127);
-    assert!(stderr(&out).contains("cannot run COMMAND /nonexistent/app: not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot run COMMAND /nonexistent/app: not found"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(unlatch().args(["--", "no-such-command-anywhere"]));
     assert_eq!(code(&out), 127);
     let scratch = Scratch::new("noexec");
@@ -89,7 +121,11 @@ fn command_not_found_127_not_executable_126() {
     std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
     let out = run(unlatch().arg("--").arg(&file));
     assert_eq!(code(&out), 126);
-    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(code(&run(unlatch().arg("--").arg(scratch.path()))), 126);
 }
 
@@ -97,11 +133,14 @@ fn command_not_found_127_not_executable_126() {
 fn command_starts_with_default_signals_and_empty_mask() {
     // unlatch itself starts with SIGUSR1 ignored and SIGUSR2 blocked.
     let mut cmd = unlatch();
-    cmd.env("UNLATCH_MIGRATE_CMD", "grep -E '^Sig(Blk|Ign):' /proc/self/status")
-        .args(["--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    cmd.env(
+        "UNLATCH_MIGRATE_CMD",
+        "grep -E '^Sig(Blk|Ign):' /proc/self/status",
+    )
+    .args(["--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
     unsafe {
         cmd.pre_exec(|| {
-            use nix::sys::signal::{sigprocmask, signal, SigHandler, SigSet, SigmaskHow, Signal};
+            use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
             signal(Signal::SIGUSR1, SigHandler::SigIgn).unwrap();
             let mut set = SigSet::empty();
             set.add(Signal::SIGUSR2);
@@ -116,22 +155,34 @@ fn command_starts_with_default_signals_and_empty_mask() {
     let glibc_reserved = (1u64 << 31) | (1u64 << 32);
     let masks: Vec<u64> = stdout(&out)
         .lines()
-        .map(|l| u64::from_str_radix(l.split_whitespace().last().unwrap(), 16).unwrap() & !glibc_reserved)
+        .map(|l| {
+            u64::from_str_radix(l.split_whitespace().last().unwrap(), 16).unwrap() & !glibc_reserved
+        })
         .collect();
-    assert_eq!(masks, [0; 4], "migrate command and COMMAND: nothing blocked or ignored");
+    assert_eq!(
+        masks, [0; 4],
+        "migrate command and COMMAND: nothing blocked or ignored"
+    );
 }
 
 #[test]
 fn unreachable_database_gives_up_after_the_wait() {
     let started = Instant::now();
     let out = run(unlatch()
-        .env("UNLATCH_DATABASE_URL", "mysql://root:Unl4tchTestPw@127.0.0.1:1/app")
+        .env(
+            "UNLATCH_DATABASE_URL",
+            "mysql://root:Unl4tchTestPw@127.0.0.1:1/app",
+        )
         .env("UNLATCH_WAIT_TIMEOUT", "2s")
         .args(["--", "true"]));
     assert_eq!(code(&out), 69);
     assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
     let err = stderr(&out);
-    assert!(err.contains("within UNLATCH_WAIT_TIMEOUT=2s") && err.contains("mysql://root:***@127.0.0.1:1/app"), "{err}");
+    assert!(
+        err.contains("within UNLATCH_WAIT_TIMEOUT=2s")
+            && err.contains("mysql://root:***@127.0.0.1:1/app"),
+        "{err}"
+    );
     assert!(!err.contains("Unl4tchTestPw"));
 }
 
@@ -145,15 +196,25 @@ fn sigterm_while_waiting_for_the_database() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 143);
-    assert!(stderr(&out).contains("stopped by SIGTERM"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped by SIGTERM"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn wrong_password_fails_at_once_without_showing_it() {
-    let Some(server) = server_url(Engine::MySql, "wrong_password") else { return };
+    let Some(server) = server_url(Engine::MySql, "wrong_password") else {
+        return;
+    };
     let mut url = url::Url::parse(&server).unwrap();
     url.set_password(Some("Unl4tch-Wr0ng#Pw")).unwrap();
     let out = run(unlatch()
@@ -162,24 +223,41 @@ fn wrong_password_fails_at_once_without_showing_it() {
         .args(["--", "true"]));
     assert_eq!(code(&out), 77);
     let err = stderr(&out);
-    assert!(err.contains("rejected the credentials") && err.contains("(from DATABASE_URL)"), "{err}");
-    assert!(!err.contains("Unl4tch-Wr0ng#Pw") && !err.contains("Unl4tch-Wr0ng%23Pw"), "{err}");
+    assert!(
+        err.contains("rejected the credentials") && err.contains("(from DATABASE_URL)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Unl4tch-Wr0ng#Pw") && !err.contains("Unl4tch-Wr0ng%23Pw"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_database_that_does_not_exist_yet_has_nothing_to_heal() {
     for engine in [Engine::MySql, Engine::Postgres] {
-        let Some(server) = server_url(engine, "missing_database") else { continue };
+        let Some(server) = server_url(engine, "missing_database") else {
+            continue;
+        };
         let mut url = url::Url::parse(&server).unwrap();
         url.set_path("/unlatch_never_created");
-        let out = run(unlatch().env("UNLATCH_DATABASE_URL", url.as_str()).args(["--", "echo", "started"]));
+        let out = run(unlatch()
+            .env("UNLATCH_DATABASE_URL", url.as_str())
+            .args(["--", "echo", "started"]));
         assert_eq!(code(&out), 0, "{engine:?}");
-        assert!(stderr(&out).contains("does not exist yet: nothing to heal"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("does not exist yet: nothing to heal"),
+            "{}",
+            stderr(&out)
+        );
     }
     let scratch = Scratch::new("nofile");
     let out = run(unlatch()
         .env("database__client", "sqlite3")
-        .env("database__connection__filename", scratch.path().join("content/data/ghost.db"))
+        .env(
+            "database__connection__filename",
+            scratch.path().join("content/data/ghost.db"),
+        )
         .args(["--", "true"]));
     assert_eq!(code(&out), 0);
     assert!(stderr(&out).contains("does not exist yet"));
@@ -195,14 +273,24 @@ fn ghost_config_file_in_the_working_directory() {
         format!(r#"{{"url":"http://localhost:2368","database":{{"client":"sqlite3","connection":{{"filename":"{}"}}}}}}"#, db.display()),
     )
     .unwrap();
-    let out = run(unlatch().current_dir(scratch.path()).env("NODE_ENV", "production").args(["--", "true"]));
+    let out = run(unlatch()
+        .current_dir(scratch.path())
+        .env("NODE_ENV", "production")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0);
     assert!(stderr(&out).contains("freed it"), "{}", stderr(&out));
     // A broken file is a configuration error naming it.
     std::fs::write(scratch.path().join("config.production.json"), "{").unwrap();
-    let out = run(unlatch().current_dir(scratch.path()).env("NODE_ENV", "production").args(["--", "true"]));
+    let out = run(unlatch()
+        .current_dir(scratch.path())
+        .env("NODE_ENV", "production")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 64);
-    assert!(stderr(&out).contains("config.production.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.production.json"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn sqlx_exec(url: &str, statements: &[&str]) {
@@ -215,18 +303,38 @@ fn json_log_is_one_object_a_line() {
     let scratch = Scratch::new("json");
     let url = format!("sqlite://{}", scratch.path().join("app.db").display());
     sqlx_exec(&url, STALE_LOCK);
-    let out = run(unlatch().env("UNLATCH_DATABASE_URL", &url).env("UNLATCH_LOG_FORMAT", "json").args(["--", "true"]));
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .env("UNLATCH_LOG_FORMAT", "json")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0);
-    let lines: Vec<serde_json::Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|l| l["level"] == "info" && l["msg"].as_str().unwrap().contains("freed it")), "{lines:?}");
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "info" && l["msg"].as_str().unwrap().contains("freed it")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn non_utf8_variable_is_named() {
     use std::os::unix::ffi::OsStrExt;
-    let out = run(unlatch().env("UNLATCH_MIGRATE_CMD", std::ffi::OsStr::from_bytes(b"migrate \xff")).args(["--", "true"]));
+    let out = run(unlatch()
+        .env(
+            "UNLATCH_MIGRATE_CMD",
+            std::ffi::OsStr::from_bytes(b"migrate \xff"),
+        )
+        .args(["--", "true"]));
     assert_eq!(code(&out), 64);
-    assert!(stderr(&out).contains("UNLATCH_MIGRATE_CMD is not valid UTF-8"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("UNLATCH_MIGRATE_CMD is not valid UTF-8"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -234,7 +342,14 @@ fn forced_tool_without_its_table_has_nothing_to_heal() {
     let scratch = Scratch::new("notable");
     let url = format!("sqlite://{}", scratch.path().join("app.db").display());
     sqlx_exec(&url, &["create table posts (id integer)"]);
-    let out = run(unlatch().env("UNLATCH_DATABASE_URL", &url).env("UNLATCH_TOOL", "knex-migrator").args(["--", "true"]));
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .env("UNLATCH_TOOL", "knex-migrator")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0);
-    assert!(stderr(&out).contains("no migration lock table found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no migration lock table found"),
+        "{}",
+        stderr(&out)
+    );
 }

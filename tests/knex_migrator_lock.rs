@@ -455,7 +455,8 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
         .unwrap();
     let utc = TimeZone::UTC;
     let mut conn = unlatch::db::Db::new(
-        rt.block_on(target.connect_once(false)).unwrap(),
+        rt.block_on(target.connect_once(unlatch::db::Role::Work))
+            .unwrap(),
         target.kind,
     );
     let seen = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
