@@ -76,6 +76,13 @@ mod tests {
     }
 
     #[test]
+    fn a_dst_fold_reads_as_the_later_instant() {
+        // 02:30 happened twice in Berlin on 2024-10-27: at 00:30Z and 01:30Z.
+        let t = parse_lock_time("2024-10-27 02:30:00", &zone("Europe/Berlin")).unwrap();
+        assert_eq!(t.to_string(), "2024-10-27T01:30:00Z");
+    }
+
+    #[test]
     fn offsets_win_over_the_zone() {
         let t = parse_lock_time("2024-03-01 20:41:41+00", &zone("Asia/Tokyo")).unwrap();
         assert_eq!(t.to_string(), "2024-03-01T20:41:41Z");

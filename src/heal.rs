@@ -114,6 +114,8 @@ pub async fn settle(
 ) -> anyhow::Result<()> {
     let zone = &config.lock_zone;
     let mut watching: Option<(LockState, Instant)> = None;
+    // UNLATCH_LOCK_WAIT counts from the first held lock seen, whoever holds it.
+    let waiting_since = Instant::now();
     let mut last_log: Option<Instant> = None;
     loop {
         let state = tool.observe(db, zone).await?;
@@ -145,7 +147,7 @@ pub async fn settle(
                 continue;
             }
             Verdict::Live { .. } => {
-                if first_seen.elapsed() >= config.lock_wait {
+                if waiting_since.elapsed() >= config.lock_wait {
                     return Err(Failure::new(
                         Code::LockStillHeld,
                         format!(

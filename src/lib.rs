@@ -13,7 +13,8 @@
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse.
 //! - [`migrate`]: the migrate command, under a timeout.
-//! - [`process`]: signals, child processes and the final exec.
+//! - [`launch`]: COMMAND takes over (exec), or the preflight was all.
+//! - [`process`]: signals, child processes and the exec itself.
 //! - [`state`]: unlatch's own small table, shared by replicas.
 //! - [`status`]: `unlatch status`.
 //!
@@ -27,6 +28,7 @@ pub mod exit;
 pub mod ghost;
 pub mod guard;
 pub mod heal;
+pub mod launch;
 pub mod logging;
 pub mod migrate;
 pub mod process;

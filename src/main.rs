@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use unlatch::config::{self, Config, Env, Logging};
 use unlatch::exit::{self, Code, Failure};
-use unlatch::{logging, process, status};
+use unlatch::{launch, logging, status};
 
 const USAGE: &str = "\
 unlatch: heal a stale migration lock, run the migrations, then start the app
@@ -144,12 +144,7 @@ fn run(env: Env) -> anyhow::Result<u8> {
             // The connections closed with the preflight; the runtime and its
             // signal handlers go before COMMAND takes this process over.
             drop(runtime);
-            if command.is_empty() {
-                log::info!("preflight done; no COMMAND given, exiting 0");
-                return Ok(0);
-            }
-            log::info!("starting {}", shell_words::join(&command));
-            Err(process::exec(&command).into())
+            launch::start(&command)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     }
