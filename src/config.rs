@@ -195,6 +195,17 @@ impl Env {
         Ok(Env { vars: map })
     }
 
+    /// An environment of exactly these pairs, for tests.
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env::capture(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .expect("test pairs are UTF-8")
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
     }
@@ -433,12 +444,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::capture(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-        .unwrap()
+        Env::from_pairs(pairs)
     }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, Failure> {

@@ -204,15 +204,9 @@ fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::capture(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-        .unwrap()
+        Env::from_pairs(pairs)
     }
 
     fn dir_with(file: &str, json: &str) -> PathBuf {

@@ -96,12 +96,16 @@ impl App<'_> {
         cmd
     }
 
+    /// A fresh install of version 1.0.
+    fn install_1_0(&self) {
+        let init = run(&mut self.migrator("knex-migrator-init", "1.0"));
+        assert!(init.status.success());
+    }
+
     /// Installed at 1.0, then an upgrade to 1.1 killed half-way: the column
     /// added, no `migrations` row for it, the lock left set.
     fn install_then_kill_upgrade(&self, scratch: &Path) {
-        assert!(run(&mut self.migrator("knex-migrator-init", "1.0"))
-            .status
-            .success());
+        self.install_1_0();
         assert_eq!(stdout(&self.boot("1.0")), "APP STARTED posts=3 slugs=0\n");
         let pause = scratch.join("paused");
         let mut upgrade = self
@@ -119,6 +123,16 @@ impl App<'_> {
             "the killed upgrade left the lock set"
         );
     }
+}
+
+/// unlatch exited 0 and the app started on the upgraded database.
+fn assert_app_upgraded(out: &Output) {
+    assert_eq!(code(out), 0);
+    let stdout = stdout(out);
+    assert!(
+        stdout.ends_with("APP STARTED posts=3 slugs=3\n"),
+        "{stdout}"
+    );
 }
 
 fn wait_for_file(path: &Path, child: &mut Child) {
@@ -169,12 +183,7 @@ fn killed_upgrade_restart_loop_is_healed(engine: Engine) {
 
     // unlatch: waits out the (short) TTL, heals, migrates, starts the app.
     let out = run(app.unlatch().env("UNLATCH_LOCK_TTL", "3s"));
-    assert_eq!(code(&out), 0);
-    assert!(
-        stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
-        "{}",
-        stdout(&out)
-    );
+    assert_app_upgraded(&out);
     let log = stderr(&out);
     assert!(
         log.contains("live, leaving it alone") && log.contains("stale; freed it"),
@@ -200,9 +209,7 @@ fn live_migration_is_waited_for(engine: Engine) {
         return;
     };
     let app = App { dir, db: &db };
-    assert!(run(&mut app.migrator("knex-migrator-init", "1.0"))
-        .status
-        .success());
+    app.install_1_0();
     let pause = db.scratch.path().join("paused");
     let mut upgrade = app
         .migrator("knex-migrator-migrate", "1.1")
@@ -217,12 +224,7 @@ fn live_migration_is_waited_for(engine: Engine) {
         upgrade.wait().unwrap().success(),
         "the live migration finished undisturbed"
     );
-    assert_eq!(code(&out), 0);
-    assert!(
-        stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
-        "{}",
-        stdout(&out)
-    );
+    assert_app_upgraded(&out);
     let log = stderr(&out);
     assert!(
         log.contains("live, leaving it alone") && !log.contains("freed"),
@@ -251,9 +253,7 @@ fn four_replicas_start_and_migrate_once(engine: Engine) {
         return;
     };
     let app = App { dir, db: &db };
-    assert!(run(&mut app.migrator("knex-migrator-init", "1.0"))
-        .status
-        .success());
+    app.install_1_0();
     let runs = db.scratch.path().join("runs");
     let replicas: Vec<Child> = (0..4)
         .map(|_| {
@@ -270,12 +270,7 @@ fn four_replicas_start_and_migrate_once(engine: Engine) {
     for replica in replicas {
         let out = replica.wait_with_output().unwrap();
         eprintln!("{}", stderr(&out));
-        assert_eq!(code(&out), 0);
-        assert!(
-            stdout(&out).ends_with("APP STARTED posts=3 slugs=3\n"),
-            "{}",
-            stdout(&out)
-        );
+        assert_app_upgraded(&out);
     }
     assert_eq!(
         std::fs::read_to_string(&runs).unwrap(),
