@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::db::Target;
 use crate::exit::{Code, Failure};
+use crate::user::RunAs;
 use crate::{ghost, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
@@ -113,6 +114,22 @@ pub enum OnStale {
     Fail,
 }
 
+/// How COMMAND is started after the preflight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Supervise when PID 1, exec otherwise.
+    Auto,
+    Supervise,
+    Exec,
+}
+
+/// Where a supervisor sends the signals it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    Child,
+    Group,
+}
+
 /// Which migration tool's lock to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolChoice {
@@ -147,6 +164,10 @@ pub struct Config {
     pub migrate_cmd: Option<Vec<String>>,
     pub migrate_timeout: Duration,
     pub kill_grace: Duration,
+    pub mode: Mode,
+    pub signal_target: SignalTarget,
+    pub run_as: Option<RunAs>,
+    pub migrate_run_as: Option<RunAs>,
     /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
     /// effect), logged once logging is up.
     pub warnings: Vec<String>,
@@ -167,6 +188,10 @@ struct Raw {
     migrate_cmd: Option<String>,
     migrate_timeout: Option<String>,
     kill_grace: Option<String>,
+    mode: Option<String>,
+    signal_target: Option<String>,
+    run_as: Option<String>,
+    migrate_run_as: Option<String>,
 }
 
 /// A snapshot of the environment: valid UTF-8, empty values dropped.
@@ -295,6 +320,12 @@ impl Config {
             ));
         }
 
+        let run_as = resolve_run_as("UNLATCH_RUN_AS", raw.run_as.as_deref())?;
+        let migrate_run_as = match raw.migrate_run_as.as_deref() {
+            Some(spec) => resolve_run_as("UNLATCH_MIGRATE_RUN_AS", Some(spec))?,
+            None => run_as.clone(),
+        };
+
         Ok(Config {
             database: database(env, raw.database_url.as_deref(), cwd)?,
             wait_timeout: duration("UNLATCH_WAIT_TIMEOUT", raw.wait_timeout.as_deref(), "60s")?,
@@ -306,6 +337,27 @@ impl Config {
             migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
             migrate_timeout,
             kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
+            mode: match raw.mode.as_deref().unwrap_or("auto") {
+                "auto" => Mode::Auto,
+                "supervise" => Mode::Supervise,
+                "exec" => Mode::Exec,
+                other => {
+                    return Err(config_error(format!(
+                        "UNLATCH_MODE={other}: expected auto, supervise or exec"
+                    )))
+                }
+            },
+            signal_target: match raw.signal_target.as_deref().unwrap_or("child") {
+                "child" => SignalTarget::Child,
+                "group" => SignalTarget::Group,
+                other => {
+                    return Err(config_error(format!(
+                        "UNLATCH_SIGNAL_TARGET={other}: expected child or group"
+                    )))
+                }
+            },
+            run_as,
+            migrate_run_as,
             warnings,
         })
     }
@@ -337,6 +389,10 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
         Some((url, source)) => Target::parse(&url, &source).map(Some),
         None => Ok(None),
     }
+}
+
+fn resolve_run_as(name: &str, spec: Option<&str>) -> Result<Option<RunAs>, Failure> {
+    spec.map(|spec| RunAs::resolve(name, spec)).transpose()
 }
 
 fn duration(name: &str, value: Option<&str>, default: &str) -> Result<Duration, Failure> {
@@ -595,6 +651,38 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.database.unwrap().source, "DATABASE_URL");
+    }
+
+    #[test]
+    fn modes_targets_and_identities() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.mode, c.signal_target), (Mode::Auto, SignalTarget::Child));
+        assert!(c.run_as.is_none() && c.migrate_run_as.is_none());
+        let c = config(&[
+            ("UNLATCH_MODE", "supervise"),
+            ("UNLATCH_SIGNAL_TARGET", "group"),
+            ("UNLATCH_RUN_AS", "nobody"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.mode, c.signal_target),
+            (Mode::Supervise, SignalTarget::Group)
+        );
+        assert_eq!(
+            c.migrate_run_as, c.run_as,
+            "the migrate user defaults to UNLATCH_RUN_AS"
+        );
+        let c = config(&[
+            ("UNLATCH_RUN_AS", "root"),
+            ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
+        ])
+        .unwrap();
+        assert_eq!(c.migrate_run_as.unwrap().spec, "nobody");
+        assert!(message(&[("UNLATCH_MODE", "fork")])
+            .starts_with("UNLATCH_MODE=fork: expected auto, supervise or exec"));
+        assert!(message(&[("UNLATCH_SIGNAL_TARGET", "all")]).contains("expected child or group"));
+        assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
+            .starts_with("UNLATCH_MIGRATE_RUN_AS=ghost-user-x"));
     }
 
     #[test]

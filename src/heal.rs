@@ -204,7 +204,7 @@ async fn heal(
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
             let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
-            let ended = process::run("UNLATCH_ROLLBACK_CMD", argv, limits, stop).await?;
+            let ended = process::run("UNLATCH_ROLLBACK_CMD", argv, config.migrate_run_as.as_ref(), limits, stop).await?;
             let outcome = match ended {
                 Ended::Exited(status) => process::describe(status),
                 Ended::TimedOut => {

@@ -1,22 +1,53 @@
 //! Launch: the last step. With no COMMAND the preflight was the whole job
 //! (Kubernetes initContainer, Fly `release_command`): exit 0. Otherwise
-//! COMMAND replaces unlatch in place, keeping its PID, so COMMAND's exit
-//! code is the container's.
+//! COMMAND starts in one of two ways (`UNLATCH_MODE`):
 //!
-//! Exec is the right default where another init is PID 1 (Fly's, Docker's
-//! `--init`). Being PID 1 itself, supervising COMMAND, is a second mode
-//! that slots in here, after the preflight and its runtime are gone.
+//! - exec: COMMAND replaces unlatch in place, keeping its PID, so its exit
+//!   code is the container's. Right where another init is PID 1 (Fly's,
+//!   Docker's `--init`, Kubernetes with a shared process namespace).
+//! - supervise: unlatch stays, as PID 1, forwarding signals and reaping
+//!   zombies (see `supervise`). `auto` picks it when unlatch is PID 1,
+//!   because a PID-1 app that does neither makes the container misbehave.
 //!
-//! May touch: this process's image.
+//! Either way this runs after the preflight's runtime and connections are
+//! gone, and COMMAND runs as `UNLATCH_RUN_AS` when set.
+//!
+//! May touch: this process's image, or its children.
 
+use crate::config::{Config, Mode};
 use crate::process;
+use crate::supervise::{self, Supervision};
 
-/// Runs after the preflight; returns only on failure, or 0 with no COMMAND.
-pub fn start(command: &[String]) -> anyhow::Result<u8> {
+/// Runs after the preflight; returns the exit code, or an error when
+/// COMMAND could not be started.
+pub fn start(command: &[String], config: &Config) -> anyhow::Result<u8> {
     if command.is_empty() {
         log::info!("preflight done; no COMMAND given, exiting 0");
         return Ok(0);
     }
-    log::info!("starting {}", shell_words::join(command));
-    Err(process::exec(command).into())
+    let as_pid_1 = nix::unistd::getpid().as_raw() == 1;
+    let supervising = match config.mode {
+        Mode::Auto => as_pid_1,
+        Mode::Supervise => true,
+        Mode::Exec => false,
+    };
+    let who = match &config.run_as {
+        Some(identity) => format!(" as {}", identity.spec),
+        None => String::new(),
+    };
+    if !supervising {
+        log::info!("starting {}{who}", shell_words::join(command));
+        return Err(process::exec(command, config.run_as.as_ref()).into());
+    }
+    log::info!(
+        "starting {}{who}, supervised (unlatch is {})",
+        shell_words::join(command),
+        if as_pid_1 { "PID 1" } else { "its subreaper" }
+    );
+    let settings = Supervision {
+        target: config.signal_target,
+        grace: config.kill_grace,
+        run_as: config.run_as.as_ref(),
+    };
+    Ok(supervise::run(command, &settings)?)
 }

@@ -34,7 +34,9 @@ pub mod migrate;
 pub mod process;
 pub mod state;
 pub mod status;
+pub mod supervise;
 pub mod tools;
+pub mod user;
 
 use config::Config;
 use db::Db;

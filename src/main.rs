@@ -144,7 +144,7 @@ fn run(env: Env) -> anyhow::Result<u8> {
             // The connections closed with the preflight; the runtime and its
             // signal handlers go before COMMAND takes this process over.
             drop(runtime);
-            launch::start(&command)
+            launch::start(&command, &config)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     }

@@ -42,7 +42,14 @@ pub async fn run(
         timeout: config.migrate_timeout,
         grace: config.kill_grace,
     };
-    let ended = process::run("UNLATCH_MIGRATE_CMD", argv, limits, stop).await?;
+    let ended = process::run(
+        "UNLATCH_MIGRATE_CMD",
+        argv,
+        config.migrate_run_as.as_ref(),
+        limits,
+        stop,
+    )
+    .await?;
 
     let failure = match ended {
         Ended::Exited(status) if status.success() => return Ok(()),

@@ -22,6 +22,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::clock::human;
 use crate::exit::{Code, Failure};
+use crate::user::RunAs;
 
 /// TERM and INT, which end the preflight cleanly.
 pub struct Stop {
@@ -68,19 +69,20 @@ pub struct Limits {
 pub async fn run(
     variable: &str,
     argv: &[String],
+    run_as: Option<&RunAs>,
     limits: Limits,
     stop: &mut Stop,
 ) -> Result<Ended, Failure> {
-    let mut command = tokio::process::Command::new(&argv[0]);
-    command.args(&argv[1..]).process_group(0);
-    // SAFETY: the closure only calls async-signal-safe functions.
-    unsafe { command.pre_exec(reset_signal_state) };
-    let mut child = command.spawn().map_err(|e| {
-        Failure::new(
-            Code::MigrationFailed,
-            format!("{variable}: cannot run {}: {}", argv[0], spawn_error(&e)),
-        )
-    })?;
+    let mut command = clean_command(argv, run_as, Terminal::Leave);
+    command.process_group(0);
+    let mut child = tokio::process::Command::from(command)
+        .spawn()
+        .map_err(|e| {
+            Failure::new(
+                Code::MigrationFailed,
+                format!("{variable}: cannot run {}: {}", argv[0], spawn_error(&e)),
+            )
+        })?;
     let group = Pid::from_raw(child.id().expect("a child just spawned has a pid") as i32);
     log::info!(
         "running {variable}: {} (pid {group}, timeout {})",
@@ -192,14 +194,65 @@ fn reset_signal_state() -> io::Result<()> {
     Ok(())
 }
 
-/// Replaces unlatch with COMMAND (same PID); returns only if that fails,
-/// with 127 when it is not found and 126 when it cannot be executed.
-pub fn exec(argv: &[String]) -> Failure {
+/// Whether a child takes over the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    Leave,
+    /// Make the child's process group the terminal's foreground group, if
+    /// stdin is one, so that Ctrl-C reaches it (`docker run -it`).
+    TakeForeground,
+}
+
+/// A command for `argv` whose child starts clean: default signal
+/// dispositions, an empty mask, and the `run_as` identity with its `HOME`.
+/// Callers that want it in a process group of its own say so
+/// (`process_group(0)`, which std applies before these steps).
+pub fn clean_command(
+    argv: &[String],
+    run_as: Option<&RunAs>,
+    terminal: Terminal,
+) -> std::process::Command {
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
-    // SAFETY: the closure only calls async-signal-safe functions.
-    unsafe { command.pre_exec(reset_signal_state) };
-    let e = command.exec();
+    if let Some(identity) = run_as {
+        command.env("HOME", &identity.home);
+    }
+    let identity = run_as.cloned();
+    let closure = move || {
+        if terminal == Terminal::TakeForeground {
+            take_terminal_foreground()?;
+        }
+        reset_signal_state()?;
+        match &identity {
+            Some(identity) => identity.apply(),
+            None => Ok(()),
+        }
+    };
+    // SAFETY: the closure only makes async-signal-safe calls (tcsetpgrp,
+    // signal, sigprocmask, setgroups, setgid, setuid); nothing allocates.
+    unsafe { command.pre_exec(closure) };
+    command
+}
+
+/// In the child: become the terminal's foreground group. A background group
+/// that calls tcsetpgrp gets SIGTTOU, so it is ignored for the call (the
+/// reset that follows restores it). No terminal is fine.
+fn take_terminal_foreground() -> io::Result<()> {
+    let stdin = std::io::stdin();
+    if !nix::unistd::isatty(&stdin).unwrap_or(false) {
+        return Ok(());
+    }
+    // SAFETY: setting a disposition is async-signal-safe.
+    unsafe { nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)? };
+    match nix::unistd::tcsetpgrp(&stdin, nix::unistd::getpgrp()) {
+        Ok(()) | Err(nix::errno::Errno::ENOTTY | nix::errno::Errno::ENXIO) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The exit code and message for a COMMAND that could not be started:
+/// 127 when it is not found, 126 when it cannot be executed.
+pub fn start_failure(argv: &[String], e: &io::Error) -> Failure {
     let code = if e.kind() == io::ErrorKind::NotFound {
         Code::NotFound
     } else {
@@ -207,6 +260,12 @@ pub fn exec(argv: &[String]) -> Failure {
     };
     Failure::new(
         code,
-        format!("cannot run COMMAND {}: {}", argv[0], spawn_error(&e)),
+        format!("cannot run COMMAND {}: {}", argv[0], spawn_error(e)),
     )
+}
+
+/// Replaces unlatch with COMMAND (same PID); returns only if that fails.
+pub fn exec(argv: &[String], run_as: Option<&RunAs>) -> Failure {
+    // Exec keeps unlatch's process group and terminal: it is the same process.
+    start_failure(argv, &clean_command(argv, run_as, Terminal::Leave).exec())
 }

@@ -1,0 +1,342 @@
+//! Supervise: unlatch stays as PID 1 (or as a child subreaper) and runs
+//! COMMAND as its child, the way tini does.
+//!
+//! It starts after the preflight, with the database connections closed and
+//! the async runtime gone: a plain loop on one thread, a few hundred KiB.
+//! Every catchable signal gets a handler (signal-hook), because a PID 1 only
+//! receives the signals it handles; each is forwarded to the child (or its
+//! process group, `UNLATCH_SIGNAL_TARGET=group`). SIGCHLD triggers a
+//! `waitpid(-1)` pass: this loop is the one owner of every PID, so no exit
+//! status is lost to a second waiter. When the child exits, what is left of
+//! its descendants gets TERM, then KILL after `UNLATCH_KILL_GRACE`, and
+//! unlatch exits with the child's code, or 128+n if signal n killed it.
+//!
+//! Not forwarded: SIGCHLD (ours), the fault signals (ILL, FPE, SEGV, BUS,
+//! ABRT, TRAP, SYS: they concern this process only), SIGPIPE (a write of
+//! our own to a closed stderr must not reach the app), and TTIN/TTOU, which
+//! unlatch ignores so a terminal cannot stop it.
+//!
+//! May touch: its children and their descendants; its signal handlers.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, killpg, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
+
+use crate::config::SignalTarget;
+use crate::exit::Failure;
+use crate::process::{self, Terminal};
+use crate::user::RunAs;
+
+/// How often the loop wakes with no signal, to reap what it may have missed.
+const TICK: Duration = Duration::from_secs(1);
+
+type Signals = SignalDelivery<UnixStream, SignalOnly>;
+
+/// Settings for [`run`].
+pub struct Supervision<'a> {
+    pub target: SignalTarget,
+    pub grace: Duration,
+    pub run_as: Option<&'a RunAs>,
+}
+
+/// The signals passed on to the child.
+fn forwarded() -> Vec<i32> {
+    let skip = [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGCHLD,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGABRT,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+        Signal::SIGPIPE,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ];
+    Signal::iterator()
+        .filter(|s| !skip.contains(s))
+        .map(|s| s as i32)
+        .chain(nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX())
+        .collect()
+}
+
+/// Runs `argv` as a supervised child; returns the exit code to leave with.
+pub fn run(argv: &[String], settings: &Supervision) -> Result<u8, Failure> {
+    let me = nix::unistd::getpid();
+    if me.as_raw() != 1 {
+        // Orphans reparent to the nearest subreaper: make that us.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            log::warn!(
+                "cannot become a child subreaper ({e}); orphans will not be reaped by unlatch"
+            );
+        }
+    }
+    for sig in [Signal::SIGTTIN, Signal::SIGTTOU] {
+        // SAFETY: ignoring a signal installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigIgn) };
+    }
+    // Handlers go in before the child starts, so no early signal is lost.
+    let mut signals = install_handlers()?;
+
+    let mut command = process::clean_command(argv, settings.run_as, Terminal::TakeForeground);
+    command.process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|e| process::start_failure(argv, &e))?;
+    let child = Pid::from_raw(child.id() as i32);
+    log::debug!("supervising {} (pid {child}) as pid {me}", argv[0]);
+
+    let status = loop {
+        for sig in wait_for_signals(&mut signals, TICK) {
+            if sig != Signal::SIGCHLD as i32 {
+                forward(sig, child, settings.target);
+            }
+        }
+        if let Some(status) = reap(child) {
+            break status;
+        }
+    };
+    let code = exit_code(status);
+    end_descendants(me, settings.grace, &mut signals);
+    log::debug!("{} {}; exiting with {code}", argv[0], describe(status));
+    Ok(code)
+}
+
+fn install_handlers() -> Result<Signals, Failure> {
+    let internal = |e: std::io::Error| {
+        Failure::new(
+            crate::exit::Code::Internal,
+            format!("installing signal handlers: {e}"),
+        )
+    };
+    let (read, write) = UnixStream::pair().map_err(internal)?;
+    let mut wanted = forwarded();
+    wanted.push(Signal::SIGCHLD as i32);
+    SignalDelivery::with_pipe(read, write, SignalOnly, wanted).map_err(internal)
+}
+
+/// The signals that arrived, waiting at most `timeout` for the first.
+fn wait_for_signals(signals: &mut Signals, timeout: Duration) -> Vec<i32> {
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut ready = |read: &mut UnixStream| -> Result<bool, std::io::Error> {
+        let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::EINTR) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    };
+    match signals.poll_pending(&mut ready) {
+        Ok(Some(pending)) => pending.collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            log::warn!("waiting for signals: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+            Vec::new()
+        }
+    }
+}
+
+fn forward(sig: i32, child: Pid, target: SignalTarget) {
+    let Ok(signal) = Signal::try_from(sig) else {
+        // A real-time signal: nix's Signal has no variant for it.
+        let pid = if target == SignalTarget::Group {
+            -child.as_raw()
+        } else {
+            child.as_raw()
+        };
+        // SAFETY: kill(2) with a valid signal number.
+        unsafe { nix::libc::kill(pid, sig) };
+        return;
+    };
+    let sent = match target {
+        SignalTarget::Child => kill(child, signal),
+        SignalTarget::Group => killpg(child, signal),
+    };
+    match sent {
+        Ok(()) => log::debug!("forwarded {signal} to {child}"),
+        // The child just exited; its status is on the way.
+        Err(Errno::ESRCH) => {}
+        Err(e) => log::warn!("forwarding {signal} to {child}: {e}"),
+    }
+}
+
+/// Reaps every zombie; returns the main child's status if it was among them.
+fn reap(child: Pid) -> Option<WaitStatus> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return found,
+            Ok(status) if status.pid() == Some(child) => found = Some(status),
+            Ok(status) => log::debug!("reaped {status:?}"),
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::warn!("waitpid: {e}");
+                return found;
+            }
+        }
+    }
+}
+
+fn exit_code(status: WaitStatus) -> u8 {
+    match status {
+        WaitStatus::Exited(_, code) => code as u8,
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32) as u8,
+        _ => 1,
+    }
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
+        other => format!("ended ({other:?})"),
+    }
+}
+
+/// Every live process below `root`, from `/proc` (orphans that reparented to
+/// us included; as PID 1 that is everything else in the namespace).
+fn descendants(root: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root.as_raw()];
+    while let Some(parent) = stack.pop() {
+        for &pid in children.get(&parent).into_iter().flatten() {
+            if seen.insert(pid) {
+                found.push(Pid::from_raw(pid));
+                stack.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// TERM (and CONT, so a stopped one sees it) to what the child left behind,
+/// `grace` to go, then KILL; reaping all along.
+fn end_descendants(me: Pid, grace: Duration, signals: &mut Signals) {
+    let left = descendants(me);
+    if left.is_empty() {
+        return;
+    }
+    log::info!(
+        "the app left {} process(es) behind: sending SIGTERM",
+        left.len()
+    );
+    for pid in &left {
+        let _ = kill(*pid, Signal::SIGTERM);
+        let _ = kill(*pid, Signal::SIGCONT);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        reap(Pid::from_raw(0));
+        let left = descendants(me);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "{} process(es) still running {} after SIGTERM: sending SIGKILL",
+                left.len(),
+                crate::clock::human(grace)
+            );
+            for pid in &left {
+                let _ = kill(*pid, Signal::SIGKILL);
+            }
+            break;
+        }
+        wait_for_signals(signals, Duration::from_millis(20));
+    }
+    // KILL cannot be refused; collect the zombies.
+    let until = Instant::now() + Duration::from_secs(2);
+    while !descendants(me).is_empty() && Instant::now() < until {
+        reap(Pid::from_raw(0));
+        wait_for_signals(signals, Duration::from_millis(20));
+    }
+    reap(Pid::from_raw(0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_signals_leave_out_ours_and_the_faults() {
+        let set = forwarded();
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ] {
+            assert!(set.contains(&(sig as i32)), "{sig}");
+        }
+        for sig in [
+            Signal::SIGCHLD,
+            Signal::SIGKILL,
+            Signal::SIGSEGV,
+            Signal::SIGPIPE,
+            Signal::SIGTTOU,
+        ] {
+            assert!(!set.contains(&(sig as i32)), "{sig}");
+        }
+        assert!(set.contains(&nix::libc::SIGRTMIN()));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        let pid = Pid::from_raw(9);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), 3);
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            137
+        );
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
+            143
+        );
+    }
+}

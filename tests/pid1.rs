@@ -1,0 +1,411 @@
+//! unlatch as PID 1 in a new PID namespace (`unshare --pid --fork
+//! --mount-proc`), and as a child subreaper. Where tini (Debian package
+//! `tini`) has the same feature, the same test runs against it and both
+//! must agree. Needs root.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Init {
+    Unlatch,
+    Tini,
+}
+
+/// Whether this machine can run the test: root and `unshare`, and tini for
+/// the comparisons. A missing piece is a skip, said plainly, or a failure
+/// under UNLATCH_TEST_REQUIRE_SERVERS=1.
+fn can_run(init: Init, test: &str) -> bool {
+    let missing = if !nix::unistd::geteuid().is_root() {
+        Some("root")
+    } else if Command::new("unshare").arg("--version").output().is_err() {
+        Some("unshare")
+    } else if init == Init::Tini && Command::new("tini").arg("--version").output().is_err() {
+        Some("tini (Debian package tini)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(what) if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") => {
+            panic!("{test}: needs {what}, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping")
+        }
+        Some(what) => {
+            eprintln!("SKIPPED {test} with {init:?}: needs {what}");
+            false
+        }
+    }
+}
+
+/// `init -- app...` as PID 1 of a new PID namespace.
+fn as_pid_1(init: Init, app: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"]);
+    match init {
+        Init::Unlatch => cmd.arg(env!("CARGO_BIN_EXE_unlatch")),
+        Init::Tini => cmd.arg("tini"),
+    };
+    cmd.arg("--").args(app);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+/// The host PID of the init that `unshare` (running as `child`) forked.
+fn init_pid(child: &Child) -> Pid {
+    let path = format!("/proc/{0}/task/{0}/children", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        {
+            return Pid::from_raw(pid.parse().unwrap());
+        }
+        assert!(Instant::now() < deadline, "unshare never forked its init");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child`, killing it after `limit` (a hang is a failure, not a
+/// slow pass).
+fn finish(mut child: Child, limit: Duration) -> (i32, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                stdout.read_to_string(&mut out).unwrap();
+            }
+            return (status.code().unwrap_or(-1), out);
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("sh")
+                .args([
+                    "-c",
+                    "ps -eo pid,ppid,pgid,stat,args | grep -E 'unlatch|tini|sleep|unshare' >&2",
+                ])
+                .status();
+            let _ = child.kill();
+            panic!("did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const BOTH: [Init; 2] = [Init::Unlatch, Init::Tini];
+
+#[test]
+fn exit_codes_and_deaths_by_signal() {
+    for init in BOTH {
+        if !can_run(init, "exit_codes") {
+            continue;
+        }
+        for (script, expected) in [
+            ("exit 0", 0),
+            ("exit 3", 3),
+            ("exit 255", 255),
+            ("kill -KILL $$", 137),
+            ("kill -TERM $$", 143),
+        ] {
+            let out = run(&mut as_pid_1(init, &["sh", "-c", script]));
+            assert_eq!(code(&out), expected, "{init:?}: {script}");
+        }
+        let out = run(&mut as_pid_1(init, &["/nonexistent/app"]));
+        assert_eq!(code(&out), 127, "{init:?}: not found");
+        let scratch = Scratch::new("noexec");
+        let file = scratch.path().join("app");
+        std::fs::write(&file, "#!/bin/sh\n").unwrap();
+        let out = run(&mut as_pid_1(init, &[file.to_str().unwrap()]));
+        assert_eq!(code(&out), 126, "{init:?}: not executable");
+    }
+}
+
+#[test]
+fn every_signal_is_forwarded_and_the_apps_code_kept() {
+    let script =
+        "for s in TERM INT HUP QUIT USR1 USR2 WINCH; do trap \"echo got-$s; exit 42\" $s; done; \
+                  echo ready; sleep 100 & wait";
+    for init in BOTH {
+        if !can_run(init, "signals") {
+            continue;
+        }
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ] {
+            let mut child = as_pid_1(init, &["sh", "-c", script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            assert_eq!(line, "ready\n", "{init:?}");
+            kill(init_pid(&child), sig).unwrap();
+            child.stdout = None;
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            let (code, _) = finish(child, Duration::from_secs(20));
+            let name = sig.as_str().trim_start_matches("SIG");
+            assert_eq!(rest, format!("got-{name}\n"), "{init:?}: {sig}");
+            assert_eq!(code, 42, "{init:?}: {sig}");
+        }
+    }
+}
+
+/// A shell snippet that counts zombies; with `ppid`, only those whose parent
+/// is that PID.
+fn count_zombies(ppid: &str) -> String {
+    format!(
+        "z=0; for f in /proc/[0-9]*/stat; do read -r line < $f 2>/dev/null || continue; rest=\"${{line##*) }}\"; \
+         set -- $rest; if [ \"$1\" = Z ] && {{ [ -z \"{ppid}\" ] || [ \"$2\" = \"{ppid}\" ]; }}; then z=$((z+1)); fi; done; echo zombies=$z"
+    )
+}
+
+#[test]
+fn a_hundred_orphans_are_reaped() {
+    // Each `(sleep &)` orphans its sleep at once; they exit together later.
+    let script = format!(
+        "for i in $(seq 100); do (sleep 0.5 &); done; sleep 2.5; {}",
+        count_zombies("")
+    );
+    for init in BOTH {
+        if !can_run(init, "orphans") {
+            continue;
+        }
+        let out = run(&mut as_pid_1(init, &["sh", "-c", &script]));
+        assert_eq!(code(&out), 0);
+        assert_eq!(stdout(&out), "zombies=0\n", "{init:?}");
+    }
+}
+
+#[test]
+fn orphans_counted_here_would_be_zombies_without_a_reaper() {
+    // The check above can fail: with a PID 1 that never waits for orphans
+    // (Python, here), the same zombies stay.
+    if !can_run(Init::Unlatch, "orphans_control") {
+        return;
+    }
+    let program = format!(
+        "import subprocess, time\n\
+         subprocess.run(['sh', '-c', 'for i in $(seq 10); do (sleep 0.2 &); done'])\n\
+         time.sleep(1.5)\n\
+         print(subprocess.run(['sh', '-c', {:?}], capture_output=True, text=True).stdout, end='')\n",
+        count_zombies("")
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "python3", "-c", &program]);
+    let out = run(&mut cmd);
+    assert_eq!(stdout(&out), "zombies=10\n");
+}
+
+#[test]
+fn as_a_subreaper_it_reaps_orphans_and_ends_leftovers() {
+    if !can_run(Init::Unlatch, "subreaper") {
+        return;
+    }
+    let marker = format!("1000.{}", std::process::id());
+    let script = format!(
+        "for i in $(seq 20); do (sleep 0.2 &); done; sleep 1.5; {}; (sleep {marker} &); exit 5",
+        count_zombies("$PPID")
+    );
+    let out = run(unlatch()
+        .env("UNLATCH_MODE", "supervise")
+        .env("UNLATCH_KILL_GRACE", "2s")
+        .args(["--", "sh", "-c", &script]));
+    assert_eq!(code(&out), 5);
+    assert_eq!(stdout(&out), "zombies=0\n");
+    assert!(
+        stderr(&out).contains("unlatch is its subreaper"),
+        "{}",
+        stderr(&out)
+    );
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("sleep {marker}")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the orphaned sleep was ended");
+}
+
+#[test]
+fn leftover_descendants_are_ended_when_the_app_exits() {
+    if !can_run(Init::Unlatch, "leftovers") {
+        return;
+    }
+    // One leftover ends on TERM, one ignores it and needs the KILL.
+    let script = "sleep 1000 & sh -c 'trap \"\" TERM; sleep 1000' & sleep 0.2; exit 3";
+    let started = Instant::now();
+    let child = as_pid_1(Init::Unlatch, &["sh", "-c", script])
+        .env("UNLATCH_KILL_GRACE", "1s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, _) = finish(child, Duration::from_secs(30));
+    assert_eq!(code, 3, "the app's own code");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_during_the_preflight_as_pid_1() {
+    if !can_run(Init::Unlatch, "preflight_term") {
+        return;
+    }
+    let child = as_pid_1(Init::Unlatch, &["sh", "-c", "echo app"])
+        .env("UNLATCH_MIGRATE_CMD", "sleep 100")
+        .env("UNLATCH_KILL_GRACE", "2s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = init_pid(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(pid, Signal::SIGTERM).unwrap();
+    let (code, out) = finish(child, Duration::from_secs(20));
+    assert_eq!(code, 143);
+    assert_eq!(out, "", "the app never started");
+}
+
+/// A user with a supplementary group, made once for the run-as tests.
+fn test_user() -> (String, String) {
+    let (user, extra) = ("unlatchtest", "unlatchtest-extra");
+    let _ = Command::new("groupadd").args(["-f", extra]).status();
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let status = Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--home-dir",
+                "/home/unlatchtest",
+                "--shell",
+                "/bin/sh",
+                "--groups",
+                extra,
+                user,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success() || Command::new("id").arg(user).status().unwrap().success());
+    }
+    let ids = |args: &[&str]| {
+        String::from_utf8(
+            Command::new("id")
+                .args(args)
+                .arg(user)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    (
+        user.to_owned(),
+        format!(
+            "{} {} {}",
+            ids(&["-u"]).trim(),
+            ids(&["-g"]).trim(),
+            ids(&["-G"]).trim()
+        ),
+    )
+}
+
+#[test]
+fn run_as_sets_uid_gid_groups_and_home_for_app_and_migrate() {
+    if !can_run(Init::Unlatch, "run_as") {
+        return;
+    }
+    let (user, ids) = test_user();
+    let show = "echo $0 $(id -u) $(id -g) $(id -G) $HOME";
+    for mode in ["exec", "supervise"] {
+        let out = run(unlatch()
+            .env("UNLATCH_MODE", mode)
+            .env("UNLATCH_RUN_AS", &user)
+            .env("UNLATCH_MIGRATE_CMD", format!("sh -c '{show}' migrate"))
+            .args(["--", "sh", "-c", show, "app"]));
+        assert_eq!(code(&out), 0, "{mode}");
+        assert_eq!(
+            stdout(&out),
+            format!("migrate {ids} /home/unlatchtest\napp {ids} /home/unlatchtest\n"),
+            "{mode}"
+        );
+    }
+    // The migrate command alone, as another user (Ghost: entrypoint as root,
+    // migrations as node); and a group given explicitly.
+    let out = run(unlatch()
+        .env("UNLATCH_MIGRATE_RUN_AS", format!("{user}:daemon"))
+        .env("UNLATCH_MIGRATE_CMD", format!("sh -c '{show}' migrate"))
+        .args(["--", "sh", "-c", "echo app $(id -u) $(id -g)", "app"]));
+    let uid = ids.split(' ').next().unwrap();
+    let first = stdout(&out).lines().next().unwrap().to_owned();
+    assert!(first.starts_with(&format!("migrate {uid} 1 ")), "{first}");
+    assert!(stdout(&out).ends_with("app 0 0\n"), "{}", stdout(&out));
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_app() {
+    for init in BOTH {
+        if !can_run(init, "pty") {
+            continue;
+        }
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = pty.slave.as_raw_fd();
+        let mut cmd = as_pid_1(
+            init,
+            &[
+                "sh",
+                "-c",
+                "trap 'echo got-INT; exit 7' INT; echo ready; sleep 100 & wait",
+            ],
+        );
+        let io = || Stdio::from(pty.slave.try_clone().unwrap());
+        cmd.stdin(io()).stdout(io()).stderr(io());
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                nix::unistd::setsid()?;
+                if nix::libc::ioctl(slave, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        drop(cmd);
+        let mut master = std::fs::File::from(pty.master);
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        // Lines, not words: unlatch's log quotes the script.
+        while !seen.contains("ready\r\n") {
+            let n = master.read(&mut buf).unwrap();
+            assert!(n > 0, "{init:?}: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        master.write_all(&[0x03]).unwrap();
+        while !seen.contains("got-INT\r\n") {
+            let n = master.read(&mut buf).unwrap_or(0);
+            assert!(n > 0, "{init:?}: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let (code, _) = finish(child, Duration::from_secs(20));
+        assert_eq!(code, 7, "{init:?}: {seen}");
+    }
+}
