@@ -25,82 +25,27 @@ use crate::{ghost, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, and a test checks that the README documents each row.
+#[rustfmt::skip]
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "UNLATCH_DATABASE_URL",
-        "(unset)",
-        "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:",
-    ),
-    (
-        "DATABASE_URL",
-        "(unset)",
-        "used when UNLATCH_DATABASE_URL is unset",
-    ),
-    (
-        "database__client, database__connection__*",
-        "(unset)",
-        "Ghost's variables, used when no URL is set; then config.$NODE_ENV.json",
-    ),
-    (
-        "UNLATCH_WAIT_TIMEOUT",
-        "60s",
-        "how long to wait for the database to accept connections",
-    ),
-    (
-        "UNLATCH_TOOL",
-        "auto",
-        "migration tool whose lock to inspect: auto, knex-migrator",
-    ),
-    (
-        "UNLATCH_LOCK_TTL",
-        "15m",
-        "a lock held longer than this is stale and may be healed",
-    ),
-    (
-        "UNLATCH_LOCK_WAIT",
-        "UNLATCH_LOCK_TTL",
-        "how long to wait for a live lock, or another replica, before giving up",
-    ),
-    (
-        "UNLATCH_LOCK_TIMEZONE",
-        "$TZ, else /etc/localtime, else UTC",
-        "zone of the naive timestamps the tool writes",
-    ),
-    (
-        "UNLATCH_ON_STALE",
-        "clear",
-        "what to do with a stale lock: clear, rollback or fail",
-    ),
-    (
-        "UNLATCH_ROLLBACK_CMD",
-        "(unset)",
-        "command run before clearing, with UNLATCH_ON_STALE=rollback",
-    ),
-    (
-        "UNLATCH_MIGRATE_CMD",
-        "(unset)",
-        "command that migrates, e.g. knex-migrator-migrate --init",
-    ),
-    (
-        "UNLATCH_MIGRATE_TIMEOUT",
-        "10m",
-        "time limit for the migrate and rollback commands",
-    ),
-    (
-        "UNLATCH_KILL_GRACE",
-        "10s",
-        "time between TERM and KILL when a command must stop",
-    ),
-    (
-        "UNLATCH_LOG",
-        "info",
-        "least severe level logged: error, warn, info, debug, off",
-    ),
-    (
-        "UNLATCH_LOG_FORMAT",
-        "text",
-        "text (one `unlatch:` line per decision) or json (one object a line)",
-    ),
+    ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:"),
+    ("DATABASE_URL", "(unset)", "used when UNLATCH_DATABASE_URL is unset"),
+    ("database__client, database__connection__*", "(unset)", "Ghost's variables, used when no URL is set; then config.$NODE_ENV.json"),
+    ("UNLATCH_WAIT_TIMEOUT", "60s", "how long to wait for the database to accept connections"),
+    ("UNLATCH_TOOL", "auto", "migration tool whose lock to inspect: auto, knex-migrator"),
+    ("UNLATCH_LOCK_TTL", "15m", "a lock held longer than this is stale and may be healed"),
+    ("UNLATCH_LOCK_WAIT", "UNLATCH_LOCK_TTL", "how long to wait for a live lock, or another replica, before giving up"),
+    ("UNLATCH_LOCK_TIMEZONE", "$TZ, else /etc/localtime, else UTC", "zone of the naive timestamps the tool writes"),
+    ("UNLATCH_ON_STALE", "clear", "what to do with a stale lock: clear, rollback or fail"),
+    ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
+    ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
+    ("UNLATCH_MIGRATE_TIMEOUT", "10m", "time limit for the migrate and rollback commands"),
+    ("UNLATCH_KILL_GRACE", "10s", "time between TERM and KILL when a command, or what the app left, must stop"),
+    ("UNLATCH_MODE", "auto", "auto (supervise as PID 1, else exec), supervise or exec"),
+    ("UNLATCH_SIGNAL_TARGET", "child", "where a supervisor forwards signals: child or group (its process group)"),
+    ("UNLATCH_RUN_AS", "(unset)", "user[:group] COMMAND runs as, names or numbers"),
+    ("UNLATCH_MIGRATE_RUN_AS", "UNLATCH_RUN_AS", "user[:group] the migrate and rollback commands run as"),
+    ("UNLATCH_LOG", "info", "least severe level logged: error, warn, info, debug, off"),
+    ("UNLATCH_LOG_FORMAT", "text", "text (one `unlatch:` line per decision) or json (one object a line)"),
 ];
 
 /// What to do with a lock held longer than the TTL.
@@ -710,6 +655,31 @@ mod tests {
             err.message,
             "UNLATCH_LOCK_TTL is not valid UTF-8; expected a UTF-8 value"
         );
+    }
+
+    #[test]
+    fn every_variable_read_is_a_known_one() {
+        let c = config(&[
+            ("UNLATCH_DATABASE_URL", "sqlite:///tmp/x.db"),
+            ("UNLATCH_WAIT_TIMEOUT", "1s"),
+            ("UNLATCH_TOOL", "auto"),
+            ("UNLATCH_LOCK_TTL", "1s"),
+            ("UNLATCH_LOCK_WAIT", "1s"),
+            ("UNLATCH_LOCK_TIMEZONE", "UTC"),
+            ("UNLATCH_ON_STALE", "rollback"),
+            ("UNLATCH_ROLLBACK_CMD", "true"),
+            ("UNLATCH_MIGRATE_CMD", "true"),
+            ("UNLATCH_MIGRATE_TIMEOUT", "1s"),
+            ("UNLATCH_KILL_GRACE", "1s"),
+            ("UNLATCH_MODE", "exec"),
+            ("UNLATCH_SIGNAL_TARGET", "group"),
+            ("UNLATCH_RUN_AS", "root"),
+            ("UNLATCH_MIGRATE_RUN_AS", "root"),
+            ("UNLATCH_LOG", "info"),
+            ("UNLATCH_LOG_FORMAT", "text"),
+        ])
+        .unwrap();
+        assert_eq!(c.warnings, Vec::<String>::new());
     }
 
     #[test]

@@ -13,13 +13,15 @@
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse.
 //! - [`migrate`]: the migrate command, under a timeout.
-//! - [`launch`]: COMMAND takes over (exec), or the preflight was all.
+//! - [`launch`]: COMMAND takes over (exec) or is supervised, or the
+//!   preflight was all.
+//! - [`supervise`]: unlatch as PID 1: signals forwarded, zombies reaped.
 //! - [`process`]: signals, child processes and the exec itself.
 //! - [`state`]: unlatch's own small table, shared by replicas.
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
-//! line format.
+//! line format, [`user`] the run-as identities.
 
 pub mod clock;
 pub mod config;
