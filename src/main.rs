@@ -18,9 +18,10 @@ Usage:
 
 With COMMAND, unlatch runs the preflight (wait for the database, take its
 guard, heal the migration lock, run UNLATCH_MIGRATE_CMD) and then execs
-COMMAND in its place. Without COMMAND it runs the preflight and exits 0
-(Kubernetes initContainer, Fly release_command). `unlatch -- status` runs a
-COMMAND called status.
+COMMAND in its place, or, as PID 1, supervises it (signals forwarded,
+zombies reaped; see UNLATCH_MODE). Without COMMAND it runs the preflight and
+exits 0 (Kubernetes initContainer, Fly release_command). `unlatch -- status`
+runs a COMMAND called status.
 
 `unlatch status` prints the database, the tool, its lock, the holder's
 timestamp, its age and a verdict, changing nothing; exit 0 free, 1 live,

@@ -409,3 +409,29 @@ fn ctrl_c_on_a_terminal_reaches_the_app() {
         assert_eq!(code, 7, "{init:?}: {seen}");
     }
 }
+
+#[test]
+fn signal_target_group_reaches_the_whole_process_group() {
+    if !can_run(Init::Unlatch, "signal_group") {
+        return;
+    }
+    // The child shrugs USR1 off (a no-op trap: an ignored signal would stay
+    // ignored in its own child); only that child, in the same group, acts.
+    let script = "trap : USR1; sh -c 'trap \"echo inner-got-USR1; exit 0\" USR1; echo ready; sleep 100 & wait'; exit 9";
+    let mut child = as_pid_1(Init::Unlatch, &["sh", "-c", script])
+        .env("UNLATCH_SIGNAL_TARGET", "group")
+        .env("UNLATCH_KILL_GRACE", "1s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    kill(init_pid(&child), Signal::SIGUSR1).unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let (code, _) = finish(child, Duration::from_secs(20));
+    assert_eq!((code, rest.as_str()), (9, "inner-got-USR1\n"));
+}
