@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -44,6 +44,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_SIGNAL_TARGET", "child", "where a supervisor forwards signals: child or group (its process group)"),
     ("UNLATCH_RUN_AS", "(unset)", "user[:group] COMMAND runs as, names or numbers"),
     ("UNLATCH_MIGRATE_RUN_AS", "UNLATCH_RUN_AS", "user[:group] the migrate and rollback commands run as"),
+    ("UNLATCH_HOOKS_DIR", "/entrypoint.d, when it exists", "folder of hooks run after the heal, before the migrations"),
+    ("UNLATCH_HOOK_TIMEOUT", "5m", "time limit for each hook"),
+    ("UNLATCH_HOOK_FAILURE", "stop", "a failed hook stops the start (stop) or is logged (warn)"),
+    ("UNLATCH_SQLITE_BACKUP", "0", "1: copy a SQLite database (VACUUM INTO) before migrations too, not only before a heal"),
+    ("UNLATCH_SQLITE_BACKUP_KEEP", "3", "how many of those copies to keep beside the database"),
     ("UNLATCH_LOG", "info", "least severe level logged: error, warn, info, debug, off"),
     ("UNLATCH_LOG_FORMAT", "text", "text (one `unlatch:` line per decision) or json (one object a line)"),
 ];
@@ -73,6 +78,13 @@ pub enum Mode {
 pub enum SignalTarget {
     Child,
     Group,
+}
+
+/// What a failed hook does to the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookFailure {
+    Stop,
+    Warn,
 }
 
 /// Which migration tool's lock to look at.
@@ -113,6 +125,12 @@ pub struct Config {
     pub signal_target: SignalTarget,
     pub run_as: Option<RunAs>,
     pub migrate_run_as: Option<RunAs>,
+    pub hooks_dir: Option<PathBuf>,
+    pub hook_timeout: Duration,
+    pub hook_failure: HookFailure,
+    /// Copy a SQLite database before migrating (it is always copied before a heal).
+    pub sqlite_backup: bool,
+    pub sqlite_backup_keep: usize,
     /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
     /// effect), logged once logging is up.
     pub warnings: Vec<String>,
@@ -137,6 +155,11 @@ struct Raw {
     signal_target: Option<String>,
     run_as: Option<String>,
     migrate_run_as: Option<String>,
+    hooks_dir: Option<String>,
+    hook_timeout: Option<String>,
+    hook_failure: Option<String>,
+    sqlite_backup: Option<String>,
+    sqlite_backup_keep: Option<String>,
 }
 
 /// A snapshot of the environment: valid UTF-8, empty values dropped.
@@ -303,6 +326,40 @@ impl Config {
             },
             run_as,
             migrate_run_as,
+            hooks_dir: hooks_dir(raw.hooks_dir.as_deref())?,
+            hook_timeout: duration("UNLATCH_HOOK_TIMEOUT", raw.hook_timeout.as_deref(), "5m")?,
+            hook_failure: match raw.hook_failure.as_deref().unwrap_or("stop") {
+                "stop" => HookFailure::Stop,
+                "warn" => HookFailure::Warn,
+                other => {
+                    return Err(config_error(format!(
+                        "UNLATCH_HOOK_FAILURE={other}: expected stop or warn"
+                    )))
+                }
+            },
+            sqlite_backup: match raw.sqlite_backup.as_deref().unwrap_or("0") {
+                "0" | "false" => false,
+                "1" | "true" => true,
+                other => {
+                    return Err(config_error(format!(
+                        "UNLATCH_SQLITE_BACKUP={other}: expected 1 or 0"
+                    )))
+                }
+            },
+            sqlite_backup_keep: match raw
+                .sqlite_backup_keep
+                .as_deref()
+                .unwrap_or("3")
+                .parse::<usize>()
+            {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(config_error(format!(
+                    "UNLATCH_SQLITE_BACKUP_KEEP={}: expected a whole number of copies, at least 1",
+                    raw.sqlite_backup_keep.unwrap_or_default()
+                )))
+                }
+            },
             warnings,
         })
     }
@@ -334,6 +391,27 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
         Some((url, source)) => Target::parse(&url, &source).map(Some),
         None => Ok(None),
     }
+}
+
+/// `UNLATCH_HOOKS_DIR` must be a folder; unset, `/entrypoint.d` is used
+/// when there is one.
+fn hooks_dir(value: Option<&str>) -> Result<Option<PathBuf>, Failure> {
+    let Some(value) = value else {
+        let default = Path::new("/entrypoint.d");
+        return Ok(default.is_dir().then(|| default.to_owned()));
+    };
+    let path = PathBuf::from(value);
+    if path.is_dir() {
+        return Ok(Some(path));
+    }
+    let why = if path.exists() {
+        "it is not a folder"
+    } else {
+        "it does not exist"
+    };
+    Err(config_error(format!(
+        "UNLATCH_HOOKS_DIR={value}: {why}; expected a folder of executable hooks"
+    )))
 }
 
 fn resolve_run_as(name: &str, spec: Option<&str>) -> Result<Option<RunAs>, Failure> {
@@ -631,6 +709,27 @@ mod tests {
     }
 
     #[test]
+    fn hooks_and_backups() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            (c.hook_timeout, c.hook_failure),
+            (Duration::from_secs(300), HookFailure::Stop)
+        );
+        assert!(!c.sqlite_backup);
+        assert_eq!(c.sqlite_backup_keep, 3);
+        let m = message(&[("UNLATCH_HOOKS_DIR", "/etc/passwd")]);
+        assert!(
+            m.contains("UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"),
+            "{m}"
+        );
+        let m = message(&[("UNLATCH_HOOKS_DIR", "/no/such/dir")]);
+        assert!(m.contains("it does not exist"), "{m}");
+        assert!(message(&[("UNLATCH_HOOK_FAILURE", "ignore")]).contains("expected stop or warn"));
+        assert!(message(&[("UNLATCH_SQLITE_BACKUP", "yes")]).contains("UNLATCH_SQLITE_BACKUP=yes"));
+        assert!(message(&[("UNLATCH_SQLITE_BACKUP_KEEP", "0")]).contains("at least 1"));
+    }
+
+    #[test]
     fn log_settings() {
         let l = Logging::from_env(&env(&[
             ("UNLATCH_LOG", "warn"),
@@ -675,6 +774,11 @@ mod tests {
             ("UNLATCH_SIGNAL_TARGET", "group"),
             ("UNLATCH_RUN_AS", "root"),
             ("UNLATCH_MIGRATE_RUN_AS", "root"),
+            ("UNLATCH_HOOKS_DIR", "/"),
+            ("UNLATCH_HOOK_TIMEOUT", "1s"),
+            ("UNLATCH_HOOK_FAILURE", "warn"),
+            ("UNLATCH_SQLITE_BACKUP", "1"),
+            ("UNLATCH_SQLITE_BACKUP_KEEP", "2"),
             ("UNLATCH_LOG", "info"),
             ("UNLATCH_LOG_FORMAT", "text"),
         ])

@@ -23,6 +23,8 @@ pub enum Code {
     MigrationFailed,
     /// The migrate (or rollback) command ran past `UNLATCH_MIGRATE_TIMEOUT`.
     MigrationTimedOut,
+    /// A hook failed, timed out, or was refused as untrusted.
+    HookFailed,
     /// A live lock, or another replica's guard, outlasted `UNLATCH_LOCK_WAIT`.
     LockStillHeld,
     /// A stale lock was found and `UNLATCH_ON_STALE=fail` refused to heal it.
@@ -43,6 +45,7 @@ impl Code {
             Code::Internal => 70,
             Code::MigrationFailed => 71,
             Code::MigrationTimedOut => 72,
+            Code::HookFailed => 73,
             Code::LockStillHeld => 75,
             Code::StaleRefused => 76,
             Code::Credentials => 77,

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use crate::backup;
 use crate::clock::{self, human};
 use crate::config::{Config, OnStale};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
-use crate::process::{self, Ended, Limits, Stop};
+use crate::process::{self, Ended, Limits, Output, Spec, Stop};
 use crate::tools::{LockState, Tool};
 
 /// How often a live lock is looked at, and how often the wait is logged.
@@ -204,9 +205,10 @@ async fn heal(
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
             let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
-            let ended = process::run("UNLATCH_ROLLBACK_CMD", argv, config.migrate_run_as.as_ref(), limits, stop).await?;
+            let spec = Spec { argv, run_as: config.migrate_run_as.as_ref(), env: &[] };
+            let ended = process::run("UNLATCH_ROLLBACK_CMD", spec, limits, Output::Inherit, stop).await?;
             let outcome = match ended {
-                Ended::Exited(status) => process::describe(status),
+                Ended::Exited(_) | Ended::CouldNotStart(_) => ended.describe(),
                 Ended::TimedOut => {
                     return Err(Failure::new(
                         Code::MigrationTimedOut,
@@ -233,14 +235,16 @@ async fn heal(
     }
 }
 
-/// The compare-and-swap, logged with its reason.
-async fn release(
+/// The one way unlatch writes to a tool's lock: a SQLite database is copied
+/// first, then the compare-and-swap, logged with `why` when it goes through.
+pub async fn release(
     tool: &dyn Tool,
     db: &mut Db,
     seen: &LockState,
     config: &Config,
     why: &str,
 ) -> anyhow::Result<bool> {
+    backup::sqlite(db, config, "before freeing the lock").await?;
     let swapped = tool.release(db, seen, &config.lock_zone).await?;
     if swapped {
         let how = match seen {

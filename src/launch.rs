@@ -15,12 +15,13 @@
 //! May touch: this process's image, or its children.
 
 use crate::config::{Config, Mode};
-use crate::process;
+use crate::process::{self, Spec};
 use crate::supervise::{self, Supervision};
+use crate::Prepared;
 
 /// Runs after the preflight; returns the exit code, or an error when
 /// COMMAND could not be started.
-pub fn start(command: &[String], config: &Config) -> anyhow::Result<u8> {
+pub fn start(command: &[String], config: &Config, prepared: &Prepared) -> anyhow::Result<u8> {
     if command.is_empty() {
         log::info!("preflight done; no COMMAND given, exiting 0");
         return Ok(0);
@@ -35,9 +36,14 @@ pub fn start(command: &[String], config: &Config) -> anyhow::Result<u8> {
         Some(identity) => format!(" as {}", identity.spec),
         None => String::new(),
     };
+    let spec = Spec {
+        argv: command,
+        run_as: config.run_as.as_ref(),
+        env: &prepared.env,
+    };
     if !supervising {
         log::info!("starting {}{who}", shell_words::join(command));
-        return Err(process::exec(command, config.run_as.as_ref()).into());
+        return Err(process::exec(spec).into());
     }
     log::info!(
         "starting {}{who}, supervised (unlatch is {})",
@@ -47,7 +53,6 @@ pub fn start(command: &[String], config: &Config) -> anyhow::Result<u8> {
     let settings = Supervision {
         target: config.signal_target,
         grace: config.kill_grace,
-        run_as: config.run_as.as_ref(),
     };
-    Ok(supervise::run(command, &settings)?)
+    Ok(supervise::run(spec, &settings)?)
 }

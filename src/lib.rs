@@ -11,7 +11,9 @@
 //! - [`db`]: where the database is, waiting for it, the SQL that differs.
 //! - [`guard`]: unlatch's own session lock, so replicas take turns.
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
-//! - [`heal`]: live or stale; wait, clear, roll back or refuse.
+//! - [`heal`]: live or stale; wait, clear, roll back or refuse
+//!   ([`backup`] copies a SQLite database before it changes).
+//! - [`hooks`]: the `entrypoint.d` folder, after the heal.
 //! - [`migrate`]: the migrate command, under a timeout.
 //! - [`launch`]: COMMAND takes over (exec) or is supervised, or the
 //!   preflight was all.
@@ -23,6 +25,7 @@
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
 //! line format, [`user`] the run-as identities.
 
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -30,6 +33,7 @@ pub mod exit;
 pub mod ghost;
 pub mod guard;
 pub mod heal;
+pub mod hooks;
 pub mod launch;
 pub mod logging;
 pub mod migrate;
@@ -44,8 +48,14 @@ use config::Config;
 use db::Db;
 use process::Stop;
 
-/// Everything before COMMAND starts: wait, guard, heal, migrate.
-pub async fn preflight(config: &Config) -> anyhow::Result<()> {
+/// What the preflight hands to COMMAND: the variables hooks wrote.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub env: hooks::HandedEnv,
+}
+
+/// Everything before COMMAND starts: wait, guard, heal, hooks, migrate.
+pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     let started = jiff::Timestamp::now();
     let mut stop = Stop::install()?;
     let Some(target) = &config.database else {
@@ -53,10 +63,11 @@ pub async fn preflight(config: &Config) -> anyhow::Result<()> {
             "no database configured (UNLATCH_DATABASE_URL, DATABASE_URL, Ghost's database__* variables or \
              config.$NODE_ENV.json): skipping the database steps"
         );
+        let env = hooks::run_all(config, &mut stop).await?;
         if let Some(argv) = &config.migrate_cmd {
-            migrate::run(argv, None, config, &mut stop).await?;
+            migrate::run(argv, &env, None, config, &mut stop).await?;
         }
-        return Ok(());
+        return Ok(Prepared { env });
     };
     log::debug!("database {} from {}", target.redacted, target.source);
     let (db, early) = tokio::join!(
@@ -82,7 +93,7 @@ async fn under_guard(
     mut db: Option<Db>,
     waited_since: Option<jiff::Timestamp>,
     stop: &mut Stop,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Prepared> {
     let tool = match &mut db {
         Some(db) => tools::select(config.tool, db).await?,
         None => None,
@@ -90,9 +101,19 @@ async fn under_guard(
     if let (Some(tool), Some(db)) = (&tool, &mut db) {
         heal::settle(tool.as_ref(), db, config, stop).await?;
     }
+    let env = hooks::run_all(config, stop).await?;
     if let Some(argv) = &config.migrate_cmd {
+        if let (true, Some(db)) = (config.sqlite_backup, &mut db) {
+            backup::sqlite(
+                db,
+                config,
+                "before the migrations (UNLATCH_SQLITE_BACKUP=1)",
+            )
+            .await?;
+        }
         migrate_unless_done(
             argv,
+            &env,
             tool.as_deref(),
             db.as_mut(),
             waited_since,
@@ -104,13 +125,14 @@ async fn under_guard(
     if let Some(db) = db {
         db.close().await;
     }
-    Ok(())
+    Ok(Prepared { env })
 }
 
 /// Runs the migrate command, unless the replica this one waited for has
 /// just run the same command successfully (see [`state`]).
 async fn migrate_unless_done(
     argv: &[String],
+    env: &[(String, String)],
     tool: Option<&dyn tools::Tool>,
     mut db: Option<&mut Db>,
     waited_since: Option<jiff::Timestamp>,
@@ -129,7 +151,7 @@ async fn migrate_unless_done(
         (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
         _ => None,
     };
-    migrate::run(argv, watched, config, stop).await?;
+    migrate::run(argv, env, watched, config, stop).await?;
     if let Some(db) = db {
         if let Err(e) = state::record_migrated(db, argv).await {
             log::warn!("could not record the migration in unlatch_state ({e:#}); replicas waiting now will run it again");

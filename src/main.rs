@@ -141,11 +141,11 @@ fn run(env: Env) -> anyhow::Result<u8> {
     match invocation {
         Invocation::Status { json } => runtime.block_on(status::run(&config, json)),
         Invocation::Run { command } => {
-            runtime.block_on(unlatch::preflight(&config))?;
+            let prepared = runtime.block_on(unlatch::preflight(&config))?;
             // The connections closed with the preflight; the runtime and its
             // signal handlers go before COMMAND takes this process over.
             drop(runtime);
-            launch::start(&command, &config)
+            launch::start(&command, &config, &prepared)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     }

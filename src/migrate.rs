@@ -17,7 +17,8 @@ use crate::clock::human;
 use crate::config::Config;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
-use crate::process::{self, Ended, Limits, Stop};
+use crate::heal;
+use crate::process::{self, Ended, Limits, Output, Spec, Stop};
 use crate::tools::{LockState, Tool};
 
 /// The lock a run may have to clean up after.
@@ -26,8 +27,10 @@ pub struct Watched<'a> {
     pub db: &'a mut Db,
 }
 
+/// Runs the migrate command; `env` comes from the hooks' env file.
 pub async fn run(
     argv: &[String],
+    env: &[(String, String)],
     mut watched: Option<Watched<'_>>,
     config: &Config,
     stop: &mut Stop,
@@ -42,20 +45,18 @@ pub async fn run(
         timeout: config.migrate_timeout,
         grace: config.kill_grace,
     };
-    let ended = process::run(
-        "UNLATCH_MIGRATE_CMD",
+    let spec = Spec {
         argv,
-        config.migrate_run_as.as_ref(),
-        limits,
-        stop,
-    )
-    .await?;
+        run_as: config.migrate_run_as.as_ref(),
+        env,
+    };
+    let ended = process::run("UNLATCH_MIGRATE_CMD", spec, limits, Output::Inherit, stop).await?;
 
     let failure = match ended {
         Ended::Exited(status) if status.success() => return Ok(()),
-        Ended::Exited(status) => Failure::new(
+        Ended::Exited(_) | Ended::CouldNotStart(_) => Failure::new(
             Code::MigrationFailed,
-            format!("UNLATCH_MIGRATE_CMD {}; not starting the app", process::describe(status)),
+            format!("UNLATCH_MIGRATE_CMD {}; not starting the app", ended.describe()),
         ),
         Ended::TimedOut => Failure::new(
             Code::MigrationTimedOut,
@@ -80,13 +81,12 @@ async fn free_own_lock(w: Watched<'_>, started: Timestamp, config: &Config) -> a
     };
     let taken = lock.acquired_at.as_deref().unwrap_or("NULL");
     if lock.taken.is_some_and(|t| t >= started) {
-        if w.tool.release(w.db, &state, &config.lock_zone).await? {
-            log::info!(
-                "the migrate command is gone but left {} locked (taken at {taken}, after it started, while unlatch \
-                 held the guard); freed it",
-                w.tool.place()
-            );
-        }
+        let why = format!(
+            "the migrate command is gone but left {} locked (taken at {taken}, after it started, while unlatch \
+             held the guard)",
+            w.tool.place()
+        );
+        heal::release(w.tool, w.db, &state, config, &why).await?;
     } else {
         log::warn!(
             "{} is locked (taken at {taken}) but not provably by the migrate command; leaving it",

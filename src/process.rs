@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -50,6 +50,8 @@ impl Stop {
 /// How a command ended.
 #[derive(Debug)]
 pub enum Ended {
+    /// It could not be started: not found, not executable...
+    CouldNotStart(String),
     Exited(ExitStatus),
     /// It ran past its time limit and was stopped.
     TimedOut,
@@ -64,56 +66,117 @@ pub struct Limits {
     pub grace: Duration,
 }
 
-/// Runs `argv` (named by `variable` in messages) in its own process group,
-/// stdio inherited, within `limits`, answering TERM/INT by passing them on.
+/// What to run, as whom, with which extra environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub run_as: Option<&'a RunAs>,
+    /// Added to the inherited environment (from hooks' env file).
+    pub env: &'a [(String, String)],
+}
+
+/// Where a command's output goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// Straight to unlatch's stdout and stderr.
+    Inherit,
+    /// Line by line, each line prefixed with `name: ` (hooks).
+    Prefixed(&'a str),
+}
+
+/// Runs a command (named `what` in messages) in its own process group,
+/// within `limits`, answering TERM/INT by passing them on.
 pub async fn run(
-    variable: &str,
-    argv: &[String],
-    run_as: Option<&RunAs>,
+    what: &str,
+    spec: Spec<'_>,
     limits: Limits,
+    output: Output<'_>,
     stop: &mut Stop,
 ) -> Result<Ended, Failure> {
-    let mut command = clean_command(argv, run_as, Terminal::Leave);
+    let mut command = clean_command(spec, Terminal::Leave);
     command.process_group(0);
-    let mut child = tokio::process::Command::from(command)
-        .spawn()
-        .map_err(|e| {
-            Failure::new(
-                Code::MigrationFailed,
-                format!("{variable}: cannot run {}: {}", argv[0], spawn_error(&e)),
-            )
-        })?;
+    if let Output::Prefixed(_) = output {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = match tokio::process::Command::from(command).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return Ok(Ended::CouldNotStart(format!(
+                "cannot run {}: {}",
+                spec.argv[0],
+                spawn_error(&e)
+            )))
+        }
+    };
     let group = Pid::from_raw(child.id().expect("a child just spawned has a pid") as i32);
     log::info!(
-        "running {variable}: {} (pid {group}, timeout {})",
-        shell_words::join(argv),
+        "running {what}: {} (pid {group}, timeout {})",
+        shell_words::join(spec.argv),
         human(limits.timeout)
     );
+    let copies = match output {
+        Output::Prefixed(name) => Some(copy_prefixed(&mut child, name)),
+        Output::Inherit => None,
+    };
 
     let started = Instant::now();
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status.map_err(internal)?),
         _ = tokio::time::sleep(limits.timeout) => {
-            log::warn!("{variable} ran past its timeout of {}: sending SIGTERM to its process group", human(limits.timeout));
+            log::warn!("{what} ran past its timeout of {}: sending SIGTERM to its process group", human(limits.timeout));
             stop_group(&mut child, group, Signal::SIGTERM, limits.grace).await?;
             Ended::TimedOut
         }
         n = stop.signalled() => {
             let sig = Signal::try_from(n).unwrap_or(Signal::SIGTERM);
-            log::warn!("got {sig} while {variable} runs: passing it on to its process group");
+            log::warn!("got {sig} while {what} runs: passing it on to its process group");
             stop_group(&mut child, group, sig, limits.grace).await?;
             Ended::Stopped(n)
         }
     };
     if let Ended::Exited(status) = &ended {
         log::info!(
-            "{variable} {} after {}",
+            "{what} {} after {}",
             describe(*status),
             human(started.elapsed())
         );
         end_leftovers(group, limits.grace).await;
     }
+    if let Some((out, err)) = copies {
+        // The group is gone: the pipes are at their end.
+        let _ = tokio::join!(out, err);
+    }
     Ok(ended)
+}
+
+/// Copies a child's stdout and stderr to ours, line by line, `name: ` first.
+fn copy_prefixed(
+    child: &mut tokio::process::Child,
+    name: &str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    fn copy<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+        from: Option<R>,
+        prefix: String,
+        to_stderr: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let Some(from) = from else { return };
+            let mut lines = BufReader::new(from).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if to_stderr {
+                    eprintln!("{prefix}{line}");
+                } else {
+                    println!("{prefix}{line}");
+                }
+            }
+        })
+    }
+    let prefix = format!("{name}: ");
+    (
+        copy(child.stdout.take(), prefix.clone(), false),
+        copy(child.stderr.take(), prefix, true),
+    )
 }
 
 /// Sends `first` to the group, waits `grace` for the leader, then KILLs the
@@ -150,6 +213,22 @@ async fn end_leftovers(group: Pid, grace: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = killpg(group, Signal::SIGKILL);
+}
+
+impl Ended {
+    /// One phrase: `exited with 3`, `timed out`...
+    pub fn describe(&self) -> String {
+        match self {
+            Ended::CouldNotStart(why) => why.clone(),
+            Ended::Exited(status) => describe(*status),
+            Ended::TimedOut => "ran past its time limit and was stopped".to_owned(),
+            Ended::Stopped(n) => format!("was stopped with signal {n}, as unlatch was"),
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Ended::Exited(status) if status.success())
+    }
 }
 
 /// `exited with 3`, `was killed by SIGKILL`.
@@ -203,21 +282,18 @@ pub enum Terminal {
     TakeForeground,
 }
 
-/// A command for `argv` whose child starts clean: default signal
-/// dispositions, an empty mask, and the `run_as` identity with its `HOME`.
+/// A command whose child starts clean: default signal dispositions, an
+/// empty mask, the `run_as` identity with its `HOME`, and the extra env.
 /// Callers that want it in a process group of its own say so
 /// (`process_group(0)`, which std applies before these steps).
-pub fn clean_command(
-    argv: &[String],
-    run_as: Option<&RunAs>,
-    terminal: Terminal,
-) -> std::process::Command {
-    let mut command = std::process::Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    if let Some(identity) = run_as {
+pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Command {
+    let mut command = std::process::Command::new(&spec.argv[0]);
+    command.args(&spec.argv[1..]);
+    if let Some(identity) = spec.run_as {
         command.env("HOME", &identity.home);
     }
-    let identity = run_as.cloned();
+    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let identity = spec.run_as.cloned();
     let closure = move || {
         if terminal == Terminal::TakeForeground {
             take_terminal_foreground()?;
@@ -265,7 +341,7 @@ pub fn start_failure(argv: &[String], e: &io::Error) -> Failure {
 }
 
 /// Replaces unlatch with COMMAND (same PID); returns only if that fails.
-pub fn exec(argv: &[String], run_as: Option<&RunAs>) -> Failure {
+pub fn exec(spec: Spec<'_>) -> Failure {
     // Exec keeps unlatch's process group and terminal: it is the same process.
-    start_failure(argv, &clean_command(argv, run_as, Terminal::Leave).exec())
+    start_failure(spec.argv, &clean_command(spec, Terminal::Leave).exec())
 }

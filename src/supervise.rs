@@ -34,8 +34,7 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::config::SignalTarget;
 use crate::exit::Failure;
-use crate::process::{self, Terminal};
-use crate::user::RunAs;
+use crate::process::{self, Spec, Terminal};
 
 /// How often the loop wakes with no signal, to reap what it may have missed.
 const TICK: Duration = Duration::from_secs(1);
@@ -43,10 +42,9 @@ const TICK: Duration = Duration::from_secs(1);
 type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
 /// Settings for [`run`].
-pub struct Supervision<'a> {
+pub struct Supervision {
     pub target: SignalTarget,
     pub grace: Duration,
-    pub run_as: Option<&'a RunAs>,
 }
 
 /// The signals passed on to the child.
@@ -74,7 +72,8 @@ fn forwarded() -> Vec<i32> {
 }
 
 /// Runs `argv` as a supervised child; returns the exit code to leave with.
-pub fn run(argv: &[String], settings: &Supervision) -> Result<u8, Failure> {
+pub fn run(spec: Spec<'_>, settings: &Supervision) -> Result<u8, Failure> {
+    let argv = spec.argv;
     let me = nix::unistd::getpid();
     if me.as_raw() != 1 {
         // Orphans reparent to the nearest subreaper: make that us.
@@ -91,7 +90,7 @@ pub fn run(argv: &[String], settings: &Supervision) -> Result<u8, Failure> {
     // Handlers go in before the child starts, so no early signal is lost.
     let mut signals = install_handlers()?;
 
-    let mut command = process::clean_command(argv, settings.run_as, Terminal::TakeForeground);
+    let mut command = process::clean_command(spec, Terminal::TakeForeground);
     command.process_group(0);
     let child = command
         .spawn()
