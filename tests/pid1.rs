@@ -45,10 +45,24 @@ fn can_run(init: Init, test: &str) -> bool {
     }
 }
 
-/// `init -- app...` as PID 1 of a new PID namespace.
+/// `init -- app...` as PID 1 of a new PID namespace. The init starts with
+/// default signal dispositions, whatever this test inherited (under
+/// `nohup`, SIGHUP arrives ignored, and tini would keep it so); if the test
+/// gives up, killing `unshare` kills the init and the whole namespace.
 fn as_pid_1(init: Init, app: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"]);
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            for sig in
+                Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+            {
+                let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+            }
+            Ok(())
+        });
+    }
     match init {
         Init::Unlatch => cmd.arg(env!("CARGO_BIN_EXE_unlatch")),
         Init::Tini => cmd.arg("tini"),
@@ -102,6 +116,19 @@ fn finish(mut child: Child, limit: Duration) -> (i32, String) {
 }
 
 const BOTH: [Init; 2] = [Init::Unlatch, Init::Tini];
+
+/// The child's stdout, line by line, read on a thread (so a test can wait
+/// with a deadline instead of blocking forever).
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    receive
+}
 
 #[test]
 fn exit_codes_and_deaths_by_signal() {
@@ -425,13 +452,15 @@ fn signal_target_group_reaches_the_whole_process_group() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let lines = lines_of(&mut child);
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
     kill(init_pid(&child), Signal::SIGUSR1).unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
     let (code, _) = finish(child, Duration::from_secs(20));
-    assert_eq!((code, rest.as_str()), (9, "inner-got-USR1\n"));
+    assert_eq!(
+        (code, lines.iter().collect::<Vec<_>>()),
+        (9, vec!["inner-got-USR1".to_owned()])
+    );
 }
