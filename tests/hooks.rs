@@ -4,6 +4,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 
@@ -301,4 +302,107 @@ fn copies_are_owned_like_the_database() {
     let copy = &unlatch::backup::copies(&db)[0];
     let meta = copy.metadata().unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
+
+/// The repository's own example hooks, as shipped.
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("entrypoint.d")
+}
+
+#[test]
+fn example_mysqldump_hook_dumps_before_the_migrations() {
+    let Some(db) = TestDb::new(Engine::MySql, "example_dump") else {
+        return;
+    };
+    db.exec(&[
+        "create table posts (id int primary key, title varchar(10))",
+        "insert into posts values (1, 'kept')",
+    ]);
+    let url = url::Url::parse(&db.url).unwrap();
+    let dumps = db.scratch.path().join("dumps");
+    let out = run(unlatch()
+        .env("UNLATCH_HOOKS_DIR", examples())
+        .env("database__client", "mysql")
+        .env("database__connection__host", url.host_str().unwrap())
+        .env(
+            "database__connection__port",
+            url.port().unwrap_or(3306).to_string(),
+        )
+        .env("database__connection__user", url.username())
+        .env("database__connection__database", &db.name)
+        .env("MYSQLDUMP_DIR", &dumps)
+        .env("UNLATCH_MIGRATE_CMD", "sh -c 'echo migrating'")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    let dumped = text
+        .find("10-mysqldump-before-migrating: dumped")
+        .expect("the hook dumped");
+    assert!(
+        dumped < text.find("migrating\n").unwrap(),
+        "before the migrations: {text}"
+    );
+    let files: Vec<_> = std::fs::read_dir(&dumps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let sql = Command::new("gzip")
+        .arg("-dc")
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    let sql = String::from_utf8_lossy(&sql.stdout);
+    assert!(
+        sql.contains("CREATE TABLE `posts`") && sql.contains("'kept'"),
+        "a real dump"
+    );
+}
+
+#[test]
+fn example_mysqldump_hook_stands_aside_for_sqlite() {
+    let scratch = Scratch::new("example_dump_sqlite");
+    let out = run(unlatch()
+        .env("UNLATCH_HOOKS_DIR", examples())
+        .env("database__client", "sqlite3")
+        .env(
+            "database__connection__filename",
+            scratch.path().join("ghost.db"),
+        )
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("10-mysqldump-before-migrating: not a MySQL database"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn example_secrets_hook_hands_file_contents_to_the_app() {
+    let scratch = Scratch::new("example_secrets");
+    let secret = scratch.path().join("token");
+    std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+    let out = run(unlatch()
+        .env("UNLATCH_HOOKS_DIR", examples())
+        .env("API_TOKEN_FILE", &secret)
+        .args(["--", "sh", "-c", "echo app has $API_TOKEN"]));
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).ends_with("app has s3cr3t-value\n"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(&secret, "two\nlines\n").unwrap();
+    let out = run(unlatch()
+        .env("UNLATCH_HOOKS_DIR", examples())
+        .env("API_TOKEN_FILE", &secret)
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 73, "a failed hook stops the start");
+    assert!(
+        stderr(&out).contains("more than one line"),
+        "{}",
+        stderr(&out)
+    );
 }
