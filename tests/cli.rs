@@ -27,7 +27,7 @@ fn help_lists_every_variable_and_exit_code() {
         );
     }
     for code in [
-        "64", "69", "70", "71", "72", "75", "76", "77", "126", "127", "128+n",
+        "64", "69", "70", "71", "72", "73", "75", "76", "77", "126", "127", "128+n",
     ] {
         assert!(help.contains(code), "exit code {code} missing from --help");
     }
@@ -45,7 +45,9 @@ fn readme_documents_every_variable_and_exit_code() {
             );
         }
     }
-    for code in ["64", "69", "70", "71", "72", "75", "76", "77", "126", "127"] {
+    for code in [
+        "64", "69", "70", "71", "72", "73", "75", "76", "77", "126", "127",
+    ] {
         assert!(
             readme.contains(&format!("| {code} ")),
             "exit code {code} is not in the README's table"
