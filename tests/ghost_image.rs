@@ -55,23 +55,12 @@ fn ghost_stage() -> Stage {
 }
 
 fn can_run(test: &str) -> bool {
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("root")
-    } else if Command::new("gosu").arg("--version").output().is_err() {
-        Some("gosu (Debian package gosu)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(what) if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") => {
-            panic!("{test}: needs {what}, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping")
-        }
-        Some(what) => {
-            eprintln!("SKIPPED {test}: needs {what}");
-            false
-        }
-    }
+    available(
+        test,
+        lacks_root()
+            .or_else(|| lacks("gosu", "gosu (Debian package gosu)"))
+            .as_deref(),
+    )
 }
 
 /// The image's `node` user (uid 1000 in node:alpine; any uid here).

@@ -82,8 +82,10 @@ fn untrusted_hooks_are_refused() {
     );
     assert!(!marker.exists() && stdout(&out).is_empty());
 
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED the owner check: needs root to chown");
+    if !available(
+        "untrusted_hooks_are_refused (owner check)",
+        lacks_root().as_deref(),
+    ) {
         return;
     }
     std::fs::set_permissions(dir.join("1-open"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -179,8 +181,7 @@ fn hooks_run_after_the_heal_and_before_the_migrations() {
 
 #[test]
 fn hooks_run_as_the_migrate_user() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED hooks_run_as_the_migrate_user: needs root");
+    if !available("hooks_run_as_the_migrate_user", lacks_root().as_deref()) {
         return;
     }
     let scratch = Scratch::new("hooks_user");
@@ -287,8 +288,10 @@ fn migrations_are_preceded_by_a_copy_when_asked_and_old_copies_pruned() {
 
 #[test]
 fn copies_are_owned_like_the_database() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED copies_are_owned_like_the_database: needs root");
+    if !available(
+        "copies_are_owned_like_the_database",
+        lacks_root().as_deref(),
+    ) {
         return;
     }
     use std::os::unix::fs::MetadataExt;

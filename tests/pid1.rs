@@ -24,25 +24,16 @@ enum Init {
 /// the comparisons. A missing piece is a skip, said plainly, or a failure
 /// under UNLATCH_TEST_REQUIRE_SERVERS=1.
 fn can_run(init: Init, test: &str) -> bool {
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("root")
-    } else if Command::new("unshare").arg("--version").output().is_err() {
-        Some("unshare")
-    } else if init == Init::Tini && Command::new("tini").arg("--version").output().is_err() {
-        Some("tini (Debian package tini)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(what) if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") => {
-            panic!("{test}: needs {what}, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping")
-        }
-        Some(what) => {
-            eprintln!("SKIPPED {test} with {init:?}: needs {what}");
-            false
-        }
-    }
+    let missing = lacks_root()
+        .or_else(|| lacks("unshare", "unshare"))
+        .or_else(|| {
+            if init == Init::Tini {
+                lacks("tini", "tini (Debian package tini)")
+            } else {
+                None
+            }
+        });
+    available(&format!("{test} with {init:?}"), missing.as_deref())
 }
 
 /// `init -- app...` as PID 1 of a new PID namespace. The init starts with

@@ -65,6 +65,32 @@ pub struct TestDb {
     pub scratch: Scratch,
 }
 
+/// Whether a test can run, given what this machine lacks (`missing`): a
+/// lack is a skip, said plainly, or a failure under
+/// `UNLATCH_TEST_REQUIRE_SERVERS=1` (CI installs everything).
+pub fn available(test: &str, missing: Option<&str>) -> bool {
+    let Some(what) = missing else { return true };
+    if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+        panic!("{test}: needs {what}, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs {what}");
+    false
+}
+
+/// `Some(what)` when `command` does not run here.
+pub fn lacks(command: &str, what: &str) -> Option<String> {
+    Command::new(command)
+        .arg("--version")
+        .output()
+        .is_err()
+        .then(|| what.to_owned())
+}
+
+/// `Some("root")` unless this runs as root.
+pub fn lacks_root() -> Option<String> {
+    (!nix::unistd::geteuid().is_root()).then(|| "root".to_owned())
+}
+
 /// The server URL for `engine`, or `None` (the test then says it skipped).
 /// Under `UNLATCH_TEST_REQUIRE_SERVERS=1` a missing URL fails the test.
 pub fn server_url(engine: Engine, test: &str) -> Option<String> {
@@ -72,10 +98,10 @@ pub fn server_url(engine: Engine, test: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("UNLATCH_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("{test}: {variable} is not set, and UNLATCH_TEST_REQUIRE_SERVERS=1 forbids skipping");
-            }
-            eprintln!("SKIPPED {test} on {engine:?}: {variable} is not set");
+            available(
+                &format!("{test} on {engine:?}"),
+                Some(&format!("{variable} set")),
+            );
             None
         }
     }
