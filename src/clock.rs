@@ -36,6 +36,20 @@ pub fn parse_lock_time(text: &str, zone: &TimeZone) -> Option<Timestamp> {
     zone.to_ambiguous_timestamp(civil).later().ok()
 }
 
+/// When a timestamp the database wrote with its own clock (`NOW()` into a
+/// zone-less column) was, given the database's clock now: the age is taken
+/// between the two, so neither zone needs to be known.
+pub fn by_database_clock(then: &str, db_now: &str) -> Option<Timestamp> {
+    if let Ok(absolute) = then.trim().parse::<Timestamp>() {
+        // It carries its offset (a PostgreSQL timestamptz): no clock needed.
+        return Some(absolute);
+    }
+    let then = parse_lock_time(then, &TimeZone::UTC)?;
+    let now = parse_lock_time(db_now, &TimeZone::UTC)?;
+    let age = now.duration_since(then);
+    Timestamp::now().checked_sub(age).ok()
+}
+
 /// Now, as a tool writes it: `YYYY-MM-DD HH:MM:SS` in `zone`, with the
 /// offset appended when `with_offset` (for PostgreSQL `timestamptz`).
 pub fn now_text(zone: &TimeZone, with_offset: bool) -> String {

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::db::Target;
 use crate::exit::{Code, Failure};
+use crate::tools::ToolSettings;
 use crate::user::RunAs;
 use crate::{ghost, tools};
 
@@ -31,12 +32,18 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("DATABASE_URL", "(unset)", "used when UNLATCH_DATABASE_URL is unset"),
     ("database__client, database__connection__*", "(unset)", "Ghost's variables, used when no URL is set; then config.$NODE_ENV.json"),
     ("UNLATCH_WAIT_TIMEOUT", "60s", "how long to wait for the database to accept connections"),
-    ("UNLATCH_TOOL", "auto", "migration tool whose lock to inspect: auto, knex-migrator"),
+    ("UNLATCH_TOOL", "auto", "migration tool to look after: auto, knex-migrator, knex, liquibase, golang-migrate, prisma, flyway, sqlx"),
     ("UNLATCH_LOCK_TTL", "15m", "a lock held longer than this is stale and may be healed"),
     ("UNLATCH_LOCK_WAIT", "UNLATCH_LOCK_TTL", "how long to wait for a live lock, or another replica, before giving up"),
     ("UNLATCH_LOCK_TIMEZONE", "$TZ, else /etc/localtime, else UTC", "zone of the naive timestamps the tool writes"),
     ("UNLATCH_ON_STALE", "clear", "what to do with a stale lock: clear, rollback or fail"),
     ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
+    ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
+    ("UNLATCH_KNEX_TABLE", "knex_migrations", "knex's tableName (its lock table is this plus _lock)"),
+    ("UNLATCH_LIQUIBASE_TABLE", "DATABASECHANGELOGLOCK", "Liquibase's lock table"),
+    ("UNLATCH_GOLANG_MIGRATE_TABLE", "schema_migrations", "golang-migrate's version table"),
+    ("UNLATCH_GOLANG_MIGRATE_PATH", "(unset)", "golang-migrate's migrations folder, to find the version before a dirty one"),
+    ("UNLATCH_FLYWAY_TABLE", "flyway_schema_history", "Flyway's history table"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
     ("UNLATCH_MIGRATE_TIMEOUT", "10m", "time limit for the migrate and rollback commands"),
     ("UNLATCH_KILL_GRACE", "10s", "time between TERM and KILL when a command, or what the app left, must stop"),
@@ -87,6 +94,15 @@ pub enum HookFailure {
     Warn,
 }
 
+/// What to do with a dirty or failed migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDirty {
+    /// Change nothing; name the migration and the tool's repair command.
+    Fail,
+    /// Mark it not applied, as the tool's repair does, then migrate.
+    Retry,
+}
+
 /// Which migration tool's lock to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolChoice {
@@ -118,6 +134,8 @@ pub struct Config {
     pub lock_wait: Duration,
     pub lock_zone: TimeZone,
     pub on_stale: OnStale,
+    pub on_dirty: OnDirty,
+    pub tool_settings: ToolSettings,
     pub migrate_cmd: Option<Vec<String>>,
     pub migrate_timeout: Duration,
     pub kill_grace: Duration,
@@ -160,6 +178,12 @@ struct Raw {
     hook_failure: Option<String>,
     sqlite_backup: Option<String>,
     sqlite_backup_keep: Option<String>,
+    on_dirty: Option<String>,
+    knex_table: Option<String>,
+    liquibase_table: Option<String>,
+    golang_migrate_table: Option<String>,
+    golang_migrate_path: Option<String>,
+    flyway_table: Option<String>,
 }
 
 /// A snapshot of the environment: valid UTF-8, empty values dropped.
@@ -302,6 +326,16 @@ impl Config {
             lock_wait,
             lock_zone: lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?,
             on_stale,
+            on_dirty: match raw.on_dirty.as_deref().unwrap_or("fail") {
+                "fail" => OnDirty::Fail,
+                "retry" => OnDirty::Retry,
+                other => {
+                    return Err(config_error(format!(
+                        "UNLATCH_ON_DIRTY={other}: expected fail or retry"
+                    )))
+                }
+            },
+            tool_settings: tool_settings(&raw)?,
             migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
             migrate_timeout,
             kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
@@ -391,6 +425,51 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
         Some((url, source)) => Target::parse(&url, &source).map(Some),
         None => Ok(None),
     }
+}
+
+fn tool_settings(raw: &Raw) -> Result<ToolSettings, Failure> {
+    let defaults = ToolSettings::default();
+    let table = |name: &str, value: &Option<String>, default: String| -> Result<String, Failure> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let mut chars = value.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            Ok(value.clone())
+        } else {
+            Err(config_error(format!(
+                "{name}={value}: expected a table name of letters, digits and _"
+            )))
+        }
+    };
+    let golang_migrate_path = match &raw.golang_migrate_path {
+        Some(p) if Path::new(p).is_dir() => Some(PathBuf::from(p)),
+        Some(p) => {
+            return Err(config_error(format!(
+            "UNLATCH_GOLANG_MIGRATE_PATH={p}: expected the folder of golang-migrate's migrations"
+        )))
+        }
+        None => None,
+    };
+    Ok(ToolSettings {
+        knex: table("UNLATCH_KNEX_TABLE", &raw.knex_table, defaults.knex)?,
+        liquibase_lock: table(
+            "UNLATCH_LIQUIBASE_TABLE",
+            &raw.liquibase_table,
+            defaults.liquibase_lock,
+        )?,
+        golang_migrate: table(
+            "UNLATCH_GOLANG_MIGRATE_TABLE",
+            &raw.golang_migrate_table,
+            defaults.golang_migrate,
+        )?,
+        flyway: table("UNLATCH_FLYWAY_TABLE", &raw.flyway_table, defaults.flyway)?,
+        golang_migrate_path,
+    })
 }
 
 /// `UNLATCH_HOOKS_DIR` must be a folder; unset, `/entrypoint.d` is used
@@ -730,6 +809,30 @@ mod tests {
     }
 
     #[test]
+    fn dirty_policy_and_table_names() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.on_dirty, OnDirty::Fail);
+        assert_eq!(c.tool_settings, ToolSettings::default());
+        let c = config(&[
+            ("UNLATCH_ON_DIRTY", "retry"),
+            ("UNLATCH_KNEX_TABLE", "my_migrations"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.on_dirty, c.tool_settings.knex.as_str()),
+            (OnDirty::Retry, "my_migrations")
+        );
+        assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
+        let m = message(&[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")]);
+        assert!(
+            m.starts_with("UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"),
+            "{m}"
+        );
+        assert!(message(&[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")])
+            .contains("UNLATCH_GOLANG_MIGRATE_PATH"));
+    }
+
+    #[test]
     fn log_settings() {
         let l = Logging::from_env(&env(&[
             ("UNLATCH_LOG", "warn"),
@@ -774,6 +877,12 @@ mod tests {
             ("UNLATCH_SIGNAL_TARGET", "group"),
             ("UNLATCH_RUN_AS", "root"),
             ("UNLATCH_MIGRATE_RUN_AS", "root"),
+            ("UNLATCH_ON_DIRTY", "retry"),
+            ("UNLATCH_KNEX_TABLE", "migrations_knex"),
+            ("UNLATCH_LIQUIBASE_TABLE", "changelog_lock"),
+            ("UNLATCH_GOLANG_MIGRATE_TABLE", "versions"),
+            ("UNLATCH_GOLANG_MIGRATE_PATH", "/"),
+            ("UNLATCH_FLYWAY_TABLE", "history"),
             ("UNLATCH_HOOKS_DIR", "/"),
             ("UNLATCH_HOOK_TIMEOUT", "1s"),
             ("UNLATCH_HOOK_FAILURE", "warn"),

@@ -366,7 +366,7 @@ impl Db {
     /// Whether a table of this name exists in the current database/schema.
     pub async fn table_exists(&mut self, table: &str) -> anyhow::Result<bool> {
         let sql = match self.kind {
-            Kind::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            Kind::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
             Kind::MySql => {
                 "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
             }
@@ -376,6 +376,59 @@ impl Db {
             Kind::Postgres => "SELECT 1 WHERE to_regclass(?) IS NOT NULL",
         };
         Ok(self.row(sql, &[Some(table)]).await?.is_some())
+    }
+
+    /// Whether `table` has a column `column` (names as the tool writes them).
+    pub async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let sql = match self.kind {
+            Kind::Sqlite => "SELECT 1 FROM pragma_table_info(?) WHERE name = ? COLLATE NOCASE",
+            Kind::MySql => {
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+            }
+            Kind::Postgres => {
+                "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(?) AND attname = lower(?) AND NOT attisdropped"
+            }
+        };
+        Ok(self.row(sql, &[Some(table), Some(column)]).await?.is_some())
+    }
+
+    /// The database's own wall-clock time, without a zone, as the tools
+    /// that write `NOW()` into a zone-less column see it.
+    pub async fn now_naive(&mut self) -> anyhow::Result<String> {
+        use sqlx::Row;
+        let sql = match self.kind {
+            Kind::Sqlite => "SELECT datetime('now')",
+            Kind::MySql => "SELECT CAST(NOW(6) AS CHAR)",
+            Kind::Postgres => "SELECT CAST(LOCALTIMESTAMP AS TEXT)",
+        };
+        let row = self.row(sql, &[]).await?.expect("one row");
+        Ok(row.try_get::<String, _>(0)?)
+    }
+
+    /// Runs statements in one transaction; returns the rows each affected.
+    pub async fn exec_in_transaction(
+        &mut self,
+        statements: &[(&str, Vec<Option<&str>>)],
+    ) -> anyhow::Result<Vec<u64>> {
+        use sqlx::Connection;
+        let mut tx = self.conn.begin().await?;
+        let mut counts = Vec::new();
+        for (sql, args) in statements {
+            let sql = self.kind.placeholders(sql);
+            let mut query = sqlx::query(&sql);
+            for arg in args {
+                query = query.bind(arg.map(str::to_owned));
+            }
+            counts.push(
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| sql.clone())?
+                    .rows_affected(),
+            );
+        }
+        tx.commit().await?;
+        Ok(counts)
     }
 
     pub async fn close(self) {
@@ -419,7 +472,8 @@ impl Kind {
     /// An expression's value as text, as the database renders it.
     pub fn text(self, expr: &str) -> String {
         match self {
-            Kind::MySql => format!("CAST({expr} AS CHAR)"),
+            // CHAR(255), not CHAR: a TEXT cast to plain CHAR comes back as a BLOB.
+            Kind::MySql => format!("CAST({expr} AS CHAR(255))"),
             _ => format!("CAST({expr} AS TEXT)"),
         }
     }
@@ -431,6 +485,24 @@ impl Kind {
             Kind::Sqlite => format!("{lhs} IS {rhs}"),
             Kind::MySql => format!("{lhs} <=> {rhs}"),
             Kind::Postgres => format!("{lhs} IS NOT DISTINCT FROM {rhs}"),
+        }
+    }
+
+    /// An identifier quoted for this database (for column names that are
+    /// reserved words, like knex's `index`).
+    pub fn quote(self, ident: &str) -> String {
+        match self {
+            Kind::MySql => format!("`{ident}`"),
+            _ => format!("\"{ident}\""),
+        }
+    }
+
+    /// A placeholder for an integer given as text.
+    pub fn int_param(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "CAST(? AS INTEGER)",
+            Kind::MySql => "CAST(? AS SIGNED)",
+            Kind::Postgres => "CAST(? AS BIGINT)",
         }
     }
 

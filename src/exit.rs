@@ -29,6 +29,8 @@ pub enum Code {
     LockStillHeld,
     /// A stale lock was found and `UNLATCH_ON_STALE=fail` refused to heal it.
     StaleRefused,
+    /// A dirty or failed migration, and `UNLATCH_ON_DIRTY=fail`.
+    DirtyRefused,
     /// COMMAND exists but cannot be executed.
     NotExecutable,
     /// COMMAND was not found.
@@ -49,6 +51,7 @@ impl Code {
             Code::LockStillHeld => 75,
             Code::StaleRefused => 76,
             Code::Credentials => 77,
+            Code::DirtyRefused => 78,
             Code::NotExecutable => 126,
             Code::NotFound => 127,
             Code::Signal(n) => (128 + n).clamp(0, 255) as u8,

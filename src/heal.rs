@@ -19,11 +19,12 @@ use jiff::Timestamp;
 
 use crate::backup;
 use crate::clock::{self, human};
-use crate::config::{Config, OnStale};
+use crate::config::{Config, OnDirty, OnStale};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
-use crate::tools::{LockState, Tool};
+use crate::state;
+use crate::tools::{Lock, LockState, Stuck, Tool};
 
 /// How often a live lock is looked at, and how often the wait is logged.
 const POLL: Duration = Duration::from_secs(1);
@@ -76,31 +77,42 @@ pub fn judge(
 
 /// A one-line account of a lock, for logs: where, holder, age, TTL.
 pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &Config) -> String {
-    let zone = config
-        .lock_zone
-        .iana_name()
-        .unwrap_or("the configured zone");
     let age = match verdict {
-        Verdict::Live { age: Some(a) } | Verdict::Stale { age: Some(a) } => {
-            format!("held for {}", human(*a))
-        }
-        _ => "age unknown".to_owned(),
+        Verdict::Live { age: Some(a) } | Verdict::Stale { age: Some(a) } => Some(human(*a)),
+        _ => None,
     };
+    let (name, place, ttl) = (tool.name(), tool.place(), human(config.lock_ttl));
     match state {
-        LockState::Free => format!("{} lock {} is free", tool.name(), tool.place()),
-        LockState::Missing => format!(
-            "{} lock {} has no row: {} treats that as locked, yet no process can hold it",
-            tool.name(),
-            tool.place(),
-            tool.name()
-        ),
-        LockState::Held(lock) => format!(
-            "{} lock {} taken at {} ({zone}), {age}, UNLATCH_LOCK_TTL={}",
-            tool.name(),
-            tool.place(),
-            lock.acquired_at.as_deref().unwrap_or("NULL"),
-            human(config.lock_ttl)
-        ),
+        LockState::Free => format!("{name} lock {place} is free"),
+        LockState::Missing => {
+            format!("{name} lock {place} has no row: {name} treats that as locked, yet no process can hold it")
+        }
+        LockState::Held(lock) => {
+            let at = lock.acquired_at.as_deref().unwrap_or("NULL");
+            let clock = lock
+                .clock
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            let holder = lock
+                .holder
+                .as_deref()
+                .map(|h| format!(" by {h}"))
+                .unwrap_or_default();
+            match &lock.stuck {
+                Stuck::Lock => {
+                    let age = age.map_or("age unknown".to_owned(), |a| format!("held for {a}"));
+                    format!("{name} lock {place} taken at {at}{clock}{holder}, {age}, UNLATCH_LOCK_TTL={ttl}")
+                }
+                Stuck::Dirty { migration } => {
+                    let age = age.map_or("age unknown".to_owned(), |a| format!("{a} ago"));
+                    format!(
+                        "{name} {place}: migration {migration} failed or did not finish (recorded at {at}{clock}, \
+                         {age}), UNLATCH_LOCK_TTL={ttl}"
+                    )
+                }
+            }
+        }
     }
 }
 
@@ -114,23 +126,13 @@ pub async fn settle(
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let zone = &config.lock_zone;
-    let mut watching: Option<(LockState, Instant)> = None;
     // UNLATCH_LOCK_WAIT counts from the first held lock seen, whoever holds it.
     let waiting_since = Instant::now();
     let mut last_log: Option<Instant> = None;
     loop {
         let state = tool.observe(db, zone).await?;
-        let first_seen = match &watching {
-            Some((seen, since)) if *seen == state => *since,
-            _ => Instant::now(),
-        };
-        watching = Some((state.clone(), first_seen));
-        let verdict = judge(
-            &state,
-            Timestamp::now(),
-            Some(first_seen.elapsed()),
-            config.lock_ttl,
-        );
+        let watched = watched_for(tool, db, &state).await?;
+        let verdict = judge(&state, Timestamp::now(), watched, config.lock_ttl);
         match verdict {
             Verdict::Free => {
                 log::info!("{}", account(tool, &state, &verdict, config));
@@ -177,8 +179,34 @@ pub async fn settle(
     }
 }
 
-/// Applies `UNLATCH_ON_STALE` to a stale lock. `Ok(false)`: the lock
-/// changed under us and nothing was done.
+/// How long unlatch has seen this very lock, when its own timestamp is no
+/// use (none, unreadable, in the future): from the first sighting kept in
+/// `unlatch_state`, so that restarts add up. Seeing it free forgets that.
+async fn watched_for(
+    tool: &dyn Tool,
+    db: &mut Db,
+    state: &LockState,
+) -> anyhow::Result<Option<Duration>> {
+    match state {
+        LockState::Held(lock)
+            if lock
+                .taken
+                .and_then(|t| clock::age(t, Timestamp::now()))
+                .is_none() =>
+        {
+            let first = state::first_seen(db, tool.name(), &lock.signature()).await?;
+            Ok(clock::age(first, Timestamp::now()).or(Some(Duration::ZERO)))
+        }
+        LockState::Free => {
+            state::forget_seen(db, tool.name()).await?;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Applies `UNLATCH_ON_STALE` to a stale lock, or `UNLATCH_ON_DIRTY` to a
+/// stale dirty marker. `Ok(false)`: it changed under us; nothing was done.
 async fn heal(
     tool: &dyn Tool,
     db: &mut Db,
@@ -188,6 +216,30 @@ async fn heal(
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     let account = account(tool, seen, verdict, config);
+    if let LockState::Held(Lock {
+        stuck: Stuck::Dirty { migration },
+        ..
+    }) = seen
+    {
+        return match config.on_dirty {
+            OnDirty::Fail => Err(Failure::new(
+                Code::DirtyRefused,
+                format!(
+                    "{account}: UNLATCH_ON_DIRTY=fail leaves it for a person to decide. The tool's repair, once \
+                     the migration's effects are checked or undone: {}",
+                    tool.manual_fix(db, seen)
+                ),
+            )
+            .into()),
+            OnDirty::Retry => {
+                let why = format!(
+                    "{account}: UNLATCH_ON_DIRTY=retry; marked {migration} as not applied, as `{}` does, so that it runs again",
+                    tool.manual_fix(db, seen)
+                );
+                release(tool, db, seen, config, &why).await
+            }
+        };
+    }
     match &config.on_stale {
         OnStale::Fail => Err(Failure::new(
             Code::StaleRefused,
@@ -248,10 +300,15 @@ pub async fn release(
     let swapped = tool.release(db, seen, &config.lock_zone).await?;
     if swapped {
         let how = match seen {
-            LockState::Missing => "put the row back, unlocked",
-            _ => "freed it (compare-and-swap on the holder's acquired_at)",
+            LockState::Missing => "; put the row back, unlocked",
+            LockState::Held(Lock {
+                stuck: Stuck::Dirty { .. },
+                ..
+            }) => "",
+            _ => "; freed it (compare-and-swap on what was observed)",
         };
-        log::info!("{why}; {how}");
+        log::info!("{why}{how}");
+        state::forget_seen(db, tool.name()).await?;
     }
     Ok(swapped)
 }
@@ -265,10 +322,11 @@ mod tests {
 
     fn held(taken_secs_ago: Option<i64>) -> LockState {
         let now = Timestamp::now().as_second();
-        LockState::Held(Lock {
-            acquired_at: taken_secs_ago.map(|s| s.to_string()),
-            taken: taken_secs_ago.map(|s| Timestamp::from_second(now - s).unwrap()),
-        })
+        LockState::Held(Lock::row(
+            "km01",
+            taken_secs_ago.map(|s| s.to_string()),
+            taken_secs_ago.map(|s| Timestamp::from_second(now - s).unwrap()),
+        ))
     }
 
     #[test]

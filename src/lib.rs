@@ -95,7 +95,7 @@ async fn under_guard(
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
     let tool = match &mut db {
-        Some(db) => tools::select(config.tool, db).await?,
+        Some(db) => tools::select(config.tool, &config.tool_settings, db).await?,
         None => None,
     };
     if let (Some(tool), Some(db)) = (&tool, &mut db) {

@@ -1,7 +1,12 @@
 //! unlatch's own table, `unlatch_state`: the few facts that must outlive a
 //! single start and be shared between replicas.
 //!
-//! Today it holds one row, `migrated`: when a migrate command last
+//! Rows `seen:<tool>`: when unlatch first saw a lock (or dirty marker) whose
+//! age the tool does not record, with a signature of what it saw. A restart
+//! loop then adds up to the TTL instead of starting over each time. The row
+//! goes when unlatch sees the lock free, or frees it.
+//!
+//! Row `migrated`: when a migrate command last
 //! succeeded, and a fingerprint of that command (not the command itself,
 //! which may carry a password). A replica that had to wait for the guard
 //! reads it: if the same command succeeded after this replica started, the
@@ -30,25 +35,71 @@ fn fingerprint(argv: &[String]) -> String {
     format!("{hash:016x}")
 }
 
-/// Records that `argv` just succeeded.
-pub async fn record_migrated(db: &mut Db, argv: &[String]) -> anyhow::Result<()> {
-    db.exec(
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(191) NOT NULL PRIMARY KEY, \
-             value VARCHAR(255), recorded_at VARCHAR(40))"
-        ),
-        &[],
-    )
-    .await?;
-    db.exec(&format!("DELETE FROM {TABLE} WHERE name = 'migrated'"), &[])
-        .await?;
+async fn ensure_table(db: &mut Db) -> anyhow::Result<()> {
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(191) NOT NULL PRIMARY KEY, \
+         value VARCHAR(255), recorded_at VARCHAR(40))"
+    );
+    db.exec(&sql, &[]).await?;
+    Ok(())
+}
+
+/// Sets row `name` to `value`, recorded now.
+async fn put(db: &mut Db, name: &str, value: &str) -> anyhow::Result<()> {
+    ensure_table(db).await?;
     let now = Timestamp::now().to_string();
-    db.exec(
-        &format!("INSERT INTO {TABLE} (name, value, recorded_at) VALUES ('migrated', ?, ?)"),
-        &[Some(&fingerprint(argv)), Some(&now)],
-    )
+    let delete = format!("DELETE FROM {TABLE} WHERE name = ?");
+    let insert = format!("INSERT INTO {TABLE} (name, value, recorded_at) VALUES (?, ?, ?)");
+    db.exec_in_transaction(&[
+        (&delete, vec![Some(name)]),
+        (&insert, vec![Some(name), Some(value), Some(&now)]),
+    ])
     .await?;
     Ok(())
+}
+
+/// Row `name`: its value and when it was recorded.
+async fn get(db: &mut Db, name: &str) -> anyhow::Result<Option<(String, Timestamp)>> {
+    if !db.table_exists(TABLE).await? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT value, recorded_at FROM {TABLE} WHERE name = ?");
+    let Some(row) = db.row(&sql, &[Some(name)]).await? else {
+        return Ok(None);
+    };
+    let (value, at): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(value.zip(at.and_then(|t| t.parse().ok())))
+}
+
+/// When unlatch first saw `tool`'s lock as `signature`; recorded now if it
+/// had not seen it so before.
+pub async fn first_seen(db: &mut Db, tool: &str, signature: &str) -> anyhow::Result<Timestamp> {
+    let name = format!("seen:{tool}");
+    let signature = fingerprint(&[signature.to_owned()]);
+    if let Some((value, at)) = get(db, &name).await? {
+        if value == signature {
+            return Ok(at);
+        }
+    }
+    put(db, &name, &signature).await?;
+    Ok(Timestamp::now())
+}
+
+/// Forgets a first sighting: `tool`'s lock was seen free, or was freed.
+pub async fn forget_seen(db: &mut Db, tool: &str) -> anyhow::Result<()> {
+    if db.table_exists(TABLE).await? {
+        db.exec(
+            &format!("DELETE FROM {TABLE} WHERE name = ?"),
+            &[Some(&format!("seen:{tool}"))],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records that `argv` just succeeded.
+pub async fn record_migrated(db: &mut Db, argv: &[String]) -> anyhow::Result<()> {
+    put(db, "migrated", &fingerprint(argv)).await
 }
 
 /// When `argv` last succeeded, if that was at or after `since`.
@@ -57,17 +108,10 @@ pub async fn migrated_since(
     argv: &[String],
     since: Timestamp,
 ) -> anyhow::Result<Option<Timestamp>> {
-    if !db.table_exists(TABLE).await? {
-        return Ok(None);
-    }
-    let sql = format!("SELECT recorded_at FROM {TABLE} WHERE name = 'migrated' AND value = ?");
-    let Some(row) = db.row(&sql, &[Some(&fingerprint(argv))]).await? else {
-        return Ok(None);
-    };
-    let at: Option<String> = row.try_get(0)?;
-    Ok(at
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .filter(|t| *t >= since))
+    Ok(get(db, "migrated")
+        .await?
+        .filter(|(value, at)| *value == fingerprint(argv) && *at >= since)
+        .map(|(_, at)| at))
 }
 
 #[cfg(test)]

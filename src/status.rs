@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::clock::human;
-use crate::config::{Config, ToolChoice};
+use crate::config::Config;
 use crate::db;
 use crate::heal::{self, Verdict};
 use crate::process::Stop;
@@ -28,14 +28,8 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let mut worst = 0;
     if let Some(target) = &config.database {
         if let Some(mut db) = db::wait_for(target, config.wait_timeout, &mut stop).await? {
-            let candidates = match config.tool {
-                ToolChoice::Named(name) => tools::named(name).into_iter().collect(),
-                ToolChoice::Auto => tools::all(),
-            };
-            for tool in candidates {
-                if !tool.detect(&mut db).await? {
-                    continue;
-                }
+            let candidates = tools::candidates(config.tool, &config.tool_settings);
+            for tool in tools::detected(candidates, &mut db).await? {
                 let state = tool.observe(&mut db, &config.lock_zone).await?;
                 let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
                 worst = worst.max(match verdict {

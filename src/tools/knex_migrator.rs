@@ -55,7 +55,9 @@ impl Tool for KnexMigrator {
         let taken = acquired_at
             .as_deref()
             .and_then(|t| clock::parse_lock_time(t, zone));
-        Ok(LockState::Held(Lock { acquired_at, taken }))
+        Ok(LockState::Held(Lock::row(KEY, acquired_at, taken).read_by(
+            zone.iana_name().unwrap_or("the configured zone"),
+        )))
     }
 
     async fn release(

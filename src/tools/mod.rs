@@ -10,7 +10,13 @@
 //! (unlatch stops); a lock that changed between look and swap is not an
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
 
+mod flyway;
+mod golang_migrate;
+mod knex;
 mod knex_migrator;
+mod liquibase;
+mod prisma;
+mod sqlx_tool;
 
 use async_trait::async_trait;
 use jiff::tz::TimeZone;
@@ -20,14 +26,69 @@ use crate::config::ToolChoice;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 
+pub use flyway::Flyway;
+pub use golang_migrate::GolangMigrate;
+pub use knex::Knex;
 pub use knex_migrator::KnexMigrator;
+pub use liquibase::Liquibase;
+pub use prisma::Prisma;
+pub use sqlx_tool::Sqlx;
 
 /// The names `UNLATCH_TOOL` accepts besides `auto`.
-pub const NAMES: &[&str] = &[KnexMigrator::NAME];
+pub const NAMES: &[&str] = &[
+    KnexMigrator::NAME,
+    Knex::NAME,
+    Liquibase::NAME,
+    GolangMigrate::NAME,
+    Prisma::NAME,
+    Flyway::NAME,
+    Sqlx::NAME,
+];
+
+/// What the tools let users change (`UNLATCH_*_TABLE`), and where
+/// golang-migrate's migrations are (to find the version before a dirty one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSettings {
+    /// knex's `tableName`; its lock table is this plus `_lock`.
+    pub knex: String,
+    pub liquibase_lock: String,
+    pub golang_migrate: String,
+    pub flyway: String,
+    pub golang_migrate_path: Option<std::path::PathBuf>,
+}
+
+impl Default for ToolSettings {
+    fn default() -> ToolSettings {
+        ToolSettings {
+            knex: "knex_migrations".into(),
+            liquibase_lock: "DATABASECHANGELOGLOCK".into(),
+            golang_migrate: "schema_migrations".into(),
+            flyway: "flyway_schema_history".into(),
+            golang_migrate_path: None,
+        }
+    }
+}
 
 /// Every adapter, in the order `auto` tries them.
-pub fn all() -> Vec<Box<dyn Tool>> {
-    vec![Box::new(KnexMigrator)]
+pub fn all(tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
+    vec![
+        Box::new(KnexMigrator),
+        Box::new(Knex {
+            table: format!("{}_lock", tables.knex),
+        }),
+        Box::new(Liquibase {
+            table: tables.liquibase_lock.clone(),
+        }),
+        Box::new(GolangMigrate {
+            table: tables.golang_migrate.clone(),
+            path: tables.golang_migrate_path.clone(),
+        }),
+        Box::new(Prisma),
+        Box::new(Flyway {
+            table: tables.flyway.clone(),
+        }),
+        Box::new(Sqlx),
+    ]
 }
 
 /// The canonical name for `name`, if it is a tool unlatch knows.
@@ -35,30 +96,101 @@ pub fn known(name: &str) -> Option<&'static str> {
     NAMES.iter().copied().find(|n| *n == name)
 }
 
-/// The adapter called `name`.
-pub fn named(name: &str) -> Option<Box<dyn Tool>> {
-    all().into_iter().find(|t| t.name() == name)
+/// The adapters `choice` allows.
+pub fn candidates(choice: ToolChoice, tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
+    let all = all(tables);
+    match choice {
+        ToolChoice::Named(name) => all.into_iter().filter(|t| t.name() == name).collect(),
+        ToolChoice::Auto => all,
+    }
 }
 
-/// A lock as a tool left it.
+/// What a tool left in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockState {
-    /// Nobody holds it.
+    /// Nothing blocks the next run.
     Free,
-    /// Somebody holds it, or did when they died.
+    /// A lock held, or a migration marked dirty or failed.
     Held(Lock),
     /// The lock's row is gone; the tool treats that as locked, yet no
     /// process can hold it (it needs the row to take the lock).
     Missing,
 }
 
-/// A held lock, as observed: what a compare-and-swap compares against.
+/// What kind of thing blocks the tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stuck {
+    /// A lock row that survives its holder (knex, knex-migrator, Liquibase).
+    Lock,
+    /// A migration marked dirty or failed, named (golang-migrate, Prisma,
+    /// Flyway, sqlx): not a lock, and healed only with `UNLATCH_ON_DIRTY`.
+    Dirty { migration: String },
+}
+
+/// A held lock or a dirty marker, as observed: what a compare-and-swap
+/// compares against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
-    /// The holder's timestamp exactly as the database renders it.
+    pub stuck: Stuck,
+    /// Which row: the compare-and-swap's key (`km01`, a version, an id).
+    pub key: String,
+    /// The holder's (or the failed run's) timestamp, as the database renders it.
     pub acquired_at: Option<String>,
-    /// That timestamp read as an instant, when it can be.
+    /// That timestamp as an instant, when it can be read and is not in the future.
     pub taken: Option<Timestamp>,
+    /// Who holds it, when the tool records that (Liquibase's LOCKEDBY).
+    pub holder: Option<String>,
+    /// How the timestamp was read, for messages: a zone, or "the database's clock".
+    pub clock: Option<String>,
+}
+
+impl Lock {
+    /// A lock row of `key`, no holder recorded.
+    pub fn row(key: &str, acquired_at: Option<String>, taken: Option<Timestamp>) -> Lock {
+        Lock {
+            stuck: Stuck::Lock,
+            key: key.to_owned(),
+            acquired_at,
+            taken,
+            holder: None,
+            clock: None,
+        }
+    }
+
+    /// A dirty or failed `migration`, keyed by `key`.
+    pub fn dirty(
+        migration: &str,
+        key: &str,
+        acquired_at: Option<String>,
+        taken: Option<Timestamp>,
+    ) -> Lock {
+        Lock {
+            stuck: Stuck::Dirty {
+                migration: migration.to_owned(),
+            },
+            key: key.to_owned(),
+            acquired_at,
+            taken,
+            holder: None,
+            clock: None,
+        }
+    }
+
+    /// The same, noting how its timestamp was read.
+    pub fn read_by(self, clock: &str) -> Lock {
+        Lock {
+            clock: Some(clock.to_owned()),
+            ..self
+        }
+    }
+
+    /// Everything observed, in one string: the same lock, the same string.
+    pub fn signature(&self) -> String {
+        format!(
+            "{:?}|{}|{:?}|{:?}",
+            self.stuck, self.key, self.acquired_at, self.holder
+        )
+    }
 }
 
 #[async_trait]
@@ -66,37 +198,34 @@ pub trait Tool: Send + Sync {
     /// The tool's name, as `UNLATCH_TOOL` spells it.
     fn name(&self) -> &'static str;
 
-    /// Where the lock lives, for messages: `migrations_lock (lock_key 'km01')`.
+    /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
     fn place(&self) -> String;
 
-    /// Whether this tool's lock table is in the database.
+    /// Whether this tool's table is in the database.
     async fn detect(&self, db: &mut Db) -> anyhow::Result<bool>;
 
-    /// The lock as it is now. Reads only.
+    /// The state as it is now. Reads only.
     async fn observe(&self, db: &mut Db, zone: &TimeZone) -> anyhow::Result<LockState>;
 
-    /// Frees the lock if, and only if, it is still exactly as `seen`
-    /// (a compare-and-swap). `Ok(false)`: it changed; nothing was written.
+    /// Frees the lock, or marks the failed migration as not applied, the way
+    /// the tool's own repair does, if and only if it is still exactly as
+    /// `seen` (a compare-and-swap). `Ok(false)`: it changed; nothing written.
     async fn release(&self, db: &mut Db, seen: &LockState, zone: &TimeZone)
         -> anyhow::Result<bool>;
 
-    /// The statement a person would run to free `seen` by hand.
+    /// What a person would run to do the same by hand: the tool's own
+    /// repair command, or the statement.
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String;
 }
 
 /// The tool whose lock to look after: the one named, or the one whose
 /// tables are found. `None`: nothing to heal (no lock table yet).
-pub async fn select(choice: ToolChoice, db: &mut Db) -> anyhow::Result<Option<Box<dyn Tool>>> {
-    let candidates = match choice {
-        ToolChoice::Named(name) => named(name).into_iter().collect(),
-        ToolChoice::Auto => all(),
-    };
-    let mut found = Vec::new();
-    for tool in candidates {
-        if tool.detect(db).await? {
-            found.push(tool);
-        }
-    }
+pub async fn select(
+    choice: ToolChoice,
+    tables: &ToolSettings,
+    db: &mut Db,
+) -> anyhow::Result<Option<Box<dyn Tool>>> {
+    let found = detected(candidates(choice, tables), db).await?;
     if found.len() > 1 {
         let names: Vec<_> = found.iter().map(|t| t.name()).collect();
         return Err(Failure::new(
@@ -108,18 +237,30 @@ pub async fn select(choice: ToolChoice, db: &mut Db) -> anyhow::Result<Option<Bo
         )
         .into());
     }
+    let mut found = found;
     if found.is_empty() {
-        let looked: Vec<_> = match choice {
-            ToolChoice::Named(name) => named(name).into_iter().collect(),
-            ToolChoice::Auto => all(),
-        }
-        .iter()
-        .map(|t| format!("{} {}", t.name(), t.place()))
-        .collect();
+        let looked: Vec<_> = candidates(choice, tables)
+            .iter()
+            .map(|t| format!("{} {}", t.name(), t.place()))
+            .collect();
         log::info!(
             "no migration lock table found (looked for {}): nothing to heal",
             looked.join(", ")
         );
     }
     Ok(found.pop())
+}
+
+/// The adapters among `tools` whose tables are in the database.
+pub async fn detected(
+    tools: Vec<Box<dyn Tool>>,
+    db: &mut Db,
+) -> anyhow::Result<Vec<Box<dyn Tool>>> {
+    let mut found = Vec::new();
+    for tool in tools {
+        if tool.detect(db).await? {
+            found.push(tool);
+        }
+    }
+    Ok(found)
 }

@@ -1,0 +1,90 @@
+//! Flyway: table `flyway_schema_history` (`flyway.table`); a row with
+//! `success = false` is a failed migration ("Detected failed migration to
+//! version X").
+//!
+//! Flyway writes such a row only after a failure it caught, on databases
+//! without transactional DDL; `installed_on` is the database's clock, so the
+//! age is measured against it. Its repair, `flyway repair`, removes the
+//! failed rows; unlatch removes the one observed, by `installed_rank`.
+//!
+//! May touch: Flyway's history table only.
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Tool};
+use crate::clock;
+use crate::db::Db;
+
+pub struct Flyway {
+    pub table: String,
+}
+
+impl Flyway {
+    pub const NAME: &'static str = "flyway";
+}
+
+#[async_trait]
+impl Tool for Flyway {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{} (success = false)", self.table)
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        db.table_exists(&self.table).await
+    }
+
+    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+        let sql = format!(
+            "SELECT {}, version, description, {} FROM {} WHERE NOT success ORDER BY installed_rank LIMIT 1",
+            db.kind.text("installed_rank"),
+            db.kind.text("installed_on"),
+            self.table
+        );
+        let Some(row) = db.row(&sql, &[]).await? else {
+            return Ok(LockState::Free);
+        };
+        let rank: String = row.try_get(0)?;
+        let version: Option<String> = row.try_get(1)?;
+        let description: Option<String> = row.try_get(2)?;
+        let installed_on: Option<String> = row.try_get(3)?;
+        let taken = match &installed_on {
+            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
+            None => None,
+        };
+        let name = format!(
+            "version {} ({})",
+            version.as_deref().unwrap_or("repeatable"),
+            description.as_deref().unwrap_or("")
+        );
+        Ok(LockState::Held(
+            Lock::dirty(&name, &rank, installed_on, taken).read_by("the database's clock"),
+        ))
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        _zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        let LockState::Held(lock) = seen else {
+            return Ok(false);
+        };
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ? AND NOT success",
+            self.table,
+            db.kind.text("installed_rank")
+        );
+        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+    }
+
+    fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {
+        "flyway repair".to_owned()
+    }
+}

@@ -1,0 +1,154 @@
+//! golang-migrate: table `schema_migrations` (`x-migrations-table`), one row
+//! `(version, dirty)`.
+//!
+//! golang-migrate sets `dirty` before a migration and clears it after, so a
+//! run that died or failed leaves "Dirty database version N. Fix and force
+//! version." It records no time: the age is unlatch's first sighting. Its
+//! repair is `migrate force V` with V the version before N, which means the
+//! failed migration counts as not applied; unlatch does the same (the row
+//! replaced by `(V, false)`, or removed when N was the first), which needs
+//! the migrations folder (`UNLATCH_GOLANG_MIGRATE_PATH`) to know V.
+//!
+//! May touch: golang-migrate's version table only.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Stuck, Tool};
+use crate::db::Db;
+use crate::exit::{Code, Failure};
+
+pub struct GolangMigrate {
+    pub table: String,
+    pub path: Option<PathBuf>,
+}
+
+impl GolangMigrate {
+    pub const NAME: &'static str = "golang-migrate";
+
+    /// The version before `dirty` among the folder's `<version>_*.up.*`
+    /// files; `None` when there is none (golang-migrate's nil version).
+    fn previous_version(dir: &Path, dirty: u64) -> anyhow::Result<Option<u64>> {
+        let mut best = None;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let Some((version, rest)) = name.split_once('_') else {
+                continue;
+            };
+            let (Ok(version), true) = (version.parse::<u64>(), rest.contains(".up.")) else {
+                continue;
+            };
+            if version < dirty && best.is_none_or(|b| version > b) {
+                best = Some(version);
+            }
+        }
+        Ok(best)
+    }
+
+    fn needs_path(&self) -> Failure {
+        Failure::new(
+            Code::Config,
+            format!(
+                "{}: marking a dirty golang-migrate version as not applied needs UNLATCH_GOLANG_MIGRATE_PATH, \
+                 the migrations folder, to find the version before it",
+                self.table
+            ),
+        )
+    }
+}
+
+#[async_trait]
+impl Tool for GolangMigrate {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{} (dirty)", self.table)
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        // Others (dbmate, Rails) name their table schema_migrations too;
+        // only golang-migrate's has `dirty`.
+        Ok(db.table_exists(&self.table).await? && db.column_exists(&self.table, "dirty").await?)
+    }
+
+    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE dirty LIMIT 1",
+            db.kind.text("version"),
+            self.table
+        );
+        Ok(match db.row(&sql, &[]).await? {
+            Some(row) => {
+                let version: String = row.try_get(0)?;
+                LockState::Held(Lock::dirty(
+                    &format!("version {version}"),
+                    &version,
+                    None,
+                    None,
+                ))
+            }
+            None => LockState::Free,
+        })
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        _zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        let LockState::Held(
+            lock @ Lock {
+                stuck: Stuck::Dirty { .. },
+                ..
+            },
+        ) = seen
+        else {
+            return Ok(false);
+        };
+        let path = self.path.as_ref().ok_or_else(|| self.needs_path())?;
+        let previous = Self::previous_version(path, lock.key.parse()?)?.map(|v| v.to_string());
+        let delete = format!(
+            "DELETE FROM {} WHERE {} = ? AND dirty",
+            self.table,
+            db.kind.text("version")
+        );
+        // The table now empty means the delete matched: put the previous
+        // version in, clean, as `migrate force` does.
+        let insert = format!(
+            "INSERT INTO {t} (version, dirty) SELECT {}, FALSE{} WHERE NOT EXISTS (SELECT 1 FROM {t})",
+            db.kind.int_param(),
+            if db.kind == crate::db::Kind::MySql { " FROM DUAL" } else { "" },
+            t = self.table
+        );
+        let mut statements = vec![(delete.as_str(), vec![Some(lock.key.as_str())])];
+        if let Some(previous) = &previous {
+            statements.push((insert.as_str(), vec![Some(previous.as_str())]));
+        }
+        Ok(db.exec_in_transaction(&statements).await?[0] == 1)
+    }
+
+    fn manual_fix(&self, _db: &Db, seen: &LockState) -> String {
+        let LockState::Held(lock) = seen else {
+            return String::new();
+        };
+        let previous = self
+            .path
+            .as_ref()
+            .and_then(|p| Self::previous_version(p, lock.key.parse().ok()?).ok())
+            .map(|v| v.map_or_else(|| "-1".to_owned(), |v| v.to_string()))
+            .unwrap_or_else(|| format!("<the version before {}>", lock.key));
+        let path = self
+            .path
+            .as_ref()
+            .map_or("<migrations folder>".to_owned(), |p| {
+                p.display().to_string()
+            });
+        format!("migrate -path {path} -database \"$DATABASE_URL\" force {previous}")
+    }
+}

@@ -1,0 +1,80 @@
+//! knex: table `knex_migrations_lock` (knex's `tableName` plus `_lock`),
+//! column `is_locked`.
+//!
+//! knex takes the lock with `UPDATE ... SET is_locked = 1 WHERE is_locked =
+//! 0`; with transactions disabled that commits on its own and outlives a
+//! killed process. knex records no time, so the age is unlatch's first
+//! sighting (kept in `unlatch_state`, so that a restart loop adds up).
+//! Freeing it is what `knex migrate:unlock` leaves behind (`is_locked = 0`),
+//! done as a compare-and-swap on the row observed.
+//!
+//! May touch: the knex lock table only.
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Tool};
+use crate::db::Db;
+
+pub struct Knex {
+    pub table: String,
+}
+
+impl Knex {
+    pub const NAME: &'static str = "knex";
+}
+
+#[async_trait]
+impl Tool for Knex {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{} (is_locked)", self.table)
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        Ok(db.table_exists(&self.table).await?
+            && db.column_exists(&self.table, "is_locked").await?)
+    }
+
+    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+        let index = db.kind.quote("index");
+        let sql = format!(
+            "SELECT {} FROM {} WHERE is_locked <> 0 ORDER BY {index} LIMIT 1",
+            db.kind.text(&index),
+            self.table
+        );
+        Ok(match db.row(&sql, &[]).await? {
+            Some(row) => LockState::Held(Lock::row(&row.try_get::<String, _>(0)?, None, None)),
+            None => LockState::Free,
+        })
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        _zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        let LockState::Held(lock) = seen else {
+            return Ok(false);
+        };
+        let index = db.kind.quote("index");
+        let sql = format!(
+            "UPDATE {} SET is_locked = 0 WHERE {} = ? AND is_locked <> 0",
+            self.table,
+            db.kind.text(&index)
+        );
+        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+    }
+
+    fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {
+        format!(
+            "knex migrate:unlock (or: UPDATE {} SET is_locked = 0;)",
+            self.table
+        )
+    }
+}

@@ -1,0 +1,94 @@
+//! Liquibase: table `DATABASECHANGELOGLOCK` (`databaseChangeLogLockTableName`),
+//! row `ID = 1`, columns `LOCKED`, `LOCKGRANTED`, `LOCKEDBY`.
+//!
+//! Liquibase writes `LOCKGRANTED` with the database's own clock and
+//! `LOCKEDBY` as `host (ip)`, and never expires a lock ("Waiting for
+//! changelog lock...."). The age is measured against the database's clock,
+//! so no zone is needed. Freeing it is what `liquibase releaseLocks` does
+//! (`LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL`), guarded by the
+//! observed grant time and holder.
+//!
+//! May touch: the Liquibase lock table only.
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Tool};
+use crate::clock;
+use crate::db::Db;
+
+pub struct Liquibase {
+    pub table: String,
+}
+
+impl Liquibase {
+    pub const NAME: &'static str = "liquibase";
+}
+
+#[async_trait]
+impl Tool for Liquibase {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{} (ID 1)", self.table)
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        db.table_exists(&self.table).await
+    }
+
+    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+        let sql = format!(
+            "SELECT CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} WHERE ID = 1",
+            db.kind.text("LOCKGRANTED"),
+            self.table
+        );
+        let Some(row) = db.row(&sql, &[]).await? else {
+            return Ok(LockState::Free);
+        };
+        if row.try_get::<i64, _>(0)? == 0 {
+            return Ok(LockState::Free);
+        }
+        let granted: Option<String> = row.try_get(1)?;
+        let holder: Option<String> = row.try_get(2)?;
+        let taken = match &granted {
+            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
+            None => None,
+        };
+        Ok(LockState::Held(Lock {
+            holder,
+            ..Lock::row("1", granted, taken).read_by("the database's clock")
+        }))
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        _zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        let LockState::Held(lock) = seen else {
+            return Ok(false);
+        };
+        let sql = format!(
+            "UPDATE {} SET LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL WHERE ID = 1 AND LOCKED AND {} AND {}",
+            self.table,
+            db.kind.same(&db.kind.text("LOCKGRANTED"), "?"),
+            db.kind.same("LOCKEDBY", "?")
+        );
+        Ok(db
+            .exec(&sql, &[lock.acquired_at.as_deref(), lock.holder.as_deref()])
+            .await?
+            == 1)
+    }
+
+    fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {
+        format!(
+            "liquibase releaseLocks (or: UPDATE {} SET LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL WHERE ID = 1;)",
+            self.table
+        )
+    }
+}

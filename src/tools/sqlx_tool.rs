@@ -1,0 +1,91 @@
+//! sqlx: table `_sqlx_migrations`; a row with `success = false` is a
+//! migration left half-applied ("migration N is partially applied; fix and
+//! remove row from `_sqlx_migrations` table"). sqlx writes such rows on
+//! MySQL, where DDL commits implicitly; `installed_on` is the database's
+//! clock. sqlx has no repair command: its message says to delete the row,
+//! which is what unlatch does, for the version observed.
+//!
+//! May touch: `_sqlx_migrations` only.
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use sqlx::Row;
+
+use super::{Lock, LockState, Tool};
+use crate::clock;
+use crate::db::Db;
+
+const TABLE: &str = "_sqlx_migrations";
+
+pub struct Sqlx;
+
+impl Sqlx {
+    pub const NAME: &'static str = "sqlx";
+}
+
+#[async_trait]
+impl Tool for Sqlx {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn place(&self) -> String {
+        format!("{TABLE} (success = false)")
+    }
+
+    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+        db.table_exists(TABLE).await
+    }
+
+    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+        let sql = format!(
+            "SELECT {}, {}, {} FROM {TABLE} WHERE NOT success ORDER BY version LIMIT 1",
+            db.kind.text("version"),
+            db.kind.text("description"),
+            db.kind.text("installed_on")
+        );
+        let Some(row) = db.row(&sql, &[]).await? else {
+            return Ok(LockState::Free);
+        };
+        let version: String = row.try_get(0)?;
+        let description: String = row.try_get(1)?;
+        let installed_on: Option<String> = row.try_get(2)?;
+        let taken = match &installed_on {
+            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
+            None => None,
+        };
+        let lock = Lock::dirty(
+            &format!("{version} {description}"),
+            &version,
+            installed_on,
+            taken,
+        );
+        Ok(LockState::Held(lock.read_by("the database's clock")))
+    }
+
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        _zone: &TimeZone,
+    ) -> anyhow::Result<bool> {
+        let LockState::Held(lock) = seen else {
+            return Ok(false);
+        };
+        let sql = format!(
+            "DELETE FROM {TABLE} WHERE {} = ? AND NOT success",
+            db.kind.text("version")
+        );
+        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+    }
+
+    fn manual_fix(&self, _db: &Db, seen: &LockState) -> String {
+        let LockState::Held(lock) = seen else {
+            return String::new();
+        };
+        format!(
+            "DELETE FROM {TABLE} WHERE version = {} AND NOT success;",
+            lock.key
+        )
+    }
+}
