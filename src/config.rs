@@ -39,6 +39,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_ON_STALE", "clear", "what to do with a stale lock: clear, rollback or fail"),
     ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
     ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
+    ("UNLATCH_TERMINATE_STALE_SESSIONS", "0", "1: end a PostgreSQL session that holds a tool's advisory lock, idle longer than the TTL"),
     ("UNLATCH_KNEX_TABLE", "knex_migrations", "knex's tableName (its lock table is this plus _lock)"),
     ("UNLATCH_LIQUIBASE_TABLE", "DATABASECHANGELOGLOCK", "Liquibase's lock table"),
     ("UNLATCH_GOLANG_MIGRATE_TABLE", "schema_migrations", "golang-migrate's version table"),
@@ -135,6 +136,7 @@ pub struct Config {
     pub lock_zone: TimeZone,
     pub on_stale: OnStale,
     pub on_dirty: OnDirty,
+    pub terminate_stale_sessions: bool,
     pub tool_settings: ToolSettings,
     pub migrate_cmd: Option<Vec<String>>,
     pub migrate_timeout: Duration,
@@ -179,6 +181,7 @@ struct Raw {
     sqlite_backup: Option<String>,
     sqlite_backup_keep: Option<String>,
     on_dirty: Option<String>,
+    terminate_stale_sessions: Option<String>,
     knex_table: Option<String>,
     liquibase_table: Option<String>,
     golang_migrate_table: Option<String>,
@@ -336,6 +339,10 @@ impl Config {
                 }
             },
             tool_settings: tool_settings(&raw)?,
+            terminate_stale_sessions: flag(
+                "UNLATCH_TERMINATE_STALE_SESSIONS",
+                raw.terminate_stale_sessions.as_deref(),
+            )?,
             migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
             migrate_timeout,
             kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
@@ -371,15 +378,7 @@ impl Config {
                     )))
                 }
             },
-            sqlite_backup: match raw.sqlite_backup.as_deref().unwrap_or("0") {
-                "0" | "false" => false,
-                "1" | "true" => true,
-                other => {
-                    return Err(config_error(format!(
-                        "UNLATCH_SQLITE_BACKUP={other}: expected 1 or 0"
-                    )))
-                }
-            },
+            sqlite_backup: flag("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref())?,
             sqlite_backup_keep: match raw
                 .sqlite_backup_keep
                 .as_deref()
@@ -424,6 +423,15 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
     match ghost::database_url(env, cwd)? {
         Some((url, source)) => Target::parse(&url, &source).map(Some),
         None => Ok(None),
+    }
+}
+
+/// `1`/`true` or `0`/`false`; unset is false.
+fn flag(name: &str, value: Option<&str>) -> Result<bool, Failure> {
+    match value.unwrap_or("0") {
+        "0" | "false" => Ok(false),
+        "1" | "true" => Ok(true),
+        other => Err(config_error(format!("{name}={other}: expected 1 or 0"))),
     }
 }
 
@@ -878,6 +886,7 @@ mod tests {
             ("UNLATCH_RUN_AS", "root"),
             ("UNLATCH_MIGRATE_RUN_AS", "root"),
             ("UNLATCH_ON_DIRTY", "retry"),
+            ("UNLATCH_TERMINATE_STALE_SESSIONS", "1"),
             ("UNLATCH_KNEX_TABLE", "migrations_knex"),
             ("UNLATCH_LIQUIBASE_TABLE", "changelog_lock"),
             ("UNLATCH_GOLANG_MIGRATE_TABLE", "versions"),

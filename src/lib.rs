@@ -11,6 +11,7 @@
 //! - [`db`]: where the database is, waiting for it, the SQL that differs.
 //! - [`guard`]: unlatch's own session lock, so replicas take turns.
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
+//! - [`sessions`]: PostgreSQL sessions holding a tool's advisory lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse
 //!   ([`backup`] copies a SQLite database before it changes).
 //! - [`hooks`]: the `entrypoint.d` folder, after the heal.
@@ -38,6 +39,7 @@ pub mod launch;
 pub mod logging;
 pub mod migrate;
 pub mod process;
+pub mod sessions;
 pub mod state;
 pub mod status;
 pub mod supervise;
@@ -100,6 +102,14 @@ async fn under_guard(
     };
     if let (Some(tool), Some(db)) = (&tool, &mut db) {
         heal::settle(tool.as_ref(), db, config, stop).await?;
+    }
+    if let Some(db) = &mut db {
+        sessions::check(
+            db,
+            &tools::candidates(config.tool, &config.tool_settings),
+            config,
+        )
+        .await?;
     }
     let env = hooks::run_all(config, stop).await?;
     if let Some(argv) = &config.migrate_cmd {

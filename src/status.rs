@@ -12,10 +12,10 @@ use serde_json::json;
 
 use crate::clock::human;
 use crate::config::Config;
-use crate::db;
 use crate::heal::{self, Verdict};
 use crate::process::Stop;
 use crate::tools::{self, LockState};
+use crate::{db, sessions};
 
 pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let mut stop = Stop::install()?;
@@ -29,6 +29,11 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     if let Some(target) = &config.database {
         if let Some(mut db) = db::wait_for(target, config.wait_timeout, &mut stop).await? {
             let candidates = tools::candidates(config.tool, &config.tool_settings);
+            let holders = sessions::holders(&mut db, &candidates).await?;
+            report["sessions"] = holders
+                .iter()
+                .map(|h| json!({"tool": h.tool, "key": h.key, "pid": h.pid, "state": h.state, "idle_seconds": h.idle.as_secs()}))
+                .collect();
             for tool in tools::detected(candidates, &mut db).await? {
                 let state = tool.observe(&mut db, &config.lock_zone).await?;
                 let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
@@ -98,6 +103,21 @@ fn text(report: &serde_json::Value, config: &Config) -> String {
         line(&mut out, "age", &age);
         line(&mut out, "ttl", &human(config.lock_ttl));
         line(&mut out, "verdict", &s("verdict"));
+    }
+    for session in report["sessions"].as_array().into_iter().flatten() {
+        let field = |key: &str| session[key].to_string().trim_matches('"').to_owned();
+        line(
+            &mut out,
+            "session",
+            &format!(
+                "{} advisory lock {} held by pid {} ({}, {}s)",
+                field("tool"),
+                field("key"),
+                field("pid"),
+                field("state"),
+                field("idle_seconds")
+            ),
+        );
     }
     out
 }

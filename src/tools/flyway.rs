@@ -84,7 +84,34 @@ impl Tool for Flyway {
         Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
     }
 
+    /// PostgreSQLAdvisoryLockTemplate: 0x466C79776179 ("Flyway") plus the
+    /// Java hashCode of the quoted table name (not checked against a live
+    /// Flyway here).
+    fn advisory_key(&self, _database: &str, schema: &str) -> Option<i64> {
+        let quoted = format!("\"{schema}\".\"{}\"", self.table);
+        let hash = quoted
+            .encode_utf16()
+            .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+        Some(0x466C_7977_6179 + i64::from(hash))
+    }
+
     fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {
         "flyway repair".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advisory_key_for_the_default_table() {
+        let flyway = Flyway {
+            table: "flyway_schema_history".into(),
+        };
+        assert_eq!(
+            flyway.advisory_key("app", "public"),
+            Some(77_433_833_903_597)
+        );
     }
 }

@@ -133,6 +133,15 @@ impl Tool for GolangMigrate {
         Ok(db.exec_in_transaction(&statements).await?[0] == 1)
     }
 
+    /// database/util.go `GenerateAdvisoryLockId(db, schema, table)`: the
+    /// CRC-32 of `schema\0table\0db`, times 1486364155, as a uint32.
+    fn advisory_key(&self, database: &str, schema: &str) -> Option<i64> {
+        let name = format!("{schema}\0{}\0{database}", self.table);
+        Some(i64::from(
+            crc32fast::hash(name.as_bytes()).wrapping_mul(1_486_364_155),
+        ))
+    }
+
     fn manual_fix(&self, _db: &Db, seen: &LockState) -> String {
         let LockState::Held(lock) = seen else {
             return String::new();

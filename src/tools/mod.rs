@@ -216,6 +216,12 @@ pub trait Tool: Send + Sync {
     /// What a person would run to do the same by hand: the tool's own
     /// repair command, or the statement.
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String;
+
+    /// The PostgreSQL advisory-lock key the tool migrates under, for this
+    /// database and schema; `None` if it takes none.
+    fn advisory_key(&self, _database: &str, _schema: &str) -> Option<i64> {
+        None
+    }
 }
 
 /// The tool whose lock to look after: the one named, or the one whose

@@ -89,6 +89,11 @@ impl Tool for Prisma {
         Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
     }
 
+    /// prisma-engines: `pg_advisory_lock(72707369)`.
+    fn advisory_key(&self, _database: &str, _schema: &str) -> Option<i64> {
+        Some(72_707_369)
+    }
+
     fn manual_fix(&self, _db: &Db, seen: &LockState) -> String {
         match seen {
             LockState::Held(Lock {

@@ -79,6 +79,12 @@ impl Tool for Sqlx {
         Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
     }
 
+    /// sqlx-core `generate_lock_id`: 0x3d32ad9e times the CRC-32 of the
+    /// database's name.
+    fn advisory_key(&self, database: &str, _schema: &str) -> Option<i64> {
+        Some(0x3d32_ad9e_i64 * i64::from(crc32fast::hash(database.as_bytes())))
+    }
+
     fn manual_fix(&self, _db: &Db, seen: &LockState) -> String {
         let LockState::Held(lock) = seen else {
             return String::new();

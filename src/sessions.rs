@@ -1,0 +1,131 @@
+//! Sessions: the PostgreSQL advisory locks the tools migrate under (sqlx,
+//! golang-migrate, Prisma, Flyway).
+//!
+//! Such a lock dies with its session, so it cannot go stale the way a lock
+//! row does; yet it sticks when the server keeps a dead client's session
+//! (the client was killed, its TCP connection not yet seen to be gone). When
+//! a tool's key is held, unlatch says by whom: the session's pid, state, age
+//! and last query. It ends that session only with
+//! `UNLATCH_TERMINATE_STALE_SESSIONS=1`, and only when it is idle, and has
+//! been for longer than `UNLATCH_LOCK_TTL`; an active session is never ended.
+//!
+//! May touch: other sessions, through `pg_terminate_backend`, when allowed.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::clock::human;
+use crate::config::Config;
+use crate::db::{Db, Kind};
+use crate::tools::Tool;
+
+/// A session holding a tool's advisory lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub tool: &'static str,
+    pub key: i64,
+    pub pid: i32,
+    pub state: String,
+    /// Time since the session's state last changed.
+    pub idle: Duration,
+    pub backend_start: String,
+    pub query: String,
+}
+
+impl Holder {
+    fn idle_state(&self) -> bool {
+        self.state.starts_with("idle")
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}'s advisory lock {} is held by PostgreSQL session {} ({}, for {}; connected since {}; last query: {:?})",
+            self.tool,
+            self.key,
+            self.pid,
+            self.state,
+            human(self.idle),
+            self.backend_start,
+            self.query
+        )
+    }
+}
+
+/// The sessions (other than ours) holding any of `tools`' advisory keys.
+pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec<Holder>> {
+    if db.kind != Kind::Postgres {
+        return Ok(Vec::new());
+    }
+    let names = db
+        .row(
+            "SELECT CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT)",
+            &[],
+        )
+        .await?
+        .expect("one row");
+    let (database, schema): (String, String) = (names.try_get(0)?, names.try_get(1)?);
+    let keys: Vec<(&'static str, i64)> = tools
+        .iter()
+        .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A bigint key shows as classid (its high 32 bits), objid (the low
+    // ones), objsubid 1. One query for all keys: this runs on every start.
+    let pairs: Vec<String> = keys
+        .iter()
+        .map(|(_, k)| format!("({}, {})", (k >> 32) & 0xffff_ffff, k & 0xffff_ffff))
+        .collect();
+    let sql = format!(
+        "SELECT CAST(l.classid AS BIGINT) * 4294967296 + CAST(l.objid AS BIGINT), a.pid, COALESCE(a.state, ''), \
+         CAST(EXTRACT(EPOCH FROM now() - a.state_change) AS BIGINT), CAST(a.backend_start AS TEXT), \
+         left(COALESCE(a.query, ''), 120) \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND a.pid <> pg_backend_pid() \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND (CAST(l.classid AS BIGINT), CAST(l.objid AS BIGINT)) IN ({})",
+        pairs.join(", ")
+    );
+    let mut found = Vec::new();
+    for row in sqlx::query(&sql).fetch_all(db.conn()).await? {
+        let key: i64 = row.try_get(0)?;
+        for (tool, _) in keys.iter().filter(|(_, k)| *k == key) {
+            found.push(Holder {
+                tool,
+                key,
+                pid: row.try_get(1)?,
+                state: row.try_get(2)?,
+                idle: Duration::from_secs(row.try_get::<i64, _>(3)?.max(0) as u64),
+                backend_start: row.try_get(4)?,
+                query: row.try_get(5)?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Reports every holder; ends the idle, stale ones when allowed.
+pub async fn check(db: &mut Db, tools: &[Box<dyn Tool>], config: &Config) -> anyhow::Result<()> {
+    for holder in holders(db, tools).await? {
+        let stale = holder.idle_state() && holder.idle > config.lock_ttl;
+        let ttl = human(config.lock_ttl);
+        if stale && config.terminate_stale_sessions {
+            db.row(&format!("SELECT pg_terminate_backend({})", holder.pid), &[])
+                .await?;
+            log::info!(
+                "{}: idle longer than UNLATCH_LOCK_TTL={ttl}; ended it (UNLATCH_TERMINATE_STALE_SESSIONS=1)",
+                holder.describe()
+            );
+        } else if stale {
+            log::warn!(
+                "{}: idle longer than UNLATCH_LOCK_TTL={ttl}; leaving it (UNLATCH_TERMINATE_STALE_SESSIONS=1 would end it)",
+                holder.describe()
+            );
+        } else {
+            log::info!("{}: in use, leaving it", holder.describe());
+        }
+    }
+    Ok(())
+}
