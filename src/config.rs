@@ -46,6 +46,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_GOLANG_MIGRATE_PATH", "(unset)", "golang-migrate's migrations folder, to find the version before a dirty one"),
     ("UNLATCH_FLYWAY_TABLE", "flyway_schema_history", "Flyway's history table"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
+    ("UNLATCH_MIGRATIONS_DIR", "(unset)", "folder of plain SQL migrations (sqlx's format) for the built-in runner"),
     ("UNLATCH_MIGRATE_TIMEOUT", "10m", "time limit for the migrate and rollback commands"),
     ("UNLATCH_KILL_GRACE", "10s", "time between TERM and KILL when a command, or what the app left, must stop"),
     ("UNLATCH_MODE", "auto", "auto (supervise as PID 1, else exec), supervise or exec"),
@@ -139,6 +140,7 @@ pub struct Config {
     pub terminate_stale_sessions: bool,
     pub tool_settings: ToolSettings,
     pub migrate_cmd: Option<Vec<String>>,
+    pub migrations_dir: Option<PathBuf>,
     pub migrate_timeout: Duration,
     pub kill_grace: Duration,
     pub mode: Mode,
@@ -169,6 +171,7 @@ struct Raw {
     on_stale: Option<String>,
     rollback_cmd: Option<String>,
     migrate_cmd: Option<String>,
+    migrations_dir: Option<String>,
     migrate_timeout: Option<String>,
     kill_grace: Option<String>,
     mode: Option<String>,
@@ -344,6 +347,10 @@ impl Config {
                 raw.terminate_stale_sessions.as_deref(),
             )?,
             migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
+            migrations_dir: migrations_dir(
+                raw.migrations_dir.as_deref(),
+                raw.migrate_cmd.is_some(),
+            )?,
             migrate_timeout,
             kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
             mode: match raw.mode.as_deref().unwrap_or("auto") {
@@ -424,6 +431,23 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
         Some((url, source)) => Target::parse(&url, &source).map(Some),
         None => Ok(None),
     }
+}
+
+/// The built-in runner's folder; it and a migrate command exclude each other.
+fn migrations_dir(value: Option<&str>, has_command: bool) -> Result<Option<PathBuf>, Failure> {
+    let Some(value) = value else { return Ok(None) };
+    if has_command {
+        return Err(config_error(
+            "UNLATCH_MIGRATIONS_DIR and UNLATCH_MIGRATE_CMD are both set; expected one way to migrate".into(),
+        ));
+    }
+    let path = PathBuf::from(value);
+    if !path.is_dir() {
+        return Err(config_error(format!(
+            "UNLATCH_MIGRATIONS_DIR={value}: expected a folder of .sql migrations"
+        )));
+    }
+    Ok(Some(path))
 }
 
 /// `1`/`true` or `0`/`false`; unset is false.
@@ -838,6 +862,20 @@ mod tests {
         );
         assert!(message(&[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")])
             .contains("UNLATCH_GOLANG_MIGRATE_PATH"));
+    }
+
+    #[test]
+    fn one_way_to_migrate() {
+        assert!(config(&[("UNLATCH_MIGRATIONS_DIR", "/")])
+            .unwrap()
+            .migrations_dir
+            .is_some());
+        let m = message(&[
+            ("UNLATCH_MIGRATIONS_DIR", "/"),
+            ("UNLATCH_MIGRATE_CMD", "true"),
+        ]);
+        assert!(m.contains("both set"), "{m}");
+        assert!(message(&[("UNLATCH_MIGRATIONS_DIR", "/etc/passwd")]).contains("expected a folder"));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse
 //!   ([`backup`] copies a SQLite database before it changes).
 //! - [`hooks`]: the `entrypoint.d` folder, after the heal.
-//! - [`migrate`]: the migrate command, under a timeout.
+//! - [`migrate`]: the migrate command, under a timeout; [`runner`], the
+//!   built-in runner for plain SQL migrations.
 //! - [`launch`]: COMMAND takes over (exec) or is supervised, or the
 //!   preflight was all.
 //! - [`supervise`]: unlatch as PID 1: signals forwarded, zombies reaped.
@@ -39,6 +40,7 @@ pub mod launch;
 pub mod logging;
 pub mod migrate;
 pub mod process;
+pub mod runner;
 pub mod sessions;
 pub mod state;
 pub mod status;
@@ -83,7 +85,14 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     } else {
         guard::acquire(target, early, config.lock_wait, &mut stop).await?
     };
-    let result = under_guard(config, db, guard.waited().then_some(started), &mut stop).await;
+    let result = under_guard(
+        config,
+        target,
+        db,
+        guard.waited().then_some(started),
+        &mut stop,
+    )
+    .await;
     guard.release().await;
     result
 }
@@ -92,6 +101,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
 /// started then and had to wait for another one's preflight.
 async fn under_guard(
     config: &Config,
+    target: &db::Target,
     mut db: Option<Db>,
     waited_since: Option<jiff::Timestamp>,
     stop: &mut Stop,
@@ -112,15 +122,16 @@ async fn under_guard(
         .await?;
     }
     let env = hooks::run_all(config, stop).await?;
+    let migrating = config.migrate_cmd.is_some() || config.migrations_dir.is_some();
+    if let (true, true, Some(db)) = (migrating, config.sqlite_backup, &mut db) {
+        backup::sqlite(
+            db,
+            config,
+            "before the migrations (UNLATCH_SQLITE_BACKUP=1)",
+        )
+        .await?;
+    }
     if let Some(argv) = &config.migrate_cmd {
-        if let (true, Some(db)) = (config.sqlite_backup, &mut db) {
-            backup::sqlite(
-                db,
-                config,
-                "before the migrations (UNLATCH_SQLITE_BACKUP=1)",
-            )
-            .await?;
-        }
         migrate_unless_done(
             argv,
             &env,
@@ -132,10 +143,48 @@ async fn under_guard(
         )
         .await?;
     }
+    if let Some(dir) = &config.migrations_dir {
+        if db.is_none() {
+            db = Some(create_sqlite_file(target, config, stop).await?);
+        }
+        let db = db.as_mut().expect("just made");
+        runner::run(target, dir, db, config, stop).await?;
+    }
     if let Some(db) = db {
         db.close().await;
     }
     Ok(Prepared { env })
+}
+
+/// A fresh SQLite database for the built-in runner to migrate (a migrate
+/// command makes its own; the runner, like sqlx, needs one to exist).
+async fn create_sqlite_file(
+    target: &db::Target,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<Db> {
+    let Some(file) = &target.sqlite_file else {
+        return Err(exit::Failure::new(
+            exit::Code::MigrationFailed,
+            format!(
+                "the database {} does not exist; the built-in runner does not create databases",
+                target.redacted
+            ),
+        )
+        .into());
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file)?;
+    log::info!(
+        "created the empty database file {} for UNLATCH_MIGRATIONS_DIR",
+        file.display()
+    );
+    db::wait_for(target, config.wait_timeout, stop)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{} vanished", file.display()))
 }
 
 /// Runs the migrate command, unless the replica this one waited for has

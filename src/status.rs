@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::heal::{self, Verdict};
 use crate::process::Stop;
 use crate::tools::{self, LockState};
-use crate::{db, sessions};
+use crate::{db, runner, sessions};
 
 pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let mut stop = Stop::install()?;
@@ -46,6 +46,13 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
                     .as_array_mut()
                     .expect("built as an array")
                     .push(tool_report(tool.as_ref(), &state, &verdict));
+            }
+            if let Some(dir) = &config.migrations_dir {
+                let pending = runner::pending(&mut db, &runner::load(dir).await?).await?;
+                report["pending"] = pending
+                    .iter()
+                    .map(|(v, d)| json!({"version": v, "description": d}))
+                    .collect();
             }
             db.close().await;
         }
@@ -103,6 +110,17 @@ fn text(report: &serde_json::Value, config: &Config) -> String {
         line(&mut out, "age", &age);
         line(&mut out, "ttl", &human(config.lock_ttl));
         line(&mut out, "verdict", &s("verdict"));
+    }
+    for migration in report["pending"].as_array().into_iter().flatten() {
+        let version = migration["version"].to_string();
+        line(
+            &mut out,
+            "pending",
+            &format!(
+                "{version} {}",
+                migration["description"].as_str().unwrap_or("")
+            ),
+        );
     }
     for session in report["sessions"].as_array().into_iter().flatten() {
         let field = |key: &str| session[key].to_string().trim_matches('"').to_owned();

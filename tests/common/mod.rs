@@ -337,3 +337,41 @@ pub fn knexapp() -> PathBuf {
     }
     dir
 }
+
+/// sqlx-cli 0.8.6, installed from the crate registry when missing (once,
+/// however many tests ask at the same time; it takes minutes to build).
+pub fn sqlx_cli() -> PathBuf {
+    let installed = || {
+        Command::new("sqlx")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !installed() {
+        let lock_path = std::env::temp_dir().join("unlatch-sqlx-cli-install.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)
+            .unwrap();
+        lock.lock().unwrap();
+        if !installed() {
+            eprintln!("installing sqlx-cli 0.8.6 with cargo (takes a few minutes the first time)");
+            let status = Command::new("cargo")
+                .args([
+                    "install",
+                    "sqlx-cli",
+                    "--version",
+                    "0.8.6",
+                    "--locked",
+                    "--no-default-features",
+                ])
+                .args(["--features", "rustls,postgres,mysql,sqlite"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "installing sqlx-cli failed");
+        }
+    }
+    PathBuf::from("sqlx")
+}
