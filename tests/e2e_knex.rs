@@ -4,24 +4,14 @@
 //! TTL across two consecutive starts (the restart loop), and never touches
 //! it while the migration is alive.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test] fn sqlite() { if let Some(db) = TestDb::new(Engine::Sqlite, stringify!($name)) { super::$name(&db) } }
-            #[test] fn mysql() { if let Some(db) = TestDb::new(Engine::MySql, stringify!($name)) { super::$name(&db) } }
-            #[test] fn postgres() { if let Some(db) = TestDb::new(Engine::Postgres, stringify!($name)) { super::$name(&db) } }
-        }
-    )*};
-}
 
 on_every_engine!(
     killed_migration_heals_across_two_starts,
@@ -66,18 +56,6 @@ fn unlatch_in_front(db: &TestDb, dir: &Path) -> Command {
         .args(["--", "node", "knex-app.js"]);
     knex_env(db, &mut cmd);
     cmd
-}
-
-fn wait_for_file(path: &Path, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the migration ended before pausing"
-        );
-        assert!(Instant::now() < deadline, "the migration never paused");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn is_locked(db: &TestDb) -> String {

@@ -7,7 +7,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -133,18 +132,6 @@ fn assert_app_upgraded(out: &Output) {
         stdout.ends_with("APP STARTED posts=3 slugs=3\n"),
         "{stdout}"
     );
-}
-
-fn wait_for_file(path: &Path, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the migration ended before pausing"
-        );
-        assert!(Instant::now() < deadline, "the migration never paused");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn fixture(engine: Engine, test: &str) -> Option<(TestDb, PathBuf)> {

@@ -2,6 +2,7 @@
 //! the unlatch binary: stale locks healed, live ones left alone, every
 //! policy, the guard, the migrate command's timeout and signals.
 
+#[macro_use]
 mod common;
 
 use std::process::{Command, Stdio};
@@ -9,18 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jiff::{tz::TimeZone, Timestamp, ToSpan};
-
-/// One test function per engine, each with a database of its own.
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test] fn sqlite() { if let Some(db) = TestDb::new(Engine::Sqlite, stringify!($name)) { super::$name(&db) } }
-            #[test] fn mysql() { if let Some(db) = TestDb::new(Engine::MySql, stringify!($name)) { super::$name(&db) } }
-            #[test] fn postgres() { if let Some(db) = TestDb::new(Engine::Postgres, stringify!($name)) { super::$name(&db) } }
-        }
-    )*};
-}
 
 on_every_engine!(
     stale_lock_is_cleared_and_app_starts,

@@ -3,23 +3,13 @@
 //! info` reports applied, and what `sqlx migrate run` applied, unlatch does
 //! not apply again.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test] fn sqlite() { if let Some(db) = TestDb::new(Engine::Sqlite, stringify!($name)) { super::$name(&db) } }
-            #[test] fn mysql() { if let Some(db) = TestDb::new(Engine::MySql, stringify!($name)) { super::$name(&db) } }
-            #[test] fn postgres() { if let Some(db) = TestDb::new(Engine::Postgres, stringify!($name)) { super::$name(&db) } }
-        }
-    )*};
-}
 
 on_every_engine!(
     unlatch_applies_and_sqlx_cli_agrees,

@@ -2,23 +2,13 @@
 //! each tool's own DDL (the versions are named beside each), through the
 //! binary: stuck state found, refused or healed as configured.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test] fn sqlite() { if let Some(db) = TestDb::new(Engine::Sqlite, stringify!($name)) { super::$name(&db) } }
-            #[test] fn mysql() { if let Some(db) = TestDb::new(Engine::MySql, stringify!($name)) { super::$name(&db) } }
-            #[test] fn postgres() { if let Some(db) = TestDb::new(Engine::Postgres, stringify!($name)) { super::$name(&db) } }
-        }
-    )*};
-}
 
 on_every_engine!(
     knex_lock_ages_across_restarts_then_heals,

@@ -1,6 +1,19 @@
 //! Test helpers: a database of its own per test on each engine, and a way to
 //! run the unlatch binary that shows everything when an assertion fails.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// One test function per engine for each test named, each with a database
+/// of its own: `mod name { fn sqlite; fn mysql; fn postgres }`.
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[test] fn sqlite() { if let Some(db) = TestDb::new(Engine::Sqlite, stringify!($name)) { super::$name(&db) } }
+            #[test] fn mysql() { if let Some(db) = TestDb::new(Engine::MySql, stringify!($name)) { super::$name(&db) } }
+            #[test] fn postgres() { if let Some(db) = TestDb::new(Engine::Postgres, stringify!($name)) { super::$name(&db) } }
+        }
+    )*};
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -374,4 +387,20 @@ pub fn sqlx_cli() -> PathBuf {
         }
     }
     PathBuf::from("sqlx")
+}
+
+/// Waits for `child` (a paused migration) to write `path`.
+pub fn wait_for_file(path: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the migration ended before pausing"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the migration never paused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
