@@ -133,6 +133,17 @@ fn run(env: Env) -> anyhow::Result<u8> {
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let config = Config::from_env(&env, &cwd)?;
+    if let (Invocation::Run { command }, unlatch::config::Mode::Supervise) =
+        (&invocation, config.mode)
+    {
+        if command.is_empty() {
+            return Err(Failure::new(
+                Code::Config,
+                "UNLATCH_MODE=supervise needs a COMMAND to supervise; expected unlatch -- COMMAND [ARGS...]",
+            )
+            .into());
+        }
+    }
     for warning in &config.warnings {
         log::warn!("{warning}");
     }

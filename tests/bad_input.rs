@@ -1,0 +1,341 @@
+//! Bad input: every case exits with the documented code (64, configuration
+//! error), says in one line which variable or argument is wrong and what was
+//! expected, never shows the password, and leaves the database untouched:
+//! the SQLite file is byte for byte the same, with no copy or guard file
+//! beside it.
+
+mod common;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+use common::*;
+
+const PASSWORD: &str = "Unl4tch-S3cret-Pw";
+
+/// A SQLite database with a stale lock: any write would show.
+fn stale_database(scratch: &Scratch) -> (std::path::PathBuf, String) {
+    let file = scratch.path().join("app.db");
+    std::fs::File::create(&file).unwrap();
+    let url = format!("sqlite://{}", file.display());
+    sql(&url, &[
+        "create table migrations_lock (lock_key varchar(191) primary key, locked boolean, acquired_at datetime, released_at datetime)",
+        "insert into migrations_lock values ('km01', 1, '2020-01-01 00:00:00', NULL)",
+    ]);
+    (file, url)
+}
+
+fn folder_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_bad_input_is_named_refused_and_harmless() {
+    let scratch = Scratch::new("bad_input");
+    let (db_file, url) = stale_database(&scratch);
+    let before = std::fs::read(&db_file).unwrap();
+    let listing = folder_listing(scratch.path());
+    let ghost_dir = scratch.path().join("ghost");
+    std::fs::create_dir_all(ghost_dir.join("broken")).unwrap();
+    std::fs::write(
+        ghost_dir.join("broken/config.development.json"),
+        "{ \"database\": ",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ghost_dir.join("unreadable/config.development.json")).unwrap();
+    let secret_url = |scheme_rest: &str| format!("{scheme_rest}").replace("PW", PASSWORD);
+
+    // (variables, arguments, what stderr must name)
+    let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
+        (
+            vec![("UNLATCH_WAIT_TIMEOUT", "soon".into())],
+            vec![],
+            "UNLATCH_WAIT_TIMEOUT=soon",
+        ),
+        (
+            vec![("UNLATCH_WAIT_TIMEOUT", "-5s".into())],
+            vec![],
+            "UNLATCH_WAIT_TIMEOUT=-5s",
+        ),
+        (
+            vec![("UNLATCH_LOCK_TTL", "15".into())],
+            vec![],
+            "UNLATCH_LOCK_TTL=15",
+        ),
+        (
+            vec![("UNLATCH_LOCK_TTL", "1h30x".into())],
+            vec![],
+            "UNLATCH_LOCK_TTL=1h30x",
+        ),
+        (
+            vec![("UNLATCH_LOCK_WAIT", "forever".into())],
+            vec![],
+            "UNLATCH_LOCK_WAIT=forever",
+        ),
+        (
+            vec![("UNLATCH_MIGRATE_TIMEOUT", "0s".into())],
+            vec![],
+            "UNLATCH_MIGRATE_TIMEOUT=0s",
+        ),
+        (
+            vec![("UNLATCH_KILL_GRACE", "abc".into())],
+            vec![],
+            "UNLATCH_KILL_GRACE=abc",
+        ),
+        (
+            vec![("UNLATCH_HOOK_TIMEOUT", "1 fortnight".into())],
+            vec![],
+            "UNLATCH_HOOK_TIMEOUT=1 fortnight",
+        ),
+        (
+            vec![("UNLATCH_TOOL", "alembic".into())],
+            vec![],
+            "UNLATCH_TOOL=alembic",
+        ),
+        (
+            vec![("UNLATCH_ON_STALE", "nuke".into())],
+            vec![],
+            "UNLATCH_ON_STALE=nuke",
+        ),
+        (
+            vec![("UNLATCH_ON_STALE", "rollback".into())],
+            vec![],
+            "UNLATCH_ROLLBACK_CMD",
+        ),
+        (
+            vec![("UNLATCH_ON_DIRTY", "force".into())],
+            vec![],
+            "UNLATCH_ON_DIRTY=force",
+        ),
+        (
+            vec![("UNLATCH_MODE", "daemon".into())],
+            vec![],
+            "UNLATCH_MODE=daemon",
+        ),
+        (
+            vec![("UNLATCH_SIGNAL_TARGET", "all".into())],
+            vec![],
+            "UNLATCH_SIGNAL_TARGET=all",
+        ),
+        (
+            vec![("UNLATCH_LOG", "verbose".into())],
+            vec![],
+            "UNLATCH_LOG=verbose",
+        ),
+        (
+            vec![("UNLATCH_LOG_FORMAT", "xml".into())],
+            vec![],
+            "UNLATCH_LOG_FORMAT=xml",
+        ),
+        (
+            vec![("UNLATCH_LOCK_TIMEZONE", "Mars/Base".into())],
+            vec![],
+            "UNLATCH_LOCK_TIMEZONE=Mars/Base",
+        ),
+        (
+            vec![("TZ", "Nowhere/Land".into())],
+            vec![],
+            "TZ=Nowhere/Land",
+        ),
+        (
+            vec![("UNLATCH_DATABASE_URL", secret_url("redis://app:PW@cache/0"))],
+            vec![],
+            "UNLATCH_DATABASE_URL=",
+        ),
+        (
+            vec![("UNLATCH_DATABASE_URL", "not a url".into())],
+            vec![],
+            "UNLATCH_DATABASE_URL=not a url",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("mysql://app:PW@db"))],
+            vec![],
+            "DATABASE_URL=",
+        ),
+        (
+            vec![(
+                "DATABASE_URL",
+                secret_url("postgres://app:PW@db/app?sslmode=bogus"),
+            )],
+            vec![],
+            "DATABASE_URL=",
+        ),
+        (
+            vec![("database__client", "pg".into())],
+            vec![],
+            "database__client=pg",
+        ),
+        (
+            vec![("database__client", "sqlite3".into())],
+            vec![],
+            "database__connection__filename",
+        ),
+        (
+            vec![
+                ("database__client", "mysql".into()),
+                ("database__connection__database", "ghost".into()),
+                ("database__connection__password", PASSWORD.into()),
+                ("database__connection__port", "x".into()),
+            ],
+            vec![],
+            "database__connection__port=x",
+        ),
+        (
+            vec![("UNLATCH_MIGRATE_CMD", "'unbalanced".into())],
+            vec![],
+            "UNLATCH_MIGRATE_CMD",
+        ),
+        (
+            vec![
+                ("UNLATCH_MIGRATE_CMD", "true".into()),
+                ("UNLATCH_MIGRATIONS_DIR", "/".into()),
+            ],
+            vec![],
+            "UNLATCH_MIGRATIONS_DIR and UNLATCH_MIGRATE_CMD",
+        ),
+        (
+            vec![("UNLATCH_MIGRATIONS_DIR", "/etc/passwd".into())],
+            vec![],
+            "UNLATCH_MIGRATIONS_DIR=/etc/passwd",
+        ),
+        (
+            vec![("UNLATCH_HOOKS_DIR", "/etc/passwd".into())],
+            vec![],
+            "UNLATCH_HOOKS_DIR=/etc/passwd",
+        ),
+        (
+            vec![("UNLATCH_HOOKS_DIR", "/no/such/folder".into())],
+            vec![],
+            "UNLATCH_HOOKS_DIR=/no/such/folder",
+        ),
+        (
+            vec![("UNLATCH_RUN_AS", "no-such-user-here".into())],
+            vec![],
+            "UNLATCH_RUN_AS=no-such-user-here",
+        ),
+        (
+            vec![("UNLATCH_MIGRATE_RUN_AS", "root:no-such-group".into())],
+            vec![],
+            "UNLATCH_MIGRATE_RUN_AS=",
+        ),
+        (
+            vec![("UNLATCH_SQLITE_BACKUP", "yes".into())],
+            vec![],
+            "UNLATCH_SQLITE_BACKUP=yes",
+        ),
+        (
+            vec![("UNLATCH_SQLITE_BACKUP_KEEP", "0".into())],
+            vec![],
+            "UNLATCH_SQLITE_BACKUP_KEEP=0",
+        ),
+        (
+            vec![("UNLATCH_TERMINATE_STALE_SESSIONS", "maybe".into())],
+            vec![],
+            "UNLATCH_TERMINATE_STALE_SESSIONS=maybe",
+        ),
+        (
+            vec![("UNLATCH_KNEX_TABLE", "x;drop".into())],
+            vec![],
+            "UNLATCH_KNEX_TABLE=x;drop",
+        ),
+        (
+            vec![("UNLATCH_GOLANG_MIGRATE_PATH", "/nope".into())],
+            vec![],
+            "UNLATCH_GOLANG_MIGRATE_PATH=/nope",
+        ),
+        (
+            vec![("UNLATCH_MODE", "supervise".into())],
+            vec!["--"],
+            "UNLATCH_MODE=supervise needs a COMMAND",
+        ),
+        (vec![], vec!["-x"], "put -- before it"),
+        (vec![], vec!["status", "--yaml"], "unlatch status"),
+        (vec![], vec!["--bogus"], "--bogus"),
+    ];
+    assert!(cases.len() >= 30);
+    for (vars, args, names) in &cases {
+        let mut cmd = unlatch();
+        if !vars
+            .iter()
+            .any(|(k, _)| k.contains("DATABASE_URL") || k.starts_with("database__"))
+        {
+            cmd.env("UNLATCH_DATABASE_URL", &url);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let args: Vec<&str> = if args.is_empty() {
+            vec!["--", "echo", "app"]
+        } else {
+            args.clone()
+        };
+        let out = run(cmd.args(&args));
+        let err = stderr(&out);
+        let what = format!("{vars:?} {args:?}");
+        assert_eq!(code(&out), 64, "{what}: {err}");
+        assert!(
+            err.contains(names),
+            "{what}: stderr should name {names:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+        assert!(
+            err.contains("expected")
+                || err.contains("needs")
+                || err.contains("unexpected")
+                || err.contains("--help"),
+            "{what}: says what was expected: {err}"
+        );
+        assert!(
+            !err.contains(PASSWORD) && !stdout(&out).contains(PASSWORD),
+            "{what}: password shown"
+        );
+        assert_eq!(stdout(&out), "", "{what}: nothing ran");
+    }
+
+    // Ghost's config file: malformed, and not a readable file.
+    for folder in ["broken", "unreadable"] {
+        let out = run(unlatch()
+            .current_dir(ghost_dir.join(folder))
+            .args(["--", "echo", "app"]));
+        assert_eq!(code(&out), 64, "{folder}");
+        assert!(
+            stderr(&out).contains("config.development.json"),
+            "{folder}: {}",
+            stderr(&out)
+        );
+    }
+    // Values that are not UTF-8, in a variable and in COMMAND.
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .env("UNLATCH_LOCK_TTL", OsString::from_vec(vec![b'1', 0xff]))
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 64);
+    assert!(stderr(&out).contains("UNLATCH_LOCK_TTL is not valid UTF-8"));
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .arg("--")
+        .arg(OsString::from_vec(vec![b'a', 0xfe])));
+    assert_eq!(code(&out), 64);
+    assert!(stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
+
+    assert_eq!(
+        std::fs::read(&db_file).unwrap(),
+        before,
+        "the database is byte for byte the same"
+    );
+    let mut expected = listing.clone();
+    expected.push("ghost".into());
+    expected.sort();
+    assert_eq!(
+        folder_listing(scratch.path()),
+        expected,
+        "no copy, no guard file, nothing beside it"
+    );
+}
