@@ -50,7 +50,7 @@ fn every_bad_input_is_named_refused_and_harmless() {
     )
     .unwrap();
     std::fs::create_dir_all(ghost_dir.join("unreadable/config.development.json")).unwrap();
-    let secret_url = |scheme_rest: &str| format!("{scheme_rest}").replace("PW", PASSWORD);
+    let secret_url = |url: &str| url.replace("PW", PASSWORD);
 
     // (variables, arguments, what stderr must name)
     let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
