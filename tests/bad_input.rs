@@ -36,6 +36,9 @@ fn folder_listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Variables, arguments, and what stderr must name.
+type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>, &'a str);
+
 #[test]
 fn every_bad_input_is_named_refused_and_harmless() {
     let scratch = Scratch::new("bad_input");
@@ -53,7 +56,7 @@ fn every_bad_input_is_named_refused_and_harmless() {
     let secret_url = |url: &str| url.replace("PW", PASSWORD);
 
     // (variables, arguments, what stderr must name)
-    let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![("UNLATCH_WAIT_TIMEOUT", "soon".into())],
             vec![],
