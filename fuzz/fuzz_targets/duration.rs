@@ -1,0 +1,15 @@
+//! The duration parser behind every `UNLATCH_*` time setting: never panics;
+//! an accepted value renders back to a duration that parses again.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(duration) = unlatch::config::parse_duration("UNLATCH_LOCK_TTL", text) {
+        let shown = unlatch::clock::human(duration);
+        assert!(unlatch::config::parse_duration("UNLATCH_LOCK_TTL", &shown).is_ok(), "{shown}");
+    } else if let Err(e) = unlatch::config::parse_duration("UNLATCH_LOCK_TTL", text) {
+        assert!(e.message.starts_with("UNLATCH_LOCK_TTL="));
+    }
+});
