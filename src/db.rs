@@ -121,6 +121,11 @@ impl Target {
         Ok(target)
     }
 
+    /// The password, for [`crate::logging::hide`]; never to be shown.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// `text` with this target's password masked, for any message that
     /// might quote a driver's error.
     pub fn scrub(&self, text: &str) -> String {

@@ -133,6 +133,9 @@ fn run(env: Env) -> anyhow::Result<u8> {
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let config = Config::from_env(&env, &cwd)?;
+    if let Some(password) = config.database.as_ref().and_then(|t| t.password()) {
+        logging::hide(password);
+    }
     if let (Invocation::Run { command }, unlatch::config::Mode::Supervise) =
         (&invocation, config.mode)
     {

@@ -6,8 +6,11 @@
 //! It runs under the same guard, heal rules and `UNLATCH_MIGRATE_TIMEOUT` as
 //! a migrate command. sqlx's migrator returns early on an error without
 //! releasing its advisory lock, which wedges a pooled connection; so it gets
-//! a connection of its own, closed (or, after a timeout or a signal,
-//! dropped) on every path, which releases that lock with the session.
+//! a connection of its own, closed on every path. After a timeout or a
+//! signal, dropping it is not enough: a PostgreSQL or MySQL server goes on
+//! with a running statement (and keeps the transaction and sqlx's lock) until
+//! it next talks to the client, so the runner ends that session from the
+//! work connection first.
 //!
 //! May touch: the database's schema and `_sqlx_migrations`.
 
@@ -15,11 +18,11 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use sqlx::migrate::{MigrationType, Migrator};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
 use crate::config::Config;
-use crate::db::{Db, Role, Target};
+use crate::db::{Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 
@@ -74,31 +77,79 @@ pub async fn run(
         names.join(", ")
     );
     let mut conn = target.connect_once(Role::Work).await?;
+    let session = session_id(db.kind, &mut conn).await?;
     let started = std::time::Instant::now();
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(config.migrate_timeout, migrator.run_direct(&mut conn)) => r,
-        n = stop.signalled() => return Err(Failure::signal(n).into()),
+    // Err(Some(n)): signal n; Err(None): the timeout.
+    let finished = tokio::select! {
+        r = tokio::time::timeout(config.migrate_timeout, migrator.run_direct(&mut conn)) => r.map_err(|_| None),
+        n = stop.signalled() => Err(Some(n)),
     };
-    match outcome {
-        Ok(Ok(())) => {
+    let result = match finished {
+        Ok(result) => result,
+        Err(signal) => {
+            drop(conn);
+            end_session(db, session).await;
+            return Err(match signal {
+                Some(n) => Failure::signal(n),
+                None => Failure::new(
+                    Code::MigrationTimedOut,
+                    format!(
+                        "UNLATCH_MIGRATIONS_DIR={}: ran past UNLATCH_MIGRATE_TIMEOUT={}; its session was ended and \
+                         the migration rolled back where the database can; not starting the app",
+                        dir.display(),
+                        human(config.migrate_timeout)
+                    ),
+                ),
+            }
+            .into());
+        }
+    };
+    match result {
+        Ok(()) => {
             let _ = sqlx::Connection::close(conn).await;
-            log::info!("applied {} migration(s) in {}", todo.len(), human(started.elapsed()));
+            log::info!(
+                "applied {} migration(s) in {}",
+                todo.len(),
+                human(started.elapsed())
+            );
             Ok(())
         }
-        Ok(Err(e)) => Err(Failure::new(
+        Err(e) => Err(Failure::new(
             Code::MigrationFailed,
-            format!("UNLATCH_MIGRATIONS_DIR={}: {e}; not starting the app", dir.display()),
-        )
-        .into()),
-        Err(_) => Err(Failure::new(
-            Code::MigrationTimedOut,
             format!(
-                "UNLATCH_MIGRATIONS_DIR={}: ran past UNLATCH_MIGRATE_TIMEOUT={}; its connection was closed and the \
-                 migration rolled back where the database can; not starting the app",
-                dir.display(),
-                human(config.migrate_timeout)
+                "UNLATCH_MIGRATIONS_DIR={}: {e}; not starting the app",
+                dir.display()
             ),
         )
         .into()),
+    }
+}
+
+/// The server's id for the runner's session: what [`end_session`] needs.
+async fn session_id(kind: Kind, conn: &mut AnyConnection) -> anyhow::Result<Option<i64>> {
+    let sql = match kind {
+        Kind::Postgres => "SELECT CAST(pg_backend_pid() AS BIGINT)",
+        Kind::MySql => "SELECT CAST(CONNECTION_ID() AS SIGNED)",
+        // In-process: dropping the connection rolls the transaction back.
+        Kind::Sqlite => return Ok(None),
+    };
+    Ok(Some(sqlx::query(sql).fetch_one(conn).await?.try_get(0)?))
+}
+
+/// Ends an abandoned runner session on the server, so its statement stops,
+/// its transaction rolls back and sqlx's lock goes with it now rather than
+/// whenever the statement would have finished.
+async fn end_session(db: &mut Db, session: Option<i64>) {
+    let Some(id) = session else { return };
+    let sql = match db.kind {
+        Kind::Postgres => format!("SELECT pg_terminate_backend({id})"),
+        _ => format!("KILL {id}"),
+    };
+    // Not prepared: MySQL does not prepare KILL.
+    match sqlx::raw_sql(&sql).execute(db.conn()).await {
+        Ok(_) => log::info!("ended the migration's database session {id}"),
+        Err(e) => log::warn!(
+            "could not end the migration's database session {id} ({e:#}); the server ends it when its statement finishes"
+        ),
     }
 }

@@ -10,38 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
 
-/// The fixture's database, for the fixture (FIXTURE_*) and for unlatch
-/// (Ghost's variables).
-fn database_env(db: &TestDb, cmd: &mut Command) {
-    match db.engine {
-        Engine::Sqlite => {
-            let file = url::Url::parse(&db.url).unwrap().path().to_owned();
-            cmd.env("FIXTURE_DB_CLIENT", "sqlite3")
-                .env("FIXTURE_DB_FILE", &file);
-            cmd.env("database__client", "sqlite3")
-                .env("database__connection__filename", &file);
-        }
-        _ => {
-            let url = url::Url::parse(&db.url).unwrap();
-            let (host, port, user) = (
-                url.host_str().unwrap(),
-                url.port().unwrap_or(3306).to_string(),
-                url.username().to_owned(),
-            );
-            cmd.env("FIXTURE_DB_CLIENT", "mysql")
-                .env("FIXTURE_DB_HOST", host)
-                .env("FIXTURE_DB_PORT", &port)
-                .env("FIXTURE_DB_USER", &user)
-                .env("FIXTURE_DB_NAME", &db.name);
-            cmd.env("database__client", "mysql")
-                .env("database__connection__host", host)
-                .env("database__connection__port", &port)
-                .env("database__connection__user", &user)
-                .env("database__connection__database", &db.name);
-        }
-    }
-}
-
 struct App<'a> {
     dir: PathBuf,
     db: &'a TestDb,
@@ -53,7 +21,7 @@ impl App<'_> {
         cmd.args(&args[1..])
             .current_dir(&self.dir)
             .env("FIXTURE_VERSION", version);
-        database_env(self.db, &mut cmd);
+        knexapp_env(self.db, &mut cmd);
         cmd
     }
 
@@ -91,7 +59,7 @@ impl App<'_> {
             ),
         );
         cmd.args(["--", "node", "app.js"]);
-        database_env(self.db, &mut cmd);
+        knexapp_env(self.db, &mut cmd);
         cmd
     }
 
@@ -169,7 +137,13 @@ fn killed_upgrade_restart_loop_is_healed(engine: Engine) {
     );
 
     // unlatch: waits out the (short) TTL, heals, migrates, starts the app.
-    let out = run(app.unlatch().env("UNLATCH_LOCK_TTL", "3s"));
+    // The TTL is 3s more than the lock's age now, however slow the steps
+    // above were, so unlatch first sees the lock live.
+    let taken: jiff::civil::DateTime = db.knex_migrator_lock().unwrap()[1].parse().unwrap();
+    let age = jiff::Timestamp::now()
+        .duration_since(taken.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp());
+    let ttl = format!("{}s", age.as_secs() + 3);
+    let out = run(app.unlatch().env("UNLATCH_LOCK_TTL", &ttl));
     assert_app_upgraded(&out);
     let log = stderr(&out);
     assert!(

@@ -165,6 +165,10 @@ impl Image {
                         url.port().unwrap_or(3306).to_string(),
                     )
                     .env("database__connection__user", url.username())
+                    .env(
+                        "database__connection__password",
+                        url.password().unwrap_or_default(),
+                    )
                     .env("database__connection__database", &db.name);
             }
         }

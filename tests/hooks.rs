@@ -332,6 +332,10 @@ fn example_mysqldump_hook_dumps_before_the_migrations() {
             url.port().unwrap_or(3306).to_string(),
         )
         .env("database__connection__user", url.username())
+        .env(
+            "database__connection__password",
+            url.password().unwrap_or_default(),
+        )
         .env("database__connection__database", &db.name)
         .env("MYSQLDUMP_DIR", &dumps)
         .env("UNLATCH_MIGRATE_CMD", "sh -c 'echo migrating'")

@@ -49,10 +49,11 @@ fn cli(db: &TestDb, statement: &str) -> String {
     match db.engine {
         Engine::Sqlite => format!("sqlite3 '{}' \"{statement}\"", url.path()),
         Engine::MySql => format!(
-            "mariadb -h {} -P {} -u {} {} -e \"{statement}\"",
+            "mariadb -h {} -P {} -u {} -p{} {} -e \"{statement}\"",
             url.host_str().unwrap(),
             url.port().unwrap_or(3306),
             url.username(),
+            url.password().unwrap_or_default(),
             db.name
         ),
         Engine::Postgres => format!("psql -q '{}' -c \"{statement}\"", db.url),

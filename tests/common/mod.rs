@@ -40,7 +40,9 @@ impl Engine {
     }
 }
 
-/// A scratch directory removed on drop.
+/// A scratch directory removed on drop, after checking that no file in it
+/// (SQLite copies, guard files, what hooks and apps wrote) shows
+/// [`PASSWORD`].
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
@@ -56,8 +58,34 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        let leak = (!std::thread::panicking())
+            .then(|| file_showing_secret(&self.0))
+            .flatten();
         let _ = std::fs::remove_dir_all(&self.0);
+        assert!(leak.is_none(), "the test password shows in {leak:?}");
     }
+}
+
+fn file_showing_secret(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().ok()?;
+        let found = if kind.is_dir() && entry.file_name() != "node_modules" {
+            file_showing_secret(&path)
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes())
+                .then_some(path)
+        } else {
+            None
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 pub fn unique(tag: &str) -> String {
@@ -104,20 +132,51 @@ pub fn lacks_root() -> Option<String> {
     (!nix::unistd::geteuid().is_root()).then(|| "root".to_owned())
 }
 
-/// The server URL for `engine`, or `None` (the test then says it skipped).
-/// Under `UNLATCH_TEST_REQUIRE_SERVERS=1` a missing URL fails the test.
+/// The password every server test connects with. It is recognisable, so
+/// that [`run`], [`Scratch`] and the tests can check it never shows up in
+/// what unlatch prints or the files it writes. PostgreSQL's trust
+/// authentication ignores it; on MySQL it is the password of a user made
+/// for the tests, `unlatch_test`.
+pub const PASSWORD: &str = "Unl4tch-T3st-S3cret";
+
+/// Fails when `text` shows [`PASSWORD`].
+pub fn assert_no_secret(text: &str) {
+    assert!(
+        !text.contains(PASSWORD),
+        "the test password shows in:\n{text}"
+    );
+}
+
+/// The server URL for `engine`, with [`PASSWORD`], or `None` (the test then
+/// says it skipped). Under `UNLATCH_TEST_REQUIRE_SERVERS=1` a missing URL
+/// fails the test.
 pub fn server_url(engine: Engine, test: &str) -> Option<String> {
     let variable = engine.variable()?;
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
+    let given = match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => url,
         _ => {
             available(
                 &format!("{test} on {engine:?}"),
                 Some(&format!("{variable} set")),
             );
-            None
+            return None;
         }
+    };
+    let mut url = url::Url::parse(&given).unwrap();
+    if engine == Engine::MySql {
+        static USER: std::sync::Once = std::sync::Once::new();
+        USER.call_once(|| {
+            for host in ["%", "localhost"] {
+                sql(&given, &[
+                    &format!("CREATE USER IF NOT EXISTS 'unlatch_test'@'{host}' IDENTIFIED BY '{PASSWORD}'"),
+                    &format!("GRANT ALL PRIVILEGES ON *.* TO 'unlatch_test'@'{host}' WITH GRANT OPTION"),
+                ]);
+            }
+        });
+        url.set_username("unlatch_test").unwrap();
     }
+    url.set_password(Some(PASSWORD)).unwrap();
+    Some(url.into())
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -299,6 +358,7 @@ pub fn unlatch() -> Command {
 
 /// Runs `cmd` and returns its output, after printing everything about it
 /// (shown by the test harness only when the test fails).
+/// Fails if either output shows [`PASSWORD`].
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("unlatch runs");
     eprintln!(
@@ -308,6 +368,8 @@ pub fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_no_secret(&stdout(&out));
+    assert_no_secret(&stderr(&out));
     out
 }
 
@@ -349,6 +411,43 @@ pub fn knexapp() -> PathBuf {
         std::fs::write(&stamp, &manifest).unwrap();
     }
     dir
+}
+
+/// The knexapp fixture's database, for the fixture (FIXTURE_*) and for
+/// unlatch (Ghost's variables).
+pub fn knexapp_env(db: &TestDb, cmd: &mut Command) {
+    match db.engine {
+        Engine::Sqlite => {
+            let file = url::Url::parse(&db.url).unwrap().path().to_owned();
+            cmd.env("FIXTURE_DB_CLIENT", "sqlite3")
+                .env("FIXTURE_DB_FILE", &file);
+            cmd.env("database__client", "sqlite3")
+                .env("database__connection__filename", &file);
+        }
+        _ => {
+            let url = url::Url::parse(&db.url).unwrap();
+            let (host, port, user) = (
+                url.host_str().unwrap(),
+                url.port().unwrap_or(3306).to_string(),
+                url.username().to_owned(),
+            );
+            cmd.env("FIXTURE_DB_CLIENT", "mysql")
+                .env("FIXTURE_DB_HOST", host)
+                .env("FIXTURE_DB_PORT", &port)
+                .env("FIXTURE_DB_USER", &user)
+                .env("FIXTURE_DB_PASSWORD", url.password().unwrap_or_default())
+                .env("FIXTURE_DB_NAME", &db.name);
+            cmd.env("database__client", "mysql")
+                .env("database__connection__host", host)
+                .env("database__connection__port", &port)
+                .env("database__connection__user", &user)
+                .env(
+                    "database__connection__password",
+                    url.password().unwrap_or_default(),
+                )
+                .env("database__connection__database", &db.name);
+        }
+    }
 }
 
 /// sqlx-cli 0.8.6, installed from the crate registry when missing (once,

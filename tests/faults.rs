@@ -1,0 +1,574 @@
+//! Faults: SIGTERM in every phase of the preflight, and database outages.
+//!
+//! TERM in a phase ends that phase cleanly: exit 143, and nothing left
+//! behind that unlatch or its migrator took (its guard is free, no session
+//! of its lingers on the server, a lock row it did not take is as it was).
+//!
+//! The outages run against a PostgreSQL server of the test's own (initdb in
+//! a scratch folder, password authentication, a free port), which the test
+//! starts, stops and restarts; the shared servers are never disturbed.
+
+#[macro_use]
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use common::*;
+
+on_every_engine!(
+    sigterm_while_waiting_for_another_replica,
+    sigterm_while_waiting_for_a_live_lock,
+    sigterm_during_a_hook,
+    sigterm_during_the_built_in_runner
+);
+
+/// unlatch running in the background, its stderr collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until stderr says `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.stderr.lock().unwrap().contains(needle) {
+            let gone = self.child.try_wait().unwrap();
+            assert!(
+                gone.is_none() && Instant::now() < deadline,
+                "never said {needle:?} (exit: {gone:?}); stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Exit code and all of stderr, once it has exited.
+    fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        let err = self.stderr.lock().unwrap().clone();
+        eprintln!("--- exit: {status:?}\n--- stderr:\n{err}");
+        assert_no_secret(&err);
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+fn with_db(db: &TestDb) -> Command {
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_DATABASE_URL", &db.url);
+    cmd
+}
+
+/// Whether unlatch's guard is free: taken and given back from here.
+fn guard_is_free(db: &TestDb) -> bool {
+    match db.engine {
+        Engine::Sqlite => {
+            let file = PathBuf::from(format!(
+                "{}.unlatch-lock",
+                db.url.trim_start_matches("sqlite://")
+            ));
+            let Ok(f) = std::fs::File::open(&file) else {
+                return true;
+            };
+            let free = f.try_lock().is_ok();
+            let _ = f.unlock();
+            free
+        }
+        Engine::MySql => {
+            let name: String = format!("unlatch:{}", db.name).chars().take(64).collect();
+            db.row(&format!("select is_free_lock('{name}')")).unwrap()[0] == "1"
+        }
+        Engine::Postgres => {
+            let key = 0x0075_6e6c_6174_6368_i64;
+            db.row(&format!(
+                "select case when pg_try_advisory_lock({key}) then cast(pg_advisory_unlock({key}) as int) else 0 end"
+            ))
+            .unwrap()[0]
+                == "1"
+        }
+    }
+}
+
+/// Waits (a few seconds at most: the server notices a closed socket at
+/// once, a busy statement only when it ends) until no session other than
+/// the asking one is connected to the test's database.
+fn no_session_lingers(db: &TestDb) -> bool {
+    let query = match db.engine {
+        Engine::Sqlite => return true,
+        Engine::MySql => {
+            "select count(*) from information_schema.processlist where db = database() and id <> connection_id()"
+        }
+        Engine::Postgres => {
+            "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if db.row(query).unwrap()[0] == "0" {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_stopped_cleanly(db: &TestDb, code: i32, err: &str) {
+    assert_eq!(code, 143, "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert!(guard_is_free(db), "the guard is still held");
+    assert!(
+        no_session_lingers(db),
+        "a session of unlatch's is still on the server"
+    );
+}
+
+/// A migrate command that says it started, then sleeps until stopped.
+fn sleeping_migrate_cmd(marker: &Path) -> String {
+    format!("sh -c 'touch {}; exec sleep 30'", marker.display())
+}
+
+fn sigterm_while_waiting_for_another_replica(db: &TestDb) {
+    let marker = db.scratch.path().join("migrating");
+    let first = Running::spawn(
+        with_db(db)
+            .env("UNLATCH_MIGRATE_CMD", sleeping_migrate_cmd(&marker))
+            .env("UNLATCH_KILL_GRACE", "5s"),
+    );
+    while !marker.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut second = Running::spawn(with_db(db).args(["--", "true"]));
+    second.wait_for("is in its preflight");
+    second.signal(Signal::SIGTERM);
+    let (code, err) = second.finish();
+    assert_eq!(code, 143, "{err}");
+    assert!(!guard_is_free(db), "the first replica lost its guard");
+    // Then the first one, in its migrate command.
+    first.signal(Signal::SIGTERM);
+    let (code, err) = first.finish();
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert_stopped_cleanly(db, code, &err);
+}
+
+fn sigterm_while_waiting_for_a_live_lock(db: &TestDb) {
+    db.create_knex_migrator_lock();
+    let now = match db.engine {
+        Engine::Sqlite => "datetime('now')",
+        Engine::MySql => "utc_timestamp()",
+        Engine::Postgres => "now()",
+    };
+    db.set_knex_migrator_lock(true, now);
+    let before = db.knex_migrator_lock();
+    let mut running = Running::spawn(
+        with_db(db)
+            .env("UNLATCH_LOCK_TTL", "1h")
+            .env("TZ", "UTC")
+            .args(["--", "true"]),
+    );
+    running.wait_for("live, leaving it alone");
+    running.signal(Signal::SIGTERM);
+    let (code, err) = running.finish();
+    assert_stopped_cleanly(db, code, &err);
+    assert_eq!(db.knex_migrator_lock(), before, "the live lock changed");
+}
+
+fn sigterm_during_a_hook(db: &TestDb) {
+    let hooks = db.scratch.path().join("entrypoint.d");
+    std::fs::create_dir(&hooks).unwrap();
+    let marker = db.scratch.path().join("hook-started");
+    let got_term = db.scratch.path().join("hook-got-term");
+    let hook = hooks.join("10-slow");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ntrap 'touch {}; exit 143' TERM\ntouch {}\nsleep 30 &\nwait\n",
+            got_term.display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    set_mode(&hook, 0o755);
+    let running = Running::spawn(
+        with_db(db)
+            .env("UNLATCH_HOOKS_DIR", &hooks)
+            .env("UNLATCH_MIGRATE_CMD", "sh -c 'echo migrated; exit 9'")
+            .args(["--", "true"]),
+    );
+    while !marker.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal(Signal::SIGTERM);
+    let (code, err) = running.finish();
+    assert_stopped_cleanly(db, code, &err);
+    assert!(got_term.exists(), "the hook was not passed the TERM");
+}
+
+fn sigterm_during_the_built_in_runner(db: &TestDb) {
+    let dir = db.scratch.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    let slow = match db.engine {
+        Engine::Postgres => "SELECT pg_sleep(30);",
+        Engine::MySql => "DO SLEEP(30);",
+        // SQLite has no sleep: a count that takes far longer than the test.
+        Engine::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c;"
+        }
+    };
+    std::fs::write(
+        dir.join("1_slow.sql"),
+        format!("CREATE TABLE before_the_pause (id INTEGER);\n{slow}\nCREATE TABLE after_the_pause (id INTEGER);\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut running = Running::spawn(
+        with_db(db)
+            .env("UNLATCH_MIGRATIONS_DIR", &dir)
+            .args(["--", "true"]),
+    );
+    running.wait_for("applying 1 slow");
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal(Signal::SIGTERM);
+    let (code, err) = running.finish();
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the TERM waited for the statement"
+    );
+    assert_stopped_cleanly(db, code, &err);
+    let table = |name: &str| {
+        match db.engine {
+        Engine::Sqlite => format!("select count(*) from sqlite_master where name = '{name}'"),
+        _ => format!(
+            "select count(*) from information_schema.tables where table_name = '{name}' and table_schema = {}",
+            if db.engine == Engine::MySql { "database()" } else { "current_schema()" }
+        ),
+    }
+    };
+    assert_eq!(db.row(&table("after_the_pause")).unwrap()[0], "0");
+    if db.row(&table("_sqlx_migrations")).unwrap()[0] == "1" {
+        let applied = db.row("select count(*) from _sqlx_migrations where success");
+        assert_eq!(applied.unwrap()[0], "0");
+    }
+    if db.engine != Engine::MySql {
+        // Transactional DDL: the half-run migration left nothing.
+        assert_eq!(db.row(&table("before_the_pause")).unwrap()[0], "0");
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A PostgreSQL server of the test's own, run as the `postgres` user from a
+/// scratch folder on a free port, with password authentication.
+struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    user: nix::unistd::User,
+    _scratch: Scratch,
+}
+
+const SERVER_PASSWORD: &str = "Unl4tch-Pg-S3cret";
+
+impl PrivatePostgres {
+    /// `None` (skipped, or failed under UNLATCH_TEST_REQUIRE_SERVERS=1)
+    /// when this machine has no PostgreSQL server binaries or is not root.
+    fn init(test: &str) -> Option<PrivatePostgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| versions.flatten().map(|v| v.path().join("bin")).max());
+        let user = nix::unistd::User::from_name("postgres").ok().flatten();
+        let missing = lacks_root()
+            .or_else(|| bin.is_none().then(|| "PostgreSQL server binaries".into()))
+            .or_else(|| user.is_none().then(|| "a postgres user".into()));
+        if !available(test, missing.as_deref()) {
+            return None;
+        }
+        let (bin, user) = (bin.unwrap(), user.unwrap());
+        let scratch = Scratch::new(test);
+        let data = scratch.path().join("data");
+        let pwfile = scratch.path().join("pw");
+        std::fs::write(&pwfile, SERVER_PASSWORD).unwrap();
+        for path in [scratch.path(), &pwfile] {
+            nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivatePostgres {
+            bin,
+            data,
+            port,
+            user,
+            _scratch: scratch,
+        };
+        server.as_postgres("initdb", |cmd| {
+            cmd.arg("-D")
+                .arg(&server.data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=scram-sha-256",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display()));
+        });
+        Some(server)
+    }
+
+    fn as_postgres(&self, program: &str, args: impl FnOnce(&mut Command)) {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.uid(self.user.uid.as_raw())
+            .gid(self.user.gid.as_raw())
+            .current_dir(self.data.parent().unwrap());
+        args(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, action: &str, extra: &[&str]) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data.parent().unwrap().display()
+        );
+        self.as_postgres("pg_ctl", |cmd| {
+            cmd.arg("-D")
+                .arg(&self.data)
+                .args(["-w", "-t", "60", "-o", &options, "-l"])
+                .arg(self.data.parent().unwrap().join("server.log"))
+                .arg(action)
+                .args(extra);
+        });
+    }
+
+    fn start(&self) {
+        self.pg_ctl("start", &[]);
+    }
+
+    fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(self.bin.join("pg_ctl"))
+            .uid(self.user.uid.as_raw())
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// Migrations that create one table and fill it.
+fn table_migrations(scratch: &Path) -> PathBuf {
+    let dir = scratch.join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("1_posts.sql"),
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT);\nINSERT INTO posts VALUES (1, 'kept');\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn public_tables(url: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut offset = 0;
+    while let Some(row) = row(
+        url,
+        &format!(
+            "select table_name::text from information_schema.tables where table_schema = 'public' \
+             order by table_name offset {offset} limit 1"
+        ),
+    ) {
+        names.push(row[0].clone());
+        offset += 1;
+    }
+    names
+}
+
+#[test]
+fn postgres_down_at_start_and_back_within_the_wait() {
+    let Some(server) = PrivatePostgres::init("down_then_back") else {
+        return;
+    };
+    let scratch = Scratch::new("down_then_back_app");
+    let app_ran = scratch.path().join("app-ran");
+    let mut running = Running::spawn(
+        unlatch()
+            .env("UNLATCH_DATABASE_URL", server.url(SERVER_PASSWORD))
+            .env("UNLATCH_WAIT_TIMEOUT", "60s")
+            .env("UNLATCH_MIGRATIONS_DIR", table_migrations(scratch.path()))
+            .args(["--", "touch"])
+            .arg(&app_ran),
+    );
+    running.wait_for("waiting for the database");
+    server.start();
+    let (code, err) = running.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(app_ran.exists());
+    assert_eq!(
+        row(&server.url(SERVER_PASSWORD), "select title from posts").unwrap(),
+        ["kept"]
+    );
+}
+
+#[test]
+fn postgres_not_back_within_the_wait_changes_nothing() {
+    let Some(server) = PrivatePostgres::init("down_for_good") else {
+        return;
+    };
+    let scratch = Scratch::new("down_for_good_app");
+    let app_ran = scratch.path().join("app-ran");
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", server.url(SERVER_PASSWORD))
+        .env("UNLATCH_WAIT_TIMEOUT", "2s")
+        .env("UNLATCH_MIGRATIONS_DIR", table_migrations(scratch.path()))
+        .args(["--", "touch"])
+        .arg(&app_ran));
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("within UNLATCH_WAIT_TIMEOUT=2s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!app_ran.exists());
+    server.start();
+    assert_eq!(
+        public_tables(&server.url(SERVER_PASSWORD)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn postgres_restarted_in_the_middle_of_a_migration() {
+    let Some(server) = PrivatePostgres::init("restarted") else {
+        return;
+    };
+    server.start();
+    let url = server.url(SERVER_PASSWORD);
+    let scratch = Scratch::new("restarted_app");
+    let dir = table_migrations(scratch.path());
+    std::fs::write(
+        dir.join("2_slow.sql"),
+        "ALTER TABLE posts ADD COLUMN slug TEXT;\nSELECT pg_sleep(30);\nUPDATE posts SET slug = title;\n",
+    )
+    .unwrap();
+    let app_ran = scratch.path().join("app-ran");
+    let start = || {
+        let mut cmd = unlatch();
+        cmd.env("UNLATCH_DATABASE_URL", &url)
+            .env("UNLATCH_MIGRATIONS_DIR", &dir)
+            .args(["--", "touch"])
+            .arg(&app_ran);
+        cmd
+    };
+    let mut running = Running::spawn(&mut start());
+    running.wait_for("applying 1 posts, 2 slow");
+    // Wait until the slow migration is the one running, then restart.
+    while row(&url, "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()").unwrap()[0] != "1" {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.pg_ctl("restart", &["-m", "fast"]);
+    let (exit, err) = running.finish();
+    assert_eq!(exit, 71, "{err}");
+    assert!(err.contains("UNLATCH_MIGRATIONS_DIR="), "{err}");
+    assert!(
+        !app_ran.exists(),
+        "the app started on a half-migrated database"
+    );
+    // The first migration stands, the second rolled back; the next start
+    // finishes the job.
+    assert_eq!(
+        row(&url, "select string_agg(version::text, ',' order by version) from _sqlx_migrations where success").unwrap(),
+        ["1"]
+    );
+    let out = run(&mut start());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(app_ran.exists());
+    assert_eq!(
+        row(&url, "select title, slug from posts").unwrap(),
+        ["kept", "kept"]
+    );
+}
+
+#[test]
+fn postgres_wrong_password_is_refused_at_once() {
+    let Some(server) = PrivatePostgres::init("wrong_password") else {
+        return;
+    };
+    server.start();
+    let wrong = "Unl4tch-Wr0ng-Pg-Pw";
+    let started = Instant::now();
+    let out = run(unlatch()
+        .env("DATABASE_URL", server.url(wrong))
+        .env("UNLATCH_WAIT_TIMEOUT", "60s")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 77, "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "retried a rejected password"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("rejected the credentials"), "{err}");
+    assert!(
+        !err.contains(wrong) && !err.contains(SERVER_PASSWORD),
+        "{err}"
+    );
+    assert_eq!(
+        public_tables(&server.url(SERVER_PASSWORD)),
+        Vec::<String>::new()
+    );
+}
