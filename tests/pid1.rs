@@ -376,6 +376,63 @@ fn run_as_sets_uid_gid_groups_and_home_for_app_and_migrate() {
     let first = stdout(&out).lines().next().unwrap().to_owned();
     assert!(first.starts_with(&format!("migrate {uid} 1 ")), "{first}");
     assert!(stdout(&out).ends_with("app 0 0\n"), "{}", stdout(&out));
+    // unlatch itself started with supplementary groups (adm, disk) of its
+    // own: the app has the user's groups only, not one of unlatch's.
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_RUN_AS", &user).args([
+        "--",
+        "sh",
+        "-c",
+        "echo $(id -G); grep ^Groups: /proc/self/status",
+    ]);
+    let out = run(Command::new("setpriv")
+        .args(["--groups", "4,6", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?)))));
+    assert_eq!(code(&out), 0);
+    let user_groups = ids.splitn(3, ' ').nth(2).unwrap();
+    let mut lines = stdout(&out)
+        .lines()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter();
+    assert_eq!(lines.next().unwrap(), user_groups);
+    let primary = ids.split(' ').nth(1).unwrap();
+    let supplementary = user_groups.split(' ').filter(|g| *g != primary);
+    let status = lines.next().unwrap();
+    for gid in ["4", "6"] {
+        assert!(
+            !status.split_whitespace().any(|g| g == gid),
+            "kept unlatch's group {gid}: {status}"
+        );
+    }
+    for gid in supplementary {
+        assert!(
+            status.split_whitespace().any(|g| g == gid),
+            "lost the user's group {gid}: {status}"
+        );
+    }
+}
+
+/// Commands from variables run without a shell: `;`, `$` and `>` reach the
+/// program as they are, and nothing else runs.
+#[test]
+fn commands_from_variables_are_not_given_to_a_shell() {
+    let scratch = Scratch::new("no_shell");
+    let witness = scratch.path().join("witness");
+    let line = format!("echo $HOME; touch {} > /dev/null", witness.display());
+    let out = run(unlatch()
+        .env("HOME", "/nowhere")
+        .env("UNLATCH_MIGRATE_CMD", &line)
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        stdout(&out),
+        format!("$HOME; touch {} > /dev/null\n", witness.display())
+    );
+    assert!(!witness.exists(), "a shell ran the command");
 }
 
 #[test]
