@@ -69,18 +69,24 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
 }
 
 /// Takes the guard, waiting at most `wait` for another replica to finish.
+/// The first try does not wait; when it finds the guard taken,
+/// `before_waiting` runs once, so the caller can give back what it should
+/// not hold while it waits.
 pub async fn acquire(
     target: &Target,
     early: Option<AnyConnection>,
     wait: Duration,
     stop: &mut Stop,
+    before_waiting: impl FnOnce(),
 ) -> anyhow::Result<Guard> {
     match target.kind {
         Kind::Sqlite => match &target.sqlite_file {
-            Some(file) => file_guard(file, wait, stop).await,
+            Some(file) => file_guard(file, wait, stop, before_waiting).await,
             None => Ok(Guard::None),
         },
-        Kind::MySql | Kind::Postgres => session_guard(target, early, wait, stop).await,
+        Kind::MySql | Kind::Postgres => {
+            session_guard(target, early, wait, stop, before_waiting).await
+        }
     }
 }
 
@@ -89,6 +95,7 @@ async fn session_guard(
     early: Option<AnyConnection>,
     wait: Duration,
     stop: &mut Stop,
+    before_waiting: impl FnOnce(),
 ) -> anyhow::Result<Guard> {
     // GET_LOCK is server-wide, so MySQL's guard needs no database: it works
     // even before the migrate command creates it.
@@ -107,28 +114,36 @@ async fn session_guard(
         )
     })?;
     let mut db = Db::new(conn, target.kind);
-    let (name, try_sql, release_sql) = match target.kind {
+    // Each statement answers 1 when it took the guard: the first without
+    // waiting, the others after a round of about a second.
+    let (name, try_sql, wait_sql, release_sql) = match target.kind {
         Kind::MySql => {
             let key = mysql_lock_name(&target.name);
             (
                 format!("GET_LOCK('{key}')"),
+                format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
                 format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
                 format!("SELECT RELEASE_LOCK('{key}')"),
             )
         }
         _ => (
             format!("pg_advisory_lock({PG_KEY})"),
-            format!("SELECT pg_advisory_lock({PG_KEY})"),
+            format!(
+                "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
+            ),
+            format!("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock({PG_KEY})) AS taken"),
             format!("SELECT pg_advisory_unlock({PG_KEY})"),
         ),
     };
     let started = Instant::now();
     let mut waited = false;
+    let mut before_waiting = Some(before_waiting);
     loop {
+        let sql = if waited { &wait_sql } else { &try_sql };
         let attempt = async {
-            match db.row(&try_sql, &[]).await {
-                Ok(Some(row)) if target.kind == Kind::MySql => Ok(row.try_get::<i64, _>(0)? == 1),
-                Ok(_) => Ok(true),
+            match db.row(sql, &[]).await {
+                Ok(Some(row)) => Ok(row.try_get::<i64, _>(0)? == 1),
+                Ok(None) => Ok(false),
                 // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
                 Err(e) if is_lock_timeout(&e) => Ok(false),
                 Err(e) => Err(e),
@@ -153,6 +168,9 @@ async fn session_guard(
         if !waited {
             log::info!("another replica is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
             waited = true;
+            if let Some(give_back) = before_waiting.take() {
+                give_back();
+            }
         }
     }
 }
@@ -175,7 +193,12 @@ fn still_held(name: &str, wait: Duration) -> anyhow::Error {
     .into()
 }
 
-async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+async fn file_guard(
+    database: &Path,
+    wait: Duration,
+    stop: &mut Stop,
+    before_waiting: impl FnOnce(),
+) -> anyhow::Result<Guard> {
     let mut path = database.as_os_str().to_owned();
     path.push(".unlatch-lock");
     let path = PathBuf::from(path);
@@ -203,6 +226,7 @@ async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow:
     };
     let started = Instant::now();
     let mut waited = false;
+    let mut before_waiting = Some(before_waiting);
     loop {
         match file.try_lock() {
             Ok(()) => {
@@ -224,6 +248,9 @@ async fn file_guard(database: &Path, wait: Duration, stop: &mut Stop) -> anyhow:
         if !waited {
             log::info!("another process is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
             waited = true;
+            if let Some(give_back) = before_waiting.take() {
+                give_back();
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}

@@ -78,13 +78,20 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         db::wait_for(target, config.wait_timeout, &mut stop),
         guard::connect_early(target)
     );
-    let db = db?;
+    let mut db = db?;
+    let mut gave_back = false;
     let guard = if db.is_none() && target.kind == db::Kind::Postgres {
         // PostgreSQL's advisory locks live in a database; there is none yet.
         guard::Guard::None
     } else {
-        guard::acquire(target, early, config.lock_wait, &mut stop).await?
+        // Many replicas may wait at once, and a server's connection limit
+        // is shared by all of them: a waiting one holds only its guard's.
+        let give_back = || gave_back = db.take().is_some();
+        guard::acquire(target, early, config.lock_wait, &mut stop, give_back).await?
     };
+    if gave_back {
+        db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
+    }
     let result = under_guard(
         config,
         target,
