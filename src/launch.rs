@@ -54,5 +54,27 @@ pub fn start(command: &[String], config: &Config, prepared: &Prepared) -> anyhow
         target: config.signal_target,
         grace: config.kill_grace,
     };
+    let e = supervise::exec_fresh_image(&spec, &settings);
+    log::debug!("cannot exec a fresh image of unlatch ({e}); supervising from this one");
+    Ok(supervise::run(spec, &settings)?)
+}
+
+/// The fresh image's whole job (see [`supervise`]): the settings come from
+/// its arguments, already checked by the image before it.
+pub fn supervise_in_fresh_image(args: &[String]) -> anyhow::Result<u8> {
+    let Some((settings, run_as, command)) = supervise::fresh_image_args(args) else {
+        anyhow::bail!(
+            "unexpected arguments after {}: {args:?}",
+            supervise::FRESH_IMAGE
+        );
+    };
+    let run_as = run_as
+        .map(|spec| crate::user::RunAs::resolve("UNLATCH_RUN_AS", spec))
+        .transpose()?;
+    let spec = Spec {
+        argv: command,
+        run_as: run_as.as_ref(),
+        env: &[],
+    };
     Ok(supervise::run(spec, &settings)?)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use unlatch::config::{self, Config, Env, Logging};
 use unlatch::exit::{self, Code, Failure};
-use unlatch::{launch, logging, status};
+use unlatch::{launch, logging, status, supervise};
 
 const USAGE: &str = "\
 unlatch: heal a stale migration lock, run the migrations, then start the app
@@ -119,7 +119,15 @@ fn main() -> ExitCode {
 }
 
 fn run(env: Env) -> anyhow::Result<u8> {
-    let invocation = parse_args(std::env::args_os().skip(1))?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == supervise::FRESH_IMAGE) {
+        let args: Vec<String> = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return launch::supervise_in_fresh_image(&args);
+    }
+    let invocation = parse_args(args)?;
     match invocation {
         Invocation::Help => {
             print!("{USAGE}{}{EXIT_CODES}", config::variables_help());

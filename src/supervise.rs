@@ -16,7 +16,14 @@
 //! our own to a closed stderr must not reach the app), and TTIN/TTOU, which
 //! unlatch ignores so a terminal cannot stop it.
 //!
-//! May touch: its children and their descendants; its signal handlers.
+//! It runs in a fresh image of unlatch ([`exec_fresh_image`]): the same
+//! PID, but without what the preflight paged in (sqlx, tokio, the time zone
+//! database), which would otherwise stay resident for as long as the app
+//! runs. Signals stay blocked across that exec, so none is lost or meets its
+//! default action in between; [`run`] unblocks them once its handlers are in.
+//!
+//! May touch: its children and their descendants; its signal handlers and
+//! mask; this process's image.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
@@ -26,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, SigHandler, Signal};
+use nix::sys::signal::{kill, killpg, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
@@ -45,6 +52,70 @@ type Signals = SignalDelivery<UnixStream, SignalOnly>;
 pub struct Supervision {
     pub target: SignalTarget,
     pub grace: Duration,
+}
+
+/// The hidden option that starts the fresh image: the settings and COMMAND
+/// follow it (see [`fresh_image_args`]).
+pub const FRESH_IMAGE: &str = "--supervise-in-fresh-image";
+
+/// Replaces this process with a fresh image of unlatch that supervises
+/// `spec`'s COMMAND. Returns only if the exec failed, with signals as they
+/// were; the caller may then supervise from this image.
+pub fn exec_fresh_image(spec: &Spec<'_>, settings: &Supervision) -> Errno {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let text = |s: &str| CString::new(s).unwrap_or_default();
+    let target = match settings.target {
+        SignalTarget::Child => "child",
+        SignalTarget::Group => "group",
+    };
+    let run_as = spec.run_as.map_or("", |r| r.spec.as_str());
+    let mut argv = vec![text("unlatch"), text(FRESH_IMAGE), text(target)];
+    argv.push(text(&settings.grace.as_millis().to_string()));
+    argv.extend([text(run_as), text("--")]);
+    argv.extend(spec.argv.iter().map(|a| text(a)));
+    // What the hooks handed on goes into the environment, for the app.
+    let mut env: HashMap<Vec<u8>, Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    env.extend(
+        spec.env
+            .iter()
+            .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes())),
+    );
+    let envp: Vec<CString> = env
+        .into_iter()
+        .filter_map(|(k, v)| CString::new([k, b"=".to_vec(), v].concat()).ok())
+        .collect();
+    // std's exec would empty the signal mask first; execve keeps it.
+    let mut old = SigSet::empty();
+    let _ = sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
+    let Err(e) = nix::unistd::execve(c"/proc/self/exe", &argv, &envp);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    e
+}
+
+/// The settings, run-as spec and COMMAND after [`FRESH_IMAGE`], as
+/// [`exec_fresh_image`] wrote them; `None` if they are not that.
+pub fn fresh_image_args(args: &[String]) -> Option<(Supervision, Option<&str>, &[String])> {
+    let [target, grace, run_as, dashes, command @ ..] = args else {
+        return None;
+    };
+    let target = match target.as_str() {
+        "child" => SignalTarget::Child,
+        "group" => SignalTarget::Group,
+        _ => return None,
+    };
+    let grace = Duration::from_millis(grace.parse().ok()?);
+    if dashes != "--" || command.is_empty() {
+        return None;
+    }
+    let run_as = Some(run_as.as_str()).filter(|r| !r.is_empty());
+    Some((Supervision { target, grace }, run_as, command))
 }
 
 /// The signals passed on to the child.
@@ -87,8 +158,10 @@ pub fn run(spec: Spec<'_>, settings: &Supervision) -> Result<u8, Failure> {
         // SAFETY: ignoring a signal installs no handler code.
         let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigIgn) };
     }
-    // Handlers go in before the child starts, so no early signal is lost.
+    // Handlers go in before the child starts, so no early signal is lost;
+    // then what was blocked across the exec into this image arrives.
     let mut signals = install_handlers()?;
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 
     let mut command = process::clean_command(spec, Terminal::TakeForeground);
     command.process_group(0);
