@@ -535,11 +535,22 @@ fn duration(name: &str, value: Option<&str>, default: &str) -> Result<Duration, 
 
 /// Parses `90s`, `10m`, `1h30m`, `1h 30m`...
 pub fn parse_duration(name: &str, value: &str) -> Result<Duration, Failure> {
-    humantime::parse_duration(value.trim()).map_err(|e| {
-        config_error(format!(
-            "{name}={value}: expected a duration like 90s, 10m or 1h30m ({e})"
-        ))
-    })
+    let expected = "expected a duration like 90s, 10m or 1h30m";
+    // humantime 2.4 panics instead of erring when a sum reaches u64::MAX
+    // seconds (found by fuzz/duration). At most 64 bytes with numbers of at
+    // most 11 digits keeps every sum below that: 5 x 10^11 years < 2^64 s.
+    let longest_number = value
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if value.len() > 64 || longest_number > 11 {
+        return Err(config_error(format!(
+            "{name}={value}: {expected}, at most 64 characters with numbers of at most 11 digits"
+        )));
+    }
+    humantime::parse_duration(value.trim())
+        .map_err(|e| config_error(format!("{name}={value}: {expected} ({e})")))
 }
 
 fn tool(value: Option<&str>) -> Result<ToolChoice, Failure> {
@@ -688,6 +699,17 @@ mod tests {
         assert!(m.contains("UNLATCH_KILL_GRACE=10"), "{m}");
         let m = message(&[("UNLATCH_MIGRATE_TIMEOUT", "0s")]);
         assert!(m.contains("above zero"), "{m}");
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        // fuzz/duration's crash: humantime's own parser panics on this.
+        let crash = "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s";
+        let m = message(&[("UNLATCH_LOCK_TTL", crash)]);
+        assert!(m.contains("numbers of at most 11 digits"), "{m}");
+        let most = "99999999999y99999999999y99999999999y99999999999y99999999999y999s";
+        assert_eq!(most.len(), 64);
+        assert!(parse_duration("UNLATCH_LOCK_TTL", most).is_ok());
     }
 
     #[test]
