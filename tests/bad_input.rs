@@ -77,6 +77,15 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "UNLATCH_LOCK_TTL=1h30x",
         ),
+        // humantime panics on this one (fuzz/duration found it).
+        (
+            vec![(
+                "UNLATCH_LOCK_TTL",
+                "2s18446744073709551610.1s1.1s01.1s".into(),
+            )],
+            vec![],
+            "UNLATCH_LOCK_TTL=2s18446744073709551610.1s1.1s01.1s: expected a duration",
+        ),
         (
             vec![("UNLATCH_LOCK_WAIT", "forever".into())],
             vec![],
