@@ -322,7 +322,8 @@ struct PrivatePostgres {
     _scratch: Scratch,
 }
 
-const SERVER_PASSWORD: &str = "Unl4tch-Pg-S3cret";
+/// The tests' recognisable password: no output or file may show it.
+const SERVER_PASSWORD: &str = PASSWORD;
 
 impl PrivatePostgres {
     /// `None` (skipped, or failed under UNLATCH_TEST_REQUIRE_SERVERS=1)
@@ -371,6 +372,7 @@ impl PrivatePostgres {
                 ])
                 .arg(format!("--pwfile={}", pwfile.display()));
         });
+        std::fs::remove_file(&pwfile).unwrap();
         Some(server)
     }
 
