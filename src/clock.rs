@@ -8,6 +8,7 @@
 //!
 //! May touch: nothing (pure functions).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use jiff::civil::DateTime;
@@ -17,6 +18,31 @@ use jiff::{Timestamp, Zoned};
 /// The instant a lock timestamp names: with an offset when it has one, else
 /// as wall-clock time in `zone`; epoch seconds or milliseconds (what knex
 /// stores for a JavaScript `Date` in SQLite) are read too.
+/// The zone a tool wrote its zone-less timestamps in. The system's zone is
+/// looked up only when a held lock is first judged: finding it reads the
+/// zone database, about 2 ms that a start with a free lock need not pay.
+#[derive(Debug, Clone)]
+pub struct LockZone(OnceLock<TimeZone>);
+
+impl LockZone {
+    pub fn fixed(zone: TimeZone) -> LockZone {
+        LockZone(OnceLock::from(zone))
+    }
+
+    pub fn system() -> LockZone {
+        LockZone(OnceLock::new())
+    }
+}
+
+impl std::ops::Deref for LockZone {
+    type Target = TimeZone;
+
+    fn deref(&self) -> &TimeZone {
+        self.0
+            .get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC))
+    }
+}
+
 pub fn parse_lock_time(text: &str, zone: &TimeZone) -> Option<Timestamp> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+use crate::clock::LockZone;
 use crate::db::Target;
 use crate::exit::{Code, Failure};
 use crate::tools::ToolSettings;
@@ -134,7 +135,7 @@ pub struct Config {
     pub tool: ToolChoice,
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
-    pub lock_zone: TimeZone,
+    pub lock_zone: LockZone,
     pub on_stale: OnStale,
     pub on_dirty: OnDirty,
     pub terminate_stale_sessions: bool,
@@ -600,9 +601,9 @@ pub fn command(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, F
 }
 
 /// The zone knex-migrator wrote its naive timestamps in: the container's.
-fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<TimeZone, Failure> {
+fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<LockZone, Failure> {
     if let Some(name) = unlatch_tz {
-        return zone_named(name).ok_or_else(|| {
+        return zone_named(name).map(LockZone::fixed).ok_or_else(|| {
             config_error(format!(
                 "UNLATCH_LOCK_TIMEZONE={name}: expected a time zone name like UTC or Europe/Berlin"
             ))
@@ -612,6 +613,7 @@ fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<TimeZone, Fai
         let name = value.strip_prefix(':').unwrap_or(value);
         return zone_named(name)
             .or_else(|| TimeZone::posix(name).ok())
+            .map(LockZone::fixed)
             .ok_or_else(|| {
                 config_error(format!(
                     "TZ={value}: expected a time zone name like UTC or Europe/Berlin, or a POSIX TZ string \
@@ -619,7 +621,7 @@ fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<TimeZone, Fai
                 ))
             });
     }
-    Ok(TimeZone::try_system().unwrap_or(TimeZone::UTC))
+    Ok(LockZone::system())
 }
 
 fn zone_named(name: &str) -> Option<TimeZone> {
@@ -785,7 +787,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.lock_zone.iana_name(), Some("America/New_York"));
         let c = config(&[("TZ", "UTC")]).unwrap();
-        assert_eq!(c.lock_zone, TimeZone::UTC);
+        assert_eq!(*c.lock_zone, TimeZone::UTC);
         assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
         assert!(
             message(&[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")]).contains("UNLATCH_LOCK_TIMEZONE")

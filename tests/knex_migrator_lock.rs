@@ -443,7 +443,7 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
         .enable_all()
         .build()
         .unwrap();
-    let utc = TimeZone::UTC;
+    let utc = unlatch::clock::LockZone::fixed(TimeZone::UTC);
     let mut conn = unlatch::db::Db::new(
         rt.block_on(target.connect_once(unlatch::db::Role::Work))
             .unwrap(),

@@ -10,7 +10,8 @@
 //! May touch: Flyway's history table only.
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -39,7 +40,7 @@ impl Tool for Flyway {
         db.table_exists(&self.table).await
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT {}, version, description, {} FROM {} WHERE NOT success ORDER BY installed_rank LIMIT 1",
             db.kind.text("installed_rank"),
@@ -71,7 +72,7 @@ impl Tool for Flyway {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(lock) = seen else {
             return Ok(false);

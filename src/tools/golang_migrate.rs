@@ -14,7 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Stuck, Tool};
@@ -76,7 +77,7 @@ impl Tool for GolangMigrate {
         Ok(db.table_exists(&self.table).await? && db.column_exists(&self.table, "dirty").await?)
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT {} FROM {} WHERE dirty LIMIT 1",
             db.kind.text("version"),
@@ -100,7 +101,7 @@ impl Tool for GolangMigrate {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(
             lock @ Lock {

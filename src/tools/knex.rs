@@ -11,7 +11,8 @@
 //! May touch: the knex lock table only.
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -40,7 +41,7 @@ impl Tool for Knex {
             && db.column_exists(&self.table, "is_locked").await?)
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let index = db.kind.quote("index");
         let sql = format!(
             "SELECT {} FROM {} WHERE is_locked <> 0 ORDER BY {index} LIMIT 1",
@@ -57,7 +58,7 @@ impl Tool for Knex {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(lock) = seen else {
             return Ok(false);

@@ -10,7 +10,8 @@
 //! May touch: `migrations_lock` only.
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -40,7 +41,7 @@ impl Tool for KnexMigrator {
         db.table_exists(TABLE).await
     }
 
-    async fn observe(&self, db: &mut Db, zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT CASE WHEN locked THEN 1 ELSE 0 END, {} FROM {TABLE} WHERE lock_key = '{KEY}'",
             db.kind.text("acquired_at")
@@ -64,7 +65,7 @@ impl Tool for KnexMigrator {
         &self,
         db: &mut Db,
         seen: &LockState,
-        zone: &TimeZone,
+        zone: &LockZone,
     ) -> anyhow::Result<bool> {
         match seen {
             LockState::Free => Ok(false),

@@ -11,7 +11,8 @@
 //! May touch: the Liquibase lock table only.
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -40,7 +41,7 @@ impl Tool for Liquibase {
         db.table_exists(&self.table).await
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} WHERE ID = 1",
             db.kind.text("LOCKGRANTED"),
@@ -68,7 +69,7 @@ impl Tool for Liquibase {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(lock) = seen else {
             return Ok(false);

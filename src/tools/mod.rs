@@ -19,7 +19,8 @@ mod prisma;
 mod sqlx_tool;
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use jiff::Timestamp;
 
 use crate::config::ToolChoice;
@@ -205,12 +206,12 @@ pub trait Tool: Send + Sync {
     async fn detect(&self, db: &mut Db) -> anyhow::Result<bool>;
 
     /// The state as it is now. Reads only.
-    async fn observe(&self, db: &mut Db, zone: &TimeZone) -> anyhow::Result<LockState>;
+    async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState>;
 
     /// Frees the lock, or marks the failed migration as not applied, the way
     /// the tool's own repair does, if and only if it is still exactly as
     /// `seen` (a compare-and-swap). `Ok(false)`: it changed; nothing written.
-    async fn release(&self, db: &mut Db, seen: &LockState, zone: &TimeZone)
+    async fn release(&self, db: &mut Db, seen: &LockState, zone: &LockZone)
         -> anyhow::Result<bool>;
 
     /// What a person would run to do the same by hand: the tool's own

@@ -12,6 +12,8 @@
 
 use async_trait::async_trait;
 use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -40,7 +42,7 @@ impl Tool for Prisma {
         db.table_exists(TABLE).await
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT id, migration_name, {} FROM {TABLE} WHERE finished_at IS NULL AND rolled_back_at IS NULL \
              ORDER BY started_at LIMIT 1",
@@ -64,7 +66,7 @@ impl Tool for Prisma {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(lock) = seen else {
             return Ok(false);

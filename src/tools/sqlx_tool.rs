@@ -8,7 +8,8 @@
 //! May touch: `_sqlx_migrations` only.
 
 use async_trait::async_trait;
-use jiff::tz::TimeZone;
+
+use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Lock, LockState, Tool};
@@ -37,7 +38,7 @@ impl Tool for Sqlx {
         db.table_exists(TABLE).await
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &TimeZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT {}, {}, {} FROM {TABLE} WHERE NOT success ORDER BY version LIMIT 1",
             db.kind.text("version"),
@@ -67,7 +68,7 @@ impl Tool for Sqlx {
         &self,
         db: &mut Db,
         seen: &LockState,
-        _zone: &TimeZone,
+        _zone: &LockZone,
     ) -> anyhow::Result<bool> {
         let LockState::Held(lock) = seen else {
             return Ok(false);
