@@ -383,6 +383,43 @@ impl Db {
         Ok(self.row(sql, &[Some(table)]).await?.is_some())
     }
 
+    /// Which of `tables` exist in the current database/schema, in one
+    /// round trip; names as the catalog spells them.
+    pub async fn existing_tables(&mut self, tables: &[&str]) -> anyhow::Result<Vec<String>> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = vec!["?"; tables.len()].join(", ");
+        let sql = match self.kind {
+            Kind::Sqlite => format!(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN ({list})"
+            ),
+            Kind::MySql => format!(
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name IN ({list})"
+            ),
+            // to_regclass follows search_path, as the tools' unqualified
+            // names do; the catalogs, not information_schema (slow on a
+            // fresh backend).
+            Kind::Postgres => {
+                let values = vec!["(?)"; tables.len()].join(", ");
+                format!("SELECT CAST(name AS TEXT) FROM (VALUES {values}) AS t(name) WHERE to_regclass(name) IS NOT NULL")
+            }
+        };
+        let sql = self.kind.placeholders(&sql);
+        let mut query = sqlx::query(&sql);
+        for table in tables {
+            query = query.bind(table.to_string());
+        }
+        let rows = query
+            .fetch_all(&mut self.conn)
+            .await
+            .with_context(|| sql.clone())?;
+        rows.iter()
+            .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
+            .collect()
+    }
+
     /// Whether `table` has a column `column` (names as the tool writes them).
     pub async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
         let sql = match self.kind {

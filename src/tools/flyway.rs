@@ -32,12 +32,12 @@ impl Tool for Flyway {
         Self::NAME
     }
 
-    fn place(&self) -> String {
-        format!("{} (success = false)", self.table)
+    fn table(&self) -> &str {
+        &self.table
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
-        db.table_exists(&self.table).await
+    fn place(&self) -> String {
+        format!("{} (success = false)", self.table)
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

@@ -67,14 +67,18 @@ impl Tool for GolangMigrate {
         Self::NAME
     }
 
+    fn table(&self) -> &str {
+        &self.table
+    }
+
     fn place(&self) -> String {
         format!("{} (dirty)", self.table)
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
+    async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
         // Others (dbmate, Rails) name their table schema_migrations too;
         // only golang-migrate's has `dirty`.
-        Ok(db.table_exists(&self.table).await? && db.column_exists(&self.table, "dirty").await?)
+        db.column_exists(&self.table, "dirty").await
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

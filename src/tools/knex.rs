@@ -32,13 +32,16 @@ impl Tool for Knex {
         Self::NAME
     }
 
+    fn table(&self) -> &str {
+        &self.table
+    }
+
     fn place(&self) -> String {
         format!("{} (is_locked)", self.table)
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
-        Ok(db.table_exists(&self.table).await?
-            && db.column_exists(&self.table, "is_locked").await?)
+    async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
+        db.column_exists(&self.table, "is_locked").await
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

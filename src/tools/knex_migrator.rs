@@ -33,12 +33,12 @@ impl Tool for KnexMigrator {
         Self::NAME
     }
 
-    fn place(&self) -> String {
-        format!("{TABLE} (lock_key '{KEY}')")
+    fn table(&self) -> &str {
+        TABLE
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
-        db.table_exists(TABLE).await
+    fn place(&self) -> String {
+        format!("{TABLE} (lock_key '{KEY}')")
     }
 
     async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {

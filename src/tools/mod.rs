@@ -199,11 +199,17 @@ pub trait Tool: Send + Sync {
     /// The tool's name, as `UNLATCH_TOOL` spells it.
     fn name(&self) -> &'static str;
 
+    /// The table whose presence says the tool is used here.
+    fn table(&self) -> &str;
+
     /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
     fn place(&self) -> String;
 
-    /// Whether this tool's table is in the database.
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool>;
+    /// Given that [`Tool::table`] exists, whether it is this tool's (other
+    /// tools may use the same name).
+    async fn confirm(&self, _db: &mut Db) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 
     /// The state as it is now. Reads only.
     async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState>;
@@ -263,9 +269,14 @@ pub async fn detected(
     tools: Vec<Box<dyn Tool>>,
     db: &mut Db,
 ) -> anyhow::Result<Vec<Box<dyn Tool>>> {
+    // One catalog query for every candidate's table (a round trip each
+    // cost a few ms a start), then each present one confirmed.
+    let names: Vec<&str> = tools.iter().map(|t| t.table()).collect();
+    let present = db.existing_tables(&names).await?;
     let mut found = Vec::new();
     for tool in tools {
-        if tool.detect(db).await? {
+        let there = present.iter().any(|p| p.eq_ignore_ascii_case(tool.table()));
+        if there && tool.confirm(db).await? {
             found.push(tool);
         }
     }

@@ -34,12 +34,12 @@ impl Tool for Prisma {
         Self::NAME
     }
 
-    fn place(&self) -> String {
-        format!("{TABLE} (finished_at and rolled_back_at NULL)")
+    fn table(&self) -> &str {
+        TABLE
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
-        db.table_exists(TABLE).await
+    fn place(&self) -> String {
+        format!("{TABLE} (finished_at and rolled_back_at NULL)")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

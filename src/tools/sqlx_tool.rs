@@ -30,12 +30,12 @@ impl Tool for Sqlx {
         Self::NAME
     }
 
-    fn place(&self) -> String {
-        format!("{TABLE} (success = false)")
+    fn table(&self) -> &str {
+        TABLE
     }
 
-    async fn detect(&self, db: &mut Db) -> anyhow::Result<bool> {
-        db.table_exists(TABLE).await
+    fn place(&self) -> String {
+        format!("{TABLE} (success = false)")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
