@@ -241,6 +241,18 @@ pub async fn wait_for(
     timeout: Duration,
     stop: &mut Stop,
 ) -> anyhow::Result<Option<Db>> {
+    connect_within(target, Role::Work, timeout, stop).await
+}
+
+/// [`wait_for`], for a connection in any role: a refusal that may pass (the
+/// server starting, or out of connection slots while replicas take turns)
+/// is retried until `timeout`, as for the first connection.
+pub async fn connect_within(
+    target: &Target,
+    role: Role,
+    timeout: Duration,
+    stop: &mut Stop,
+) -> anyhow::Result<Option<Db>> {
     if let Some(file) = &target.sqlite_file {
         if !file.exists() {
             log::info!(
@@ -257,7 +269,7 @@ pub async fn wait_for(
         let remaining = timeout.saturating_sub(started.elapsed());
         let attempt = tokio::time::timeout(
             remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
-            target.connect_once(Role::Work),
+            target.connect_once(role),
         );
         let err = tokio::select! {
             result = attempt => match result {

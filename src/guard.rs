@@ -23,7 +23,8 @@ use anyhow::Context;
 use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
-use crate::db::{Db, Kind, Role, Target};
+use crate::config::Config;
+use crate::db::{self, Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 
@@ -68,52 +69,61 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
         .ok()
 }
 
-/// Takes the guard, waiting at most `wait` for another replica to finish.
-/// The first try does not wait; when it finds the guard taken,
+/// Takes the guard, waiting at most `UNLATCH_LOCK_WAIT` for another replica
+/// to finish (and `UNLATCH_WAIT_TIMEOUT` for its connection, when `early`
+/// has none). The first try does not wait; when it finds the guard taken,
 /// `before_waiting` runs once, so the caller can give back what it should
 /// not hold while it waits.
 pub async fn acquire(
     target: &Target,
     early: Option<AnyConnection>,
-    wait: Duration,
+    config: &Config,
     stop: &mut Stop,
     before_waiting: impl FnOnce(),
 ) -> anyhow::Result<Guard> {
+    let wait = config.lock_wait;
     match target.kind {
         Kind::Sqlite => match &target.sqlite_file {
             Some(file) => file_guard(file, wait, stop, before_waiting).await,
             None => Ok(Guard::None),
         },
         Kind::MySql | Kind::Postgres => {
-            session_guard(target, early, wait, stop, before_waiting).await
+            session_guard(
+                target,
+                early,
+                (wait, config.wait_timeout),
+                stop,
+                before_waiting,
+            )
+            .await
         }
     }
 }
 
+/// `waits`: for the guard, and for its connection.
 async fn session_guard(
     target: &Target,
     early: Option<AnyConnection>,
-    wait: Duration,
+    (wait, connect_timeout): (Duration, Duration),
     stop: &mut Stop,
     before_waiting: impl FnOnce(),
 ) -> anyhow::Result<Guard> {
     // GET_LOCK is server-wide, so MySQL's guard needs no database: it works
     // even before the migrate command creates it.
-    let conn = match early {
-        Some(conn) => Ok(conn),
-        None => target.connect_once(Role::Guard).await,
+    let mut db = match early {
+        Some(conn) => Db::new(conn, target.kind),
+        None => db::connect_within(target, Role::Guard, connect_timeout, stop)
+            .await?
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::Unreachable,
+                    format!(
+                        "guard connection to {}: the database is gone",
+                        target.redacted
+                    ),
+                )
+            })?,
     };
-    let conn = conn.map_err(|e| {
-        Failure::new(
-            Code::Unreachable,
-            format!(
-                "guard connection to {}: {}",
-                target.redacted,
-                target.scrub(&e.to_string())
-            ),
-        )
-    })?;
-    let mut db = Db::new(conn, target.kind);
     // Each statement answers 1 when it took the guard: the first without
     // waiting, the others after a round of about a second.
     let (name, try_sql, wait_sql, release_sql) = match target.kind {

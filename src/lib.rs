@@ -87,7 +87,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         // Many replicas may wait at once, and a server's connection limit
         // is shared by all of them: a waiting one holds only its guard's.
         let give_back = || gave_back = db.take().is_some();
-        guard::acquire(target, early, config.lock_wait, &mut stop, give_back).await?
+        guard::acquire(target, early, config, &mut stop, give_back).await?
     };
     if gave_back {
         db = db::wait_for(target, config.wait_timeout, &mut stop).await?;

@@ -22,7 +22,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
 use crate::config::Config;
-use crate::db::{Db, Kind, Role, Target};
+use crate::db::{self, Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 
@@ -76,12 +76,14 @@ pub async fn run(
         dir.display(),
         names.join(", ")
     );
-    let mut conn = target.connect_once(Role::Work).await?;
-    let session = session_id(db.kind, &mut conn).await?;
+    let mut conn = db::connect_within(target, Role::Work, config.wait_timeout, stop)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the database {} is gone", target.redacted))?;
+    let session = session_id(db.kind, conn.conn()).await?;
     let started = std::time::Instant::now();
     // Err(Some(n)): signal n; Err(None): the timeout.
     let finished = tokio::select! {
-        r = tokio::time::timeout(config.migrate_timeout, migrator.run_direct(&mut conn)) => r.map_err(|_| None),
+        r = tokio::time::timeout(config.migrate_timeout, migrator.run_direct(conn.conn())) => r.map_err(|_| None),
         n = stop.signalled() => Err(Some(n)),
     };
     let result = match finished {
@@ -106,7 +108,7 @@ pub async fn run(
     };
     match result {
         Ok(()) => {
-            let _ = sqlx::Connection::close(conn).await;
+            conn.close().await;
             log::info!(
                 "applied {} migration(s) in {}",
                 todo.len(),

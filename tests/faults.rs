@@ -392,8 +392,13 @@ impl PrivatePostgres {
     }
 
     fn pg_ctl(&self, action: &str, extra: &[&str]) {
+        self.pg_ctl_with("", action, extra)
+    }
+
+    /// `pg_ctl action`, the server given `settings` (`-c name=value ...`).
+    fn pg_ctl_with(&self, settings: &str, action: &str, extra: &[&str]) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {settings}",
             self.port,
             self.data.parent().unwrap().display()
         );
@@ -590,4 +595,49 @@ fn postgres_wrong_password_is_refused_at_once() {
         public_tables(&server.url(SERVER_PASSWORD)),
         Vec::<String>::new()
     );
+}
+
+/// Out of connection slots (replicas taking turns, other clients): a
+/// connection unlatch makes later, here the built-in runner's third one,
+/// waits for a slot within UNLATCH_WAIT_TIMEOUT instead of failing.
+#[test]
+fn postgres_out_of_connection_slots_is_waited_out() {
+    let Some(server) = PrivatePostgres::init("no_slots") else {
+        return;
+    };
+    server.pg_ctl_with(
+        "-c max_connections=3 -c superuser_reserved_connections=0",
+        "start",
+        &[],
+    );
+    let url = server.url(SERVER_PASSWORD);
+    // Another client takes one of the three slots, idle (so the server
+    // notices at once when it goes): unlatch's guard and work connections
+    // fit, the runner's does not.
+    let mut other = Command::new("psql")
+        .args(["-q", "-d", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let clients = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
+    while row(&url, clients).is_none_or(|r| r[0] != "2") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scratch = Scratch::new("no_slots_app");
+    let mut running = Running::spawn(
+        unlatch()
+            .env("UNLATCH_DATABASE_URL", &url)
+            .env("UNLATCH_WAIT_TIMEOUT", "60s")
+            .env("UNLATCH_MIGRATIONS_DIR", table_migrations(scratch.path()))
+            .args(["--", "true"]),
+    );
+    running.wait_for("too many clients");
+    let _ = other.kill();
+    let _ = other.wait();
+    let (code, err) = running.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("waiting for the database"), "{err}");
+    assert_eq!(row(&url, "select title from posts").unwrap(), ["kept"]);
 }
