@@ -60,60 +60,16 @@ pub fn hide(secret: &str) {
 /// `text` with every hidden secret, and the password of every URL in it,
 /// masked.
 pub fn conceal(text: &str) -> String {
-    let mut out = mask_url_passwords(text);
+    let mut out = crate::db::mask_url_passwords(text);
     for secret in SECRETS.lock().unwrap().iter() {
         out = out.replace(secret.as_str(), "***");
     }
     out
 }
 
-/// Masks `pass` in every `scheme://user:pass@host` of `text`, URLs inside
-/// commands and error messages included.
-fn mask_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '\'' | '"') || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        let userinfo = authority.rfind('@').map(|a| &authority[..a]);
-        match userinfo.and_then(|u| u.find(':').map(|colon| (colon, u.len()))) {
-            Some((colon, at)) => {
-                out.push_str(&authority[..=colon]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_passwords_are_masked_inside_commands() {
-        assert_eq!(
-            mask_url_passwords("sh -c 'psql -q '\\''postgres://u:pw%40x@h:5432/db'\\'' -c x'"),
-            "sh -c 'psql -q '\\''postgres://u:***@h:5432/db'\\'' -c x'"
-        );
-        assert_eq!(
-            mask_url_passwords("migrate -database mysql://root:s3@tcp(db:3306)/app up; see https://example.com/a@b"),
-            "migrate -database mysql://root:***@tcp(db:3306)/app up; see https://example.com/a@b"
-        );
-        assert_eq!(
-            mask_url_passwords("sqlite:///data/app.db"),
-            "sqlite:///data/app.db"
-        );
-        assert_eq!(mask_url_passwords("postgres://u@h/db"), "postgres://u@h/db");
-    }
 
     #[test]
     fn hidden_secrets_are_masked_anywhere() {
