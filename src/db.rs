@@ -58,13 +58,15 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Checks a database URL without connecting.
     pub fn parse(url: &str, source: &str) -> Result<Target, Failure> {
+        // Every cause may quote the URL, or part of it.
         let bad = |why: String| {
             Failure::new(
                 Code::Config,
                 format!(
-                    "{source}={}: {why}; expected a URL like sqlite:///data/app.db, \
+                    "{source}={}: {}; expected a URL like sqlite:///data/app.db, \
                      mysql://user:password@host:3306/db or postgres://user:password@host:5432/db",
-                    redact(url)
+                    redact(url),
+                    mask_url_passwords(&why)
                 ),
             )
         };
@@ -126,12 +128,14 @@ impl Target {
         self.password.as_deref()
     }
 
-    /// `text` with this target's password masked, for any message that
-    /// might quote a driver's error.
+    /// `text` with this target's password masked, and that of any URL it
+    /// quotes, for any message that might quote a driver's error (sqlx
+    /// quotes a bad query parameter whole: fuzz/database_url).
     pub fn scrub(&self, text: &str) -> String {
+        let text = mask_url_passwords(text);
         match self.password.as_deref() {
             Some(p) if !p.is_empty() => text.replace(p, "***"),
-            _ => text.to_owned(),
+            _ => text,
         }
     }
 
@@ -618,6 +622,14 @@ mod tests {
             "sqlite:///data/app.db"
         );
         assert_eq!(mask_url_passwords("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn a_url_quoted_in_a_driver_error_is_masked() {
+        // fuzz/database_url's third crash, shortened.
+        let err =
+            Target::parse("sqlite:/db?host://user:Fz-S3cret@a/ghost", "DATABASE_URL").unwrap_err();
+        assert!(!err.message.contains("Fz-S3cret"), "{}", err.message);
     }
 
     #[test]
