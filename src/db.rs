@@ -171,14 +171,18 @@ impl Target {
 
 /// Masks the password of a URL-like string, even one that does not parse.
 pub fn redact(url: &str) -> String {
+    // Its own password first; then any URL further in (fuzz/database_url
+    // found `sqlite:...db://user:pass@...`, and the same after a password).
+    mask_url_passwords(&redact_own_password(url))
+}
+
+fn redact_own_password(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url) {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.into();
         }
         if parsed.has_host() || parsed.scheme() == "sqlite" {
-            // No password of its own; one may still hide further in
-            // (fuzz/database_url: `sqlite:...db://user:pass@...`).
-            return mask_url_passwords(url);
+            return url.to_owned();
         }
     }
     // Not a URL we understand: mask anything between "://user:" and "@".
@@ -622,6 +626,13 @@ mod tests {
             "sqlite:///data/app.db"
         );
         assert_eq!(mask_url_passwords("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn a_url_after_the_password_is_masked_too() {
+        // fuzz/database_url's fourth crash, shortened.
+        let shown = redact("https://:x@h/da%00sqlite:///hostsqlite://user:Fz-S3cret@/%/host");
+        assert!(!shown.contains("Fz-S3cret"), "{shown}");
     }
 
     #[test]
