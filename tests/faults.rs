@@ -230,17 +230,12 @@ fn sigterm_during_a_hook(db: &TestDb) {
     std::fs::create_dir(&hooks).unwrap();
     let marker = db.scratch.path().join("hook-started");
     let got_term = db.scratch.path().join("hook-got-term");
-    let hook = hooks.join("10-slow");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\ntrap 'touch {}; exit 143' TERM\ntouch {}\nsleep 30 &\nwait\n",
-            got_term.display(),
-            marker.display()
-        ),
-    )
-    .unwrap();
-    set_mode(&hook, 0o755);
+    let body = format!(
+        "trap 'touch {}; exit 143' TERM\ntouch {}\nsleep 30 &\nwait",
+        got_term.display(),
+        marker.display()
+    );
+    hook(&hooks, "10-slow", &body, 0o755);
     let running = Running::spawn(
         with_db(db)
             .env("UNLATCH_HOOKS_DIR", &hooks)
@@ -305,11 +300,6 @@ fn sigterm_during_the_built_in_runner(db: &TestDb) {
         // Transactional DDL: the half-run migration left nothing.
         assert_eq!(db.row(&table("before_the_pause")).unwrap()[0], "0");
     }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// A PostgreSQL server of the test's own, run as the `postgres` user from a
@@ -416,11 +406,21 @@ impl PrivatePostgres {
         self.pg_ctl("start", &[]);
     }
 
-    fn url(&self, password: &str) -> String {
+    /// The server's URL with the right password.
+    fn url(&self) -> String {
+        self.url_with(SERVER_PASSWORD)
+    }
+
+    fn url_with(&self, password: &str) -> String {
         format!(
             "postgres://postgres:{password}@127.0.0.1:{}/postgres",
             self.port
         )
+    }
+
+    /// unlatch made nothing in it: not a table, not unlatch's own.
+    fn assert_untouched(&self) {
+        assert_eq!(public_tables(&self.url()), Vec::<String>::new());
     }
 }
 
@@ -463,6 +463,16 @@ fn public_tables(url: &str) -> Vec<String> {
     names
 }
 
+/// unlatch applying `dir` on `url`, then an app that leaves `app_ran`.
+fn migrate_then_app(url: &str, dir: &Path, app_ran: &Path) -> Command {
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_DATABASE_URL", url)
+        .env("UNLATCH_MIGRATIONS_DIR", dir)
+        .args(["--", "touch"])
+        .arg(app_ran);
+    cmd
+}
+
 #[test]
 fn postgres_down_at_start_and_back_within_the_wait() {
     let Some(server) = PrivatePostgres::init("down_then_back") else {
@@ -470,13 +480,9 @@ fn postgres_down_at_start_and_back_within_the_wait() {
     };
     let scratch = Scratch::new("down_then_back_app");
     let app_ran = scratch.path().join("app-ran");
+    let dir = table_migrations(scratch.path());
     let mut running = Running::spawn(
-        unlatch()
-            .env("UNLATCH_DATABASE_URL", server.url(SERVER_PASSWORD))
-            .env("UNLATCH_WAIT_TIMEOUT", "60s")
-            .env("UNLATCH_MIGRATIONS_DIR", table_migrations(scratch.path()))
-            .args(["--", "touch"])
-            .arg(&app_ran),
+        migrate_then_app(&server.url(), &dir, &app_ran).env("UNLATCH_WAIT_TIMEOUT", "60s"),
     );
     running.wait_for("waiting for the database");
     server.start();
@@ -484,7 +490,7 @@ fn postgres_down_at_start_and_back_within_the_wait() {
     assert_eq!(code, 0, "{err}");
     assert!(app_ran.exists());
     assert_eq!(
-        row(&server.url(SERVER_PASSWORD), "select title from posts").unwrap(),
+        row(&server.url(), "select title from posts").unwrap(),
         ["kept"]
     );
 }
@@ -496,12 +502,9 @@ fn postgres_not_back_within_the_wait_changes_nothing() {
     };
     let scratch = Scratch::new("down_for_good_app");
     let app_ran = scratch.path().join("app-ran");
-    let out = run(unlatch()
-        .env("UNLATCH_DATABASE_URL", server.url(SERVER_PASSWORD))
-        .env("UNLATCH_WAIT_TIMEOUT", "2s")
-        .env("UNLATCH_MIGRATIONS_DIR", table_migrations(scratch.path()))
-        .args(["--", "touch"])
-        .arg(&app_ran));
+    let dir = table_migrations(scratch.path());
+    let out =
+        run(migrate_then_app(&server.url(), &dir, &app_ran).env("UNLATCH_WAIT_TIMEOUT", "2s"));
     assert_eq!(code(&out), 69, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("within UNLATCH_WAIT_TIMEOUT=2s"),
@@ -510,10 +513,7 @@ fn postgres_not_back_within_the_wait_changes_nothing() {
     );
     assert!(!app_ran.exists());
     server.start();
-    assert_eq!(
-        public_tables(&server.url(SERVER_PASSWORD)),
-        Vec::<String>::new()
-    );
+    server.assert_untouched();
 }
 
 #[test]
@@ -522,7 +522,7 @@ fn postgres_restarted_in_the_middle_of_a_migration() {
         return;
     };
     server.start();
-    let url = server.url(SERVER_PASSWORD);
+    let url = server.url();
     let scratch = Scratch::new("restarted_app");
     let dir = table_migrations(scratch.path());
     std::fs::write(
@@ -531,14 +531,7 @@ fn postgres_restarted_in_the_middle_of_a_migration() {
     )
     .unwrap();
     let app_ran = scratch.path().join("app-ran");
-    let start = || {
-        let mut cmd = unlatch();
-        cmd.env("UNLATCH_DATABASE_URL", &url)
-            .env("UNLATCH_MIGRATIONS_DIR", &dir)
-            .args(["--", "touch"])
-            .arg(&app_ran);
-        cmd
-    };
+    let start = || migrate_then_app(&url, &dir, &app_ran);
     let mut running = Running::spawn(&mut start());
     running.wait_for("applying 1 posts, 2 slow");
     // Wait until the slow migration is the one running, then restart.
@@ -577,7 +570,7 @@ fn postgres_wrong_password_is_refused_at_once() {
     let wrong = "Unl4tch-Wr0ng-Pg-Pw";
     let started = Instant::now();
     let out = run(unlatch()
-        .env("DATABASE_URL", server.url(wrong))
+        .env("DATABASE_URL", server.url_with(wrong))
         .env("UNLATCH_WAIT_TIMEOUT", "60s")
         .args(["--", "true"]));
     assert_eq!(code(&out), 77, "{}", stderr(&out));
@@ -591,10 +584,7 @@ fn postgres_wrong_password_is_refused_at_once() {
         !err.contains(wrong) && !err.contains(SERVER_PASSWORD),
         "{err}"
     );
-    assert_eq!(
-        public_tables(&server.url(SERVER_PASSWORD)),
-        Vec::<String>::new()
-    );
+    server.assert_untouched();
 }
 
 /// Out of connection slots (replicas taking turns, other clients): a
@@ -610,7 +600,7 @@ fn postgres_out_of_connection_slots_is_waited_out() {
         "start",
         &[],
     );
-    let url = server.url(SERVER_PASSWORD);
+    let url = server.url();
     // Another client takes one of the three slots, idle (so the server
     // notices at once when it goes): unlatch's guard and work connections
     // fit, the runner's does not.

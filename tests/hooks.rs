@@ -8,12 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn hook(dir: &Path, name: &str, body: &str, mode: u32) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 fn hooks_dir(scratch: &Scratch) -> std::path::PathBuf {
     let dir = scratch.path().join("entrypoint.d");
     std::fs::create_dir_all(&dir).unwrap();

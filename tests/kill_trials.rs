@@ -107,21 +107,7 @@ fn cmdline(pid: u32) -> String {
 
 /// The same command, run as PID 1 of a new PID namespace.
 fn in_pid_namespace(cmd: &Command) -> Command {
-    let mut wrapped = Command::new("unshare");
-    wrapped
-        .args(["--pid", "--fork", "--kill-child", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear();
-    for (key, value) in cmd.get_envs() {
-        if let Some(value) = value {
-            wrapped.env(key, value);
-        }
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    wrapped
+    wrapped("unshare", &["--pid", "--fork", "--kill-child", "--"], cmd)
 }
 
 /// What the kills hit, and what they left.

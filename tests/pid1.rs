@@ -385,12 +385,7 @@ fn run_as_sets_uid_gid_groups_and_home_for_app_and_migrate() {
         "-c",
         "echo $(id -G); grep ^Groups: /proc/self/status",
     ]);
-    let out = run(Command::new("setpriv")
-        .args(["--groups", "4,6", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear()
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?)))));
+    let out = run(&mut wrapped("setpriv", &["--groups", "4,6", "--"], &cmd));
     assert_eq!(code(&out), 0);
     let user_groups = ids.splitn(3, ' ').nth(2).unwrap();
     let mut lines = stdout(&out)

@@ -347,6 +347,30 @@ impl Drop for TestDb {
     }
 }
 
+/// An `entrypoint.d` hook: a shell script with `body`, mode `mode`.
+pub fn hook(dir: &Path, name: &str, body: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `cmd` (its program, arguments and environment) run under `program
+/// args...`: `unshare`, `setpriv` and the like.
+pub fn wrapped(program: &str, args: &[&str], cmd: &Command) -> Command {
+    let mut wrapper = Command::new(program);
+    wrapper
+        .args(args)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapper.current_dir(dir);
+    }
+    wrapper
+}
+
 /// The unlatch binary, with a clean environment: only PATH and what the
 /// test sets.
 pub fn unlatch() -> Command {
