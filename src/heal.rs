@@ -257,7 +257,7 @@ async fn heal(
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
             let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
-            let spec = Spec { argv, run_as: config.migrate_run_as.as_ref(), env: &[] };
+            let spec = Spec { argv, run_as: config.migrate_run_as.as_ref(), env: &[], pass_fd: None };
             let ended = process::run("UNLATCH_ROLLBACK_CMD", spec, limits, Output::Inherit, stop).await?;
             let outcome = match ended {
                 Ended::Exited(_) | Ended::CouldNotStart(_) => ended.describe(),

@@ -16,10 +16,22 @@
 //! to the file named in `$UNLATCH_ENV_FILE`, and those variables reach the
 //! later hooks, the migrate command and the app.
 //!
-//! May touch: the hooks it runs; a temporary env file.
+//! That file is in memory (`memfd_create`), not on disk: each hook inherits
+//! its descriptor and names it `/dev/fd/<n>`. So hooks work on a read-only
+//! root file system, a hook running as another user can write to it (the
+//! descriptor is its own), and nothing is left behind when unlatch is
+//! killed, to be in the way of the next start (as PID 1 in a container,
+//! every start has the same PID).
+//!
+//! May touch: the hooks it runs; its in-memory env file.
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::ffi::CStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use crate::config::{Config, HookFailure};
 use crate::exit::{Code, Failure};
@@ -38,7 +50,7 @@ pub async fn run_all(config: &Config, stop: &mut Stop) -> anyhow::Result<HandedE
         log::debug!("no hooks in {}", dir.display());
         return Ok(Vec::new());
     }
-    let env_file = EnvFile::create(config)?;
+    let env_file = EnvFile::create()?;
     let mut handed = HandedEnv::new();
     for hook in hooks {
         let name = hook
@@ -55,14 +67,12 @@ pub async fn run_all(config: &Config, stop: &mut Stop) -> anyhow::Result<HandedE
         check_trusted(&hook, &name, config)?;
         let argv = [hook.display().to_string()];
         let mut env = handed.clone();
-        env.push((
-            "UNLATCH_ENV_FILE".to_owned(),
-            env_file.path.display().to_string(),
-        ));
+        env.push(("UNLATCH_ENV_FILE".to_owned(), env_file.path()));
         let spec = Spec {
             argv: &argv,
             run_as: config.migrate_run_as.as_ref(),
             env: &env,
+            pass_fd: Some(env_file.file.as_fd()),
         };
         let limits = Limits {
             timeout: config.hook_timeout,
@@ -105,12 +115,17 @@ fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn is_executable(hook: &Path) -> anyhow::Result<bool> {
-    Ok(hook.metadata()?.permissions().mode() & 0o111 != 0)
+    Ok(metadata(hook)?.permissions().mode() & 0o111 != 0)
+}
+
+fn metadata(hook: &Path) -> anyhow::Result<std::fs::Metadata> {
+    hook.metadata()
+        .with_context(|| format!("cannot read the hook {}", hook.display()))
 }
 
 /// Refuses a hook that someone other than root or its runner could change.
 fn check_trusted(hook: &Path, name: &str, config: &Config) -> anyhow::Result<()> {
-    let meta = hook.metadata()?;
+    let meta = metadata(hook)?;
     let refuse = |why: String| {
         Failure::new(
             Code::HookFailed,
@@ -152,36 +167,51 @@ fn failed(name: &str, ended: &Ended, config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// The file hooks append `KEY=VALUE` lines to; removed when dropped.
+/// The in-memory file hooks append `KEY=VALUE` lines to; it goes with its
+/// descriptor, whatever way unlatch ends.
 struct EnvFile {
-    path: PathBuf,
+    file: File,
 }
 
 impl EnvFile {
-    fn create(config: &Config) -> anyhow::Result<EnvFile> {
-        let path = std::env::temp_dir().join(format!("unlatch-env-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        if let Some(identity) = &config.migrate_run_as {
-            // The hooks run as this user and must be able to append.
-            std::os::unix::fs::fchown(
-                &file,
-                Some(identity.uid.as_raw()),
-                Some(identity.gid.as_raw()),
-            )?;
-        }
-        Ok(EnvFile { path })
+    fn create() -> anyhow::Result<EnvFile> {
+        const NAME: &CStr = c"unlatch-env";
+        // Close-on-exec: only the hooks get it, each as it starts.
+        let fd = nix::sys::memfd::memfd_create(NAME, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot make the in-memory file for $UNLATCH_ENV_FILE (memfd_create): {e}; \
+                     Linux 3.17 or later is needed to run hooks"
+                )
+            })?;
+        Ok(EnvFile { file: fd.into() })
     }
 
-    /// Everything written so far. Blank lines and `#` comments are allowed;
-    /// a line that is not `KEY=VALUE` is reported and skipped.
+    /// The name a hook opens it by: its own copy of the descriptor.
+    fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/dev/fd/{}", self.file.as_raw_fd())
+    }
+
+    /// Everything written so far, read from the start. Blank lines and `#`
+    /// comments are allowed; a line that is not `KEY=VALUE` is reported and
+    /// skipped.
     fn read(&self, hook: &str) -> anyhow::Result<HandedEnv> {
-        let text = std::fs::read_to_string(&self.path)?;
+        let bytes = self.contents().with_context(|| {
+            format!(
+                "cannot read $UNLATCH_ENV_FILE ({}) after hook {hook}",
+                self.path()
+            )
+        })?;
         let mut vars = HandedEnv::new();
-        for (n, line) in text.lines().enumerate() {
+        for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let Ok(line) = std::str::from_utf8(line) else {
+                log::warn!(
+                    "ignoring line {} of $UNLATCH_ENV_FILE after hook {hook}: not UTF-8",
+                    n + 1
+                );
+                continue;
+            };
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
@@ -198,11 +228,17 @@ impl EnvFile {
         }
         Ok(vars)
     }
-}
 
-impl Drop for EnvFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+    /// Reads at offsets, from 0: the hooks' appends move no offset of ours.
+    fn contents(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.file.read_at(&mut buf, bytes.len() as u64)? {
+                0 => return Ok(bytes),
+                n => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub fn start(command: &[String], config: &Config, prepared: &Prepared) -> anyhow
         argv: command,
         run_as: config.run_as.as_ref(),
         env: &prepared.env,
+        pass_fd: None,
     };
     if !supervising {
         log::info!("starting {}{who}", shell_words::join(command));
@@ -75,6 +76,7 @@ pub fn supervise_in_fresh_image(args: &[String]) -> anyhow::Result<u8> {
         argv: command,
         run_as: run_as.as_ref(),
         env: &[],
+        pass_fd: None,
     };
     Ok(supervise::run(spec, &settings)?)
 }

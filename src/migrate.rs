@@ -49,6 +49,7 @@ pub async fn run(
         argv,
         run_as: config.migrate_run_as.as_ref(),
         env,
+        pass_fd: None,
     };
     let ended = process::run("UNLATCH_MIGRATE_CMD", spec, limits, Output::Inherit, stop).await?;
 

@@ -8,12 +8,18 @@
 //! signal mask, whatever unlatch itself ignores or blocks (Rust ignores
 //! SIGPIPE, and an ignored signal stays ignored across exec).
 //!
+//! A command's end is its process exiting, not its output ending: a helper
+//! it started in a session of its own may keep its stdout open for hours.
+//! Prefixed output is read as bytes while the command runs, and once it has
+//! exited, what is already in the pipes is read and the pipes are closed.
+//!
 //! May touch: child processes and their groups; this process's signal
 //! handlers and, at the end, its image (exec).
 
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -73,6 +79,9 @@ pub struct Spec<'a> {
     pub run_as: Option<&'a RunAs>,
     /// Added to the inherited environment (from hooks' env file).
     pub env: &'a [(String, String)],
+    /// A descriptor the command inherits, at the same number (the hooks'
+    /// env file); every other one of unlatch's is closed on exec.
+    pub pass_fd: Option<BorrowedFd<'a>>,
 }
 
 /// Where a command's output goes.
@@ -95,10 +104,22 @@ pub async fn run(
 ) -> Result<Ended, Failure> {
     let mut command = clean_command(spec, Terminal::Leave);
     command.process_group(0);
-    if let Output::Prefixed(_) = output {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
-    let mut child = match tokio::process::Command::from(command).spawn() {
+    let ends = match output {
+        Output::Prefixed(name) => Some((
+            name,
+            attach_pipes(&mut command).map_err(|e| {
+                Failure::new(
+                    Code::Internal,
+                    format!("cannot make the pipes for the output of {what}: {e}"),
+                )
+            })?,
+        )),
+        Output::Inherit => None,
+    };
+    // The command, and with it this side's copy of the pipes' write ends,
+    // is gone after this statement: the command's end closes them.
+    let spawned = tokio::process::Command::from(command).spawn();
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             return Ok(Ended::CouldNotStart(format!(
@@ -114,24 +135,43 @@ pub async fn run(
         shell_words::join(spec.argv),
         human(limits.timeout)
     );
-    let copies = match output {
-        Output::Prefixed(name) => Some(copy_prefixed(&mut child, name)),
-        Output::Inherit => None,
+    let mut pipes = match ends.map(|(name, (out, err))| Pipes::new(name, out, err)) {
+        None => None,
+        Some(Ok(pipes)) => Some(pipes),
+        Some(Err(e)) => {
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = child.wait().await;
+            return Err(Failure::new(
+                Code::Internal,
+                format!("cannot read the output of {what}: {e}"),
+            ));
+        }
     };
 
     let started = Instant::now();
-    let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status.map_err(internal)?),
-        _ = tokio::time::sleep(limits.timeout) => {
-            log::warn!("{what} ran past its timeout of {}: sending SIGTERM to its process group", human(limits.timeout));
-            stop_group(&mut child, group, Signal::SIGTERM, limits.grace).await?;
-            Ended::TimedOut
-        }
-        n = stop.signalled() => {
-            let sig = Signal::try_from(n).unwrap_or(Signal::SIGTERM);
-            log::warn!("got {sig} while {what} runs: passing it on to its process group");
-            stop_group(&mut child, group, sig, limits.grace).await?;
-            Ended::Stopped(n)
+    let mut ended = {
+        let copying = async {
+            if let Some(pipes) = pipes.as_mut() {
+                pipes.copy().await;
+            }
+            // Both pipes closed early: nothing more to copy; the process
+            // is still what ends the command.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            status = child.wait() => Ended::Exited(status.map_err(internal)?),
+            () = copying => unreachable!("copying output never ends by itself"),
+            _ = tokio::time::sleep(limits.timeout) => {
+                log::warn!("{what} ran past its timeout of {}: sending SIGTERM to its process group", human(limits.timeout));
+                stop_group(&mut child, group, Signal::SIGTERM, limits.grace).await?;
+                Ended::TimedOut
+            }
+            n = stop.signalled() => {
+                let sig = Signal::try_from(n).unwrap_or(Signal::SIGTERM);
+                log::warn!("got {sig} while {what} runs: passing it on to its process group");
+                stop_group(&mut child, group, sig, limits.grace).await?;
+                Ended::Stopped(n)
+            }
         }
     };
     if let Ended::Exited(status) = &ended {
@@ -140,43 +180,134 @@ pub async fn run(
             describe(*status),
             human(started.elapsed())
         );
-        end_leftovers(group, limits.grace).await;
+        if let Some(n) = end_leftovers(group, limits.grace, stop).await {
+            ended = Ended::Stopped(n);
+        }
     }
-    if let Some((out, err)) = copies {
-        // The group is gone: the pipes are at their end.
-        let _ = tokio::join!(out, err);
+    if let Some(pipes) = pipes.as_mut() {
+        // Whatever still holds the pipes (a helper in a session of its
+        // own) does not hold the start.
+        pipes.drain();
     }
     Ok(ended)
 }
 
-/// Copies a child's stdout and stderr to ours, line by line, `name: ` first.
-fn copy_prefixed(
-    child: &mut tokio::process::Child,
-    name: &str,
-) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    fn copy<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-        from: Option<R>,
-        prefix: String,
-        to_stderr: bool,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let Some(from) = from else { return };
-            let mut lines = BufReader::new(from).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if to_stderr {
-                    eprintln!("{prefix}{line}");
-                } else {
-                    println!("{prefix}{line}");
-                }
-            }
+/// New pipes as `command`'s stdout and stderr; their read ends.
+fn attach_pipes(command: &mut std::process::Command) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (out_read, out_write) = io::pipe()?;
+    let (err_read, err_write) = io::pipe()?;
+    command.stdout(out_write).stderr(err_write);
+    Ok((out_read.into(), err_read.into()))
+}
+
+/// The command's stdout and stderr, each copied to ours line by line with
+/// `name: ` first. Output is bytes; it is printed lossily, so a line that is
+/// not UTF-8 is shown with U+FFFD where it is not, never dropped.
+struct Pipes {
+    out: Lines,
+    err: Lines,
+}
+
+/// One pipe, copied line by line.
+struct Lines {
+    from: tokio::net::unix::pipe::Receiver,
+    prefix: String,
+    to_stderr: bool,
+    /// The start of a line whose end has not come yet.
+    partial: Vec<u8>,
+}
+
+/// A line longer than this is printed in pieces.
+const LONGEST_LINE: usize = 64 * 1024;
+/// At most this much is read from a pipe after the command's end: what a
+/// pipe holds, with room to spare, but not a stream that never ends.
+const DRAIN_AT_MOST: usize = 1024 * 1024;
+
+impl Pipes {
+    fn new(name: &str, out: OwnedFd, err: OwnedFd) -> io::Result<Pipes> {
+        let lines = |fd: OwnedFd, to_stderr| -> io::Result<Lines> {
+            Ok(Lines {
+                from: tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
+                prefix: format!("{name}: "),
+                to_stderr,
+                partial: Vec::new(),
+            })
+        };
+        Ok(Pipes {
+            out: lines(out, false)?,
+            err: lines(err, true)?,
         })
     }
-    let prefix = format!("{name}: ");
-    (
-        copy(child.stdout.take(), prefix.clone(), false),
-        copy(child.stderr.take(), prefix, true),
-    )
+
+    /// Copies both until they are closed; cancelled when the command ends.
+    async fn copy(&mut self) {
+        tokio::join!(self.out.copy(), self.err.copy());
+    }
+
+    /// Reads what is already in the pipes, without waiting for more.
+    fn drain(&mut self) {
+        self.out.drain();
+        self.err.drain();
+    }
+}
+
+impl Lines {
+    async fn copy(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.take(&buf[..n]),
+            }
+        }
+        self.flush_partial();
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 8192];
+        let mut read = 0;
+        while read < DRAIN_AT_MOST {
+            match self.from.try_read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    self.take(&buf[..n]);
+                    read += n;
+                }
+            }
+        }
+        self.flush_partial();
+    }
+
+    /// Prints the complete lines in `bytes`, keeping the rest for later.
+    fn take(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.print(&line[..end]);
+        }
+        if self.partial.len() >= LONGEST_LINE {
+            let piece = std::mem::take(&mut self.partial);
+            self.print(&piece);
+        }
+    }
+
+    fn flush_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.print(&rest);
+        }
+    }
+
+    fn print(&self, line: &[u8]) {
+        let text = format!("{}{}\n", self.prefix, String::from_utf8_lossy(line));
+        // Nowhere to report a failed write to our own output: it is lost.
+        let _ = if self.to_stderr {
+            io::stderr().lock().write_all(text.as_bytes())
+        } else {
+            io::stdout().lock().write_all(text.as_bytes())
+        };
+    }
 }
 
 /// Sends `first` to the group, waits `grace` for the leader, then KILLs the
@@ -201,18 +332,28 @@ async fn stop_group(
 }
 
 /// Ends what a finished command left running in its group: TERM, `grace`,
-/// KILL. They are not our children, so we watch the group, not a pid.
-async fn end_leftovers(group: Pid, grace: Duration) {
+/// KILL. They are not our children, so we watch the group, not a pid. A
+/// TERM or INT meanwhile KILLs them at once and is returned.
+async fn end_leftovers(group: Pid, grace: Duration, stop: &mut Stop) -> Option<i32> {
     if killpg(group, None).is_err() {
-        return;
+        return None;
     }
     log::warn!("the command left processes in its group {group}: sending SIGTERM");
     let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while killpg(group, None).is_ok() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let gone = async {
+        while killpg(group, None).is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let signalled = tokio::select! {
+        _ = tokio::time::timeout(grace, gone) => None,
+        n = stop.signalled() => {
+            log::warn!("got signal {n} while ending what the command left in its group {group}: sending SIGKILL");
+            Some(n)
+        }
+    };
     let _ = killpg(group, Signal::SIGKILL);
+    signalled
 }
 
 impl Ended {
@@ -294,9 +435,13 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
     }
     command.envs(spec.env.iter().map(|(k, v)| (k, v)));
     let identity = spec.run_as.cloned();
+    let pass_fd = spec.pass_fd.map(|fd| fd.as_raw_fd());
     let closure = move || {
         if terminal == Terminal::TakeForeground {
             take_terminal_foreground()?;
+        }
+        if let Some(fd) = pass_fd {
+            keep_open_across_exec(fd)?;
         }
         reset_signal_state()?;
         match &identity {
@@ -305,9 +450,19 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
         }
     };
     // SAFETY: the closure only makes async-signal-safe calls (tcsetpgrp,
-    // signal, sigprocmask, setgroups, setgid, setuid); nothing allocates.
+    // fcntl, signal, sigprocmask, setgroups, setgid, setuid); nothing
+    // allocates.
     unsafe { command.pre_exec(closure) };
     command
+}
+
+/// In the child, before exec: clear `fd`'s close-on-exec flag.
+fn keep_open_across_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) on a descriptor this process holds.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// In the child: become the terminal's foreground group. A background group

@@ -11,15 +11,12 @@
 #[macro_use]
 mod common;
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use common::*;
 
@@ -29,63 +26,6 @@ on_every_engine!(
     sigterm_during_a_hook,
     sigterm_during_the_built_in_runner
 );
-
-/// unlatch running in the background, its stderr collected as it comes.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-        let mut pipe = child.stderr.take().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Running {
-            child,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    /// Waits until stderr says `needle`.
-    fn wait_for(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.stderr.lock().unwrap().contains(needle) {
-            let gone = self.child.try_wait().unwrap();
-            assert!(
-                gone.is_none() && Instant::now() < deadline,
-                "never said {needle:?} (exit: {gone:?}); stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    /// Exit code and all of stderr, once it has exited.
-    fn finish(mut self) -> (i32, String) {
-        let status = self.child.wait().unwrap();
-        self.reader.take().unwrap().join().unwrap();
-        let err = self.stderr.lock().unwrap().clone();
-        eprintln!("--- exit: {status:?}\n--- stderr:\n{err}");
-        assert_no_secret(&err);
-        (status.code().unwrap_or(-1), err)
-    }
-}
 
 fn with_db(db: &TestDb) -> Command {
     let mut cmd = unlatch();

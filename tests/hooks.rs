@@ -4,7 +4,8 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -186,6 +187,222 @@ fn hooks_run_as_the_migrate_user() {
         .env("UNLATCH_MIGRATE_RUN_AS", "65534")
         .args(["--", "id", "-u"]));
     assert_eq!(stdout(&out), "1-who: 65534\n0\n");
+}
+
+/// Root and `unshare`, for the tests that need a namespace of their own.
+fn namespaces(test: &str) -> bool {
+    let missing = lacks_root().or_else(|| lacks("unshare", "unshare"));
+    available(test, missing.as_deref())
+}
+
+/// Waits for `path` to appear, at most 30 s.
+fn wait_for_path(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_restart_in_place_after_sigkill_comes_up() {
+    // unlatch is PID 1 of a container; SIGKILLed in a hook, then `docker
+    // start`ed again: same filesystem, same PID. Nothing the first start
+    // left may stop the second.
+    if !namespaces("a_restart_in_place_after_sigkill_comes_up") {
+        return;
+    }
+    let scratch = Scratch::new("hooks_restart");
+    let dir = hooks_dir(&scratch);
+    let tmp = scratch.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let first_ran = scratch.path().join("first-ran");
+    hook(
+        &dir,
+        "1-slow-once",
+        &format!(
+            "echo K=handed >> \"$UNLATCH_ENV_FILE\"\n[ -e {0} ] || {{ touch {0}; exec sleep 60; }}",
+            first_ran.display()
+        ),
+        0o755,
+    );
+    let as_pid_1 = || {
+        let mut cmd = unlatch();
+        cmd.env("TMPDIR", &tmp)
+            .env("UNLATCH_HOOKS_DIR", &dir)
+            .args(["--", "sh", "-c", "echo app sees $K"]);
+        wrapped(
+            "unshare",
+            &["--pid", "--fork", "--mount-proc", "--kill-child"],
+            &cmd,
+        )
+    };
+    let mut first = as_pid_1()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_path(&first_ran);
+    // SIGKILL to unshare; --kill-child passes it on to unlatch, PID 1.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = run(&mut as_pid_1());
+    assert_eq!(code(&out), 0);
+    assert_eq!(stdout(&out), "app sees handed\n");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "unlatch left files in TMPDIR: {left:?}");
+}
+
+#[test]
+fn hooks_work_on_a_read_only_root_filesystem() {
+    // Kubernetes' readOnlyRootFilesystem: no writable /tmp, nor anywhere
+    // else. The hooks still hand variables on, as root and as another user.
+    if !namespaces("hooks_work_on_a_read_only_root_filesystem") {
+        return;
+    }
+    let scratch = Scratch::new("hooks_read_only");
+    let dir = hooks_dir(&scratch);
+    hook(
+        &dir,
+        "1-hand",
+        "echo \"GREETING=hello from $(id -u)\" >> \"$UNLATCH_ENV_FILE\"",
+        0o755,
+    );
+    hook(
+        &dir,
+        "2-add",
+        "echo \"SECOND=$GREETING, again\" >> \"$UNLATCH_ENV_FILE\"",
+        0o755,
+    );
+    // The scratch folder may be on a file system of its own: made
+    // read-only too, as a bind mount on itself.
+    let read_only = "mount -o remount,bind,ro / && mount --bind \"$1\" \"$1\" && \
+                     mount -o remount,bind,ro \"$1\" && shift && exec \"$@\"";
+    let folder = scratch.path().display().to_string();
+    for run_as in [None, Some("65534")] {
+        let mut cmd = unlatch();
+        cmd.env("UNLATCH_HOOKS_DIR", &dir)
+            .env("TMPDIR", scratch.path())
+            .args(["--", "sh", "-c", "echo app sees $GREETING / $SECOND"]);
+        if let Some(user) = run_as {
+            cmd.env("UNLATCH_MIGRATE_RUN_AS", user);
+        }
+        let out = run(&mut wrapped(
+            "unshare",
+            &["--mount", "sh", "-c", read_only, "sh", &folder],
+            &cmd,
+        ));
+        let uid = run_as.unwrap_or("0");
+        assert_eq!(code(&out), 0, "as uid {uid}");
+        assert_eq!(
+            stdout(&out),
+            format!("app sees hello from {uid} / hello from {uid}, again\n")
+        );
+    }
+}
+
+#[test]
+fn a_detached_helper_keeping_the_hooks_output_does_not_hold_the_start() {
+    // The hook's end is its process exiting; a helper in a session of its
+    // own keeps the hook's stdout and stderr open for as long as it runs.
+    let scratch = Scratch::new("hooks_detached");
+    let dir = hooks_dir(&scratch);
+    let pid_file = scratch.path().join("helper.pid");
+    hook(
+        &dir,
+        "1-daemon",
+        &format!(
+            "setsid -f sh -c 'echo $$ > {0}; echo helper says hi; exec sleep 300'\n\
+             while [ ! -s {0} ]; do sleep 0.05; done\necho started a helper",
+            pid_file.display()
+        ),
+        0o755,
+    );
+    let started = Instant::now();
+    let running = Running::spawn(
+        unlatch()
+            .env("UNLATCH_HOOKS_DIR", &dir)
+            .env("UNLATCH_HOOK_TIMEOUT", "3s")
+            .args(["--", "echo", "app"])
+            .stdout(Stdio::piped()),
+    );
+    let helper = || std::fs::read_to_string(&pid_file).ok();
+    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        running.finish_within(Duration::from_secs(20))
+    }));
+    if let Some(pid) = helper() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let (code, err) = finished.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("hook 1-daemon exited with 0"), "{err}");
+}
+
+#[test]
+fn sigterm_is_honoured_while_a_hooks_leftovers_are_ended() {
+    let scratch = Scratch::new("hooks_leftovers_term");
+    let dir = hooks_dir(&scratch);
+    let app_ran = scratch.path().join("app-ran");
+    // A leftover in the hook's group that ignores TERM: unlatch would wait
+    // all of UNLATCH_KILL_GRACE for it.
+    hook(
+        &dir,
+        "1-stubborn",
+        "(trap '' TERM; exec sleep 300) &\necho left a helper",
+        0o755,
+    );
+    let mut running = Running::spawn(
+        unlatch()
+            .env("UNLATCH_HOOKS_DIR", &dir)
+            .env("UNLATCH_KILL_GRACE", "60s")
+            .args(["--", "touch"])
+            .arg(&app_ran)
+            .stdout(Stdio::null()),
+    );
+    running.wait_for("left processes in its group");
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, err) = running.finish_within(Duration::from_secs(20));
+    assert_eq!(code, 143, "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert!(!app_ran.exists(), "the app was started");
+}
+
+#[test]
+fn a_hook_printing_bytes_that_are_not_utf8_is_not_killed() {
+    let scratch = Scratch::new("hooks_bytes");
+    let dir = hooks_dir(&scratch);
+    hook(
+        &dir,
+        "1-bytes",
+        "printf 'caf\\351\\n'; printf 'bad \\377\\n' >&2; printf 'more\\n'; echo 'and on stderr' >&2",
+        0o755,
+    );
+    let out = run(unlatch()
+        .env("UNLATCH_HOOKS_DIR", &dir)
+        .args(["--", "echo", "app"]));
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        stdout(&out),
+        "1-bytes: caf\u{fffd}\n1-bytes: more\napp\n",
+        "printed lossily"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("1-bytes: bad \u{fffd}\n") && err.contains("1-bytes: and on stderr\n"),
+        "{err}"
+    );
 }
 
 fn stale_sqlite(scratch: &Scratch) -> (std::path::PathBuf, String) {

@@ -15,9 +15,15 @@ macro_rules! on_every_engine {
     )*};
 }
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use sqlx::{AnyConnection, Connection};
 
@@ -525,5 +531,77 @@ pub fn wait_for_file(path: &Path, child: &mut std::process::Child) {
             "the migration never paused"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// unlatch running in the background, its stderr collected as it comes.
+pub struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until stderr says `needle`.
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.stderr.lock().unwrap().contains(needle) {
+            let gone = self.child.try_wait().unwrap();
+            assert!(
+                gone.is_none() && Instant::now() < deadline,
+                "never said {needle:?} (exit: {gone:?}); stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Exit code and all of stderr, once it has exited.
+    pub fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        let err = self.stderr.lock().unwrap().clone();
+        eprintln!("--- exit: {status:?}\n--- stderr:\n{err}");
+        assert_no_secret(&err);
+        (status.code().unwrap_or(-1), err)
+    }
+
+    /// As [`Running::finish`], but a run still going after `limit` is
+    /// killed and fails the test (a hang is a failure, not a slow pass).
+    pub fn finish_within(mut self, limit: Duration) -> (i32, String) {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let (_, err) = self.finish();
+                panic!("still running after {limit:?}; stderr:\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.finish()
     }
 }
