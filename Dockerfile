@@ -2,16 +2,25 @@
 #   docker build --target unlatch .   a FROM-scratch image holding only /unlatch, for
 #                                     COPY --from=<that image> /unlatch /usr/local/bin/unlatch
 #   docker build .                    Ghost (ghost:5-alpine) with unlatch in front of it
-# The binary is static (musl), so it runs in any image, Alpine or not.
+# The binary is linked statically (glibc, crt-static): no interpreter, no
+# shared libraries, so it runs in FROM scratch, in Alpine's busybox userland
+# and in Debian alike. This is the build the container tests run
+# (tests/containers.rs); the musl target cannot be built where they run.
 
-FROM rust:1-alpine AS build
-# hadolint ignore=DL3018
-RUN apk add --no-cache musl-dev
+FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked --bin unlatch \
-    && cp target/release/unlatch /unlatch
+# A static, non-PIE executable: no interpreter and no dynamic section. The
+# target is named so that crt-static applies to unlatch only, not to
+# build scripts and proc macros; the caches keep crates and objects between
+# builds on one machine.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    target="$(rustc -vV | sed -n 's/^host: //p')" \
+    && RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+       cargo build --release --locked --bin unlatch --target "$target" \
+    && cp "target/$target/release/unlatch" /unlatch
 
 FROM scratch AS unlatch
 COPY --from=build /unlatch /unlatch
