@@ -164,7 +164,10 @@ async fn under_guard(
 }
 
 /// A fresh SQLite database for the built-in runner to migrate (a migrate
-/// command makes its own; the runner, like sqlx, needs one to exist).
+/// command makes its own; the runner, like sqlx, needs one to exist). It
+/// belongs to the user the app runs as (`UNLATCH_RUN_AS`), given before
+/// any connection opens it: SQLite, run as root, gives the journal files it
+/// makes the database file's owner, so those follow.
 async fn create_sqlite_file(
     target: &db::Target,
     config: &Config,
@@ -180,18 +183,67 @@ async fn create_sqlite_file(
         )
         .into());
     };
-    std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
-        .open(file)?;
-    log::info!(
-        "created the empty database file {} for UNLATCH_MIGRATIONS_DIR",
-        file.display()
-    );
+        .create_new(true)
+        .open(file)
+    {
+        Ok(created) => {
+            give_to_app_user(&created, file, config)?;
+            log::info!(
+                "created the empty database file {} for UNLATCH_MIGRATIONS_DIR",
+                file.display()
+            );
+        }
+        // Made since unlatch looked (by whom, it cannot tell): left as it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot create the database file {} for UNLATCH_MIGRATIONS_DIR: {e}",
+                file.display()
+            ))
+        }
+    }
     db::wait_for(target, config.wait_timeout, stop)
         .await?
         .ok_or_else(|| anyhow::anyhow!("{} vanished", file.display()))
+}
+
+/// Gives the file unlatch just created to `UNLATCH_RUN_AS`; on failure the
+/// empty file goes, so that a later start does not migrate a file the app
+/// cannot write.
+fn give_to_app_user(
+    created: &std::fs::File,
+    file: &std::path::Path,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let Some(identity) = &config.run_as else {
+        return Ok(());
+    };
+    let given = std::os::unix::fs::fchown(
+        created,
+        Some(identity.uid.as_raw()),
+        Some(identity.gid.as_raw()),
+    );
+    if let Err(e) = given {
+        let _ = std::fs::remove_file(file);
+        return Err(anyhow::anyhow!(
+            "cannot give the new database file {} to UNLATCH_RUN_AS={} (uid {}, gid {}): {e}; \
+             unlatch must run as root to create it for another user, or create the file beforehand",
+            file.display(),
+            identity.spec,
+            identity.uid,
+            identity.gid
+        ));
+    }
+    log::debug!(
+        "gave {} to UNLATCH_RUN_AS={} (uid {}, gid {})",
+        file.display(),
+        identity.spec,
+        identity.uid,
+        identity.gid
+    );
+    Ok(())
 }
 
 /// Runs the migrate command, unless the replica this one waited for has

@@ -132,3 +132,48 @@ fn a_failing_migration_stops_the_start(db: &TestDb) {
         "what went before stays applied"
     );
 }
+
+#[test]
+fn a_sqlite_file_the_runner_creates_belongs_to_the_app_user() {
+    // unlatch runs as root and the app as UNLATCH_RUN_AS: the database file
+    // the runner makes, and the journal files it leaves, are the app's to
+    // write.
+    if !available(
+        "a_sqlite_file_the_runner_creates_belongs_to_the_app_user",
+        lacks_root().as_deref(),
+    ) {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let scratch = Scratch::new("runner_run_as");
+    let data = scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let dir = scratch.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("1_posts.sql"),
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT);\n",
+    )
+    .unwrap();
+    let file = data.join("app.db");
+    let app = format!(
+        "id -u; sqlite3 {} \"insert into posts (title) values ('by the app')\" && echo the app wrote",
+        file.display()
+    );
+    let out = run(unlatch()
+        .env(
+            "UNLATCH_DATABASE_URL",
+            format!("sqlite://{}", file.display()),
+        )
+        .env("UNLATCH_MIGRATIONS_DIR", &dir)
+        .env("UNLATCH_RUN_AS", "65534:65534")
+        .args(["--", "sh", "-c", &app]));
+    assert_eq!(code(&out), 0);
+    assert_eq!(stdout(&out), "65534\nthe app wrote\n");
+    for name in ["app.db", "app.db-wal", "app.db-shm", "app.db-journal"] {
+        if let Ok(meta) = data.join(name).metadata() {
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{name}");
+        }
+    }
+}
