@@ -8,6 +8,7 @@
 # (tests/containers.rs); the musl target cannot be built where they run.
 
 FROM rust:1-bookworm AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
