@@ -236,7 +236,7 @@ async fn heal(
                     "{account}: UNLATCH_ON_DIRTY=retry; marked {migration} as not applied, as `{}` does, so that it runs again",
                     tool.manual_fix(db, seen)
                 );
-                release(tool, db, seen, config, &why).await
+                release(tool, db, seen, config, &why, stop).await
             }
         };
     }
@@ -250,10 +250,10 @@ async fn heal(
             ),
         )
         .into()),
-        OnStale::Clear => release(tool, db, seen, config, &format!("{account}: stale")).await,
+        OnStale::Clear => release(tool, db, seen, config, &format!("{account}: stale"), stop).await,
         OnStale::Rollback(argv) => {
             if *seen == LockState::Missing {
-                return release(tool, db, seen, config, &format!("{account}: nothing to roll back")).await;
+                return release(tool, db, seen, config, &format!("{account}: nothing to roll back"), stop).await;
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
             let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
@@ -278,7 +278,7 @@ async fn heal(
             let now = tool.observe(db, &config.lock_zone).await?;
             if now == *seen {
                 let why = format!("UNLATCH_ROLLBACK_CMD {outcome} and left the same holder's lock set");
-                release(tool, db, seen, config, &why).await
+                release(tool, db, seen, config, &why, stop).await
             } else {
                 log::info!("UNLATCH_ROLLBACK_CMD {outcome}; it changed {} itself", tool.place());
                 Ok(true)
@@ -288,15 +288,17 @@ async fn heal(
 }
 
 /// The one way unlatch writes to a tool's lock: a SQLite database is copied
-/// first, then the compare-and-swap, logged with `why` when it goes through.
+/// first (no copy, no write), then the compare-and-swap, logged with `why`
+/// when it goes through.
 pub async fn release(
     tool: &dyn Tool,
     db: &mut Db,
     seen: &LockState,
     config: &Config,
     why: &str,
+    stop: &mut Stop,
 ) -> anyhow::Result<bool> {
-    backup::sqlite(db, config, "before freeing the lock").await?;
+    backup::sqlite(db, config, "before freeing the lock", stop).await?;
     let swapped = tool.release(db, seen, &config.lock_zone).await?;
     if swapped {
         let how = match seen {

@@ -71,7 +71,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         if let Some(argv) = &config.migrate_cmd {
             migrate::run(argv, &env, None, config, &mut stop).await?;
         }
-        return Ok(Prepared { env });
+        return unless_stopped(Prepared { env }, &mut stop).await;
     };
     log::debug!("database {} from {}", target.redacted, target.source);
     let (db, early) = tokio::join!(
@@ -92,6 +92,10 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     if gave_back {
         db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
     }
+    if let (guard::Guard::File { .. }, Some(file)) = (&guard, &target.sqlite_file) {
+        // No other unlatch is copying this database now.
+        backup::remove_leftovers(file);
+    }
     let result = under_guard(
         config,
         target,
@@ -101,7 +105,16 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     )
     .await;
     guard.release().await;
-    result
+    unless_stopped(result?, &mut stop).await
+}
+
+/// `prepared`, unless a TERM or INT came during a step that could not be
+/// interrupted: a stop is answered, never swallowed by a start.
+async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<Prepared> {
+    match stop.pending().await {
+        Some(n) => Err(exit::Failure::signal(n).into()),
+        None => Ok(prepared),
+    }
 }
 
 /// The preflight's steps, under the guard. `waited_since`: this replica
@@ -135,6 +148,7 @@ async fn under_guard(
             db,
             config,
             "before the migrations (UNLATCH_SQLITE_BACKUP=1)",
+            stop,
         )
         .await?;
     }

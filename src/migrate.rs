@@ -69,13 +69,18 @@ pub async fn run(
         Ended::Stopped(n) => Failure::signal(n),
     };
     if let (Some(w), Some(LockState::Free)) = (watched, before) {
-        free_own_lock(w, started, config).await?;
+        free_own_lock(w, started, config, stop).await?;
     }
     Err(failure.into())
 }
 
 /// Frees the lock the finished migrator took, if it provably took it.
-async fn free_own_lock(w: Watched<'_>, started: Timestamp, config: &Config) -> anyhow::Result<()> {
+async fn free_own_lock(
+    w: Watched<'_>,
+    started: Timestamp,
+    config: &Config,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
     let state = w.tool.observe(w.db, &config.lock_zone).await?;
     let LockState::Held(lock) = &state else {
         return Ok(());
@@ -87,7 +92,7 @@ async fn free_own_lock(w: Watched<'_>, started: Timestamp, config: &Config) -> a
              held the guard)",
             w.tool.place()
         );
-        heal::release(w.tool, w.db, &state, config, &why).await?;
+        heal::release(w.tool, w.db, &state, config, &why, stop).await?;
     } else {
         log::warn!(
             "{} is locked (taken at {taken}) but not provably by the migrate command; leaving it",

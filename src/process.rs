@@ -51,6 +51,20 @@ impl Stop {
             _ = self.int.recv() => Signal::SIGINT as i32,
         }
     }
+
+    /// A TERM or INT that came while nothing waited for one, if any: work
+    /// that cannot be interrupted (a compare-and-swap, a rename) asks after
+    /// it, so that no stop is ever lost.
+    pub async fn pending(&mut self) -> Option<i32> {
+        // The runtime takes in a signal when it next polls its drivers,
+        // which a yield makes it do.
+        tokio::task::yield_now().await;
+        tokio::select! {
+            biased;
+            n = self.signalled() => Some(n),
+            () = std::future::ready(()) => None,
+        }
+    }
 }
 
 /// How a command ended.

@@ -406,7 +406,12 @@ fn a_hook_printing_bytes_that_are_not_utf8_is_not_killed() {
 }
 
 fn stale_sqlite(scratch: &Scratch) -> (std::path::PathBuf, String) {
-    let db = scratch.path().join("ghost.db");
+    stale_sqlite_in(scratch.path())
+}
+
+/// `ghost.db` in `dir`, with a stale knex-migrator lock and two posts.
+fn stale_sqlite_in(dir: &Path) -> (std::path::PathBuf, String) {
+    let db = dir.join("ghost.db");
     let url = format!("sqlite://{}", db.display());
     std::fs::File::create(&db).unwrap();
     sql(&url, &[
@@ -416,6 +421,56 @@ fn stale_sqlite(scratch: &Scratch) -> (std::path::PathBuf, String) {
         "insert into posts (title) values ('a'), ('b')",
     ]);
     (db, url)
+}
+
+/// Adds about `megabytes` MB of random blobs to the database at `url`.
+fn grow(url: &str, megabytes: u32) {
+    sql(
+        url,
+        &[
+            "create table blobs (data blob)",
+            &format!(
+                "with recursive n(i) as (select 1 union all select i + 1 from n where i < {}) \
+             insert into blobs select randomblob(256 * 1024) from n",
+                megabytes * 4
+            ),
+        ],
+    );
+}
+
+/// Sets the knex-migrator lock stale again.
+fn make_stale(url: &str) {
+    sql(url, &["update migrations_lock set locked = 1, acquired_at = '2020-01-01 00:00:00', released_at = NULL"]);
+}
+
+fn locked(url: &str) -> String {
+    row(url, "select cast(locked as integer) from migrations_lock").unwrap()[0].clone()
+}
+
+/// The names in `dir` that are copies, finished or not, of `ghost.db`.
+fn backup_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ghost.db.unlatch-backup-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until a copy of `ghost.db` in `dir` is being written; fails if
+/// `running` ends first.
+fn wait_for_a_copy(dir: &Path, running: &mut Running) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while backup_names(dir).is_empty() {
+        assert!(
+            running.child.try_wait().unwrap().is_none(),
+            "unlatch ended before it copied"
+        );
+        assert!(Instant::now() < deadline, "no copy was started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[test]
@@ -516,6 +571,194 @@ fn copies_are_owned_like_the_database() {
     let copy = &unlatch::backup::copies(&db)[0];
     let meta = copy.metadata().unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
+
+#[test]
+fn non_root_on_a_group_writable_volume_copies_and_heals() {
+    // A Kubernetes fsGroup volume: the database belongs to another uid;
+    // unlatch runs as a uid of its own, a member of the volume's group.
+    let missing = lacks_root().or_else(|| lacks("setpriv", "setpriv"));
+    if !available(
+        "non_root_on_a_group_writable_volume_copies_and_heals",
+        missing.as_deref(),
+    ) {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let scratch = Scratch::new("backup_fsgroup");
+    let volume = scratch.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let (db, url) = stale_sqlite_in(&volume);
+    for path in [&volume, &db] {
+        std::os::unix::fs::chown(path, Some(5151), Some(4242)).unwrap();
+    }
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o775)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_DATABASE_URL", &url)
+        .env("UNLATCH_SQLITE_BACKUP_KEEP", "2")
+        .env("UNLATCH_LOG", "debug")
+        .args(["--", "true"]);
+    let as_member = [
+        "--reuid", "4343", "--regid", "4343", "--groups", "4242", "--",
+    ];
+    for round in 0..4 {
+        if round > 0 {
+            make_stale(&url);
+            // Copies are named to the second.
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let out = run(&mut wrapped("setpriv", &as_member, &cmd));
+        assert_eq!(code(&out), 0, "round {round}");
+        assert_eq!(locked(&url), "0", "round {round}: healed");
+        let names = backup_names(&volume);
+        assert_eq!(names.len(), (round + 1).min(2), "round {round}: {names:?}");
+        for copy in unlatch::backup::copies(&db) {
+            let meta = copy.metadata().unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (4343, 4242),
+                "the group it could give, not the owner it could not"
+            );
+        }
+        assert!(
+            stderr(&out).contains("group 4242"),
+            "what was given is logged: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A small tmpfs on `dir` for as long as it lives; unmounted when dropped,
+/// whether the test passed or not.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        SmallDisk(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_no_copy_and_heals_nothing() {
+    if !available(
+        "a_full_disk_leaves_no_copy_and_heals_nothing",
+        lacks_root().as_deref(),
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("backup_full_disk");
+    let volume = scratch.path().join("volume");
+    let _disk = SmallDisk::mount(&volume, "6m");
+    let (_db, url) = stale_sqlite_in(&volume);
+    grow(&url, 4);
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .args(["--", "echo", "app"]));
+    assert_eq!(code(&out), 70);
+    assert_eq!(stdout(&out), "", "the app does not start");
+    let err = stderr(&out);
+    assert!(
+        err.contains("No space left on device")
+            && err.contains(&format!(
+                "{}.unlatch-backup-",
+                volume.join("ghost.db").display()
+            ))
+            && err.contains(".partial-"),
+        "names the copy and the cause: {err}"
+    );
+    assert!(err.contains("free"), "says what to do: {err}");
+    assert_eq!(locked(&url), "1", "nothing healed without a copy");
+    assert_eq!(backup_names(&volume), Vec::<String>::new(), "no copy left");
+}
+
+#[test]
+fn a_copy_left_by_a_killed_start_is_removed_by_the_next() {
+    let scratch = Scratch::new("backup_leftover");
+    let (db, url) = stale_sqlite(&scratch);
+    let leftover = scratch
+        .path()
+        .join("ghost.db.unlatch-backup-20200101T000000Z.partial-0123456789abcdef");
+    std::fs::write(&leftover, "half a copy").unwrap();
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &url)
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0);
+    assert!(!leftover.exists(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&leftover.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let copies = unlatch::backup::copies(&db);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(!copies[0].to_string_lossy().contains("partial"));
+}
+
+#[test]
+fn a_stop_during_the_copy_heals_nothing_and_starts_nothing() {
+    let scratch = Scratch::new("backup_stopped");
+    let (db, url) = stale_sqlite(&scratch);
+    grow(&url, 256);
+    let app_ran = scratch.path().join("app-ran");
+    let start = || {
+        let mut cmd = unlatch();
+        cmd.env("UNLATCH_DATABASE_URL", &url)
+            .args(["--", "touch"])
+            .arg(&app_ran);
+        Running::spawn(&mut cmd)
+    };
+
+    let mut running = start();
+    wait_for_a_copy(scratch.path(), &mut running);
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, err) = running.finish_within(Duration::from_secs(60));
+    assert_eq!(code, 143, "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert_eq!(
+        backup_names(scratch.path()),
+        Vec::<String>::new(),
+        "the partial copy is gone"
+    );
+    assert_eq!(locked(&url), "1", "nothing healed");
+    assert!(!app_ran.exists(), "nothing started");
+
+    // SIGKILL cannot be answered: the partial copy stays, and the next
+    // start, under the guard, removes it.
+    let mut running = start();
+    wait_for_a_copy(scratch.path(), &mut running);
+    running.signal(nix::sys::signal::Signal::SIGKILL);
+    running.finish_within(Duration::from_secs(60));
+    assert!(!app_ran.exists(), "nothing started");
+    let left = backup_names(scratch.path());
+    assert!(
+        !left.is_empty() && left.iter().all(|n| n.contains(".partial-")),
+        "{left:?}"
+    );
+    let (code, err) = start().finish_within(Duration::from_secs(120));
+    assert_eq!(code, 0, "{err}");
+    assert!(app_ran.exists());
+    assert_eq!(locked(&url), "0");
+    let copies = unlatch::backup::copies(&db);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(
+        backup_names(scratch.path()).len(),
+        1,
+        "the partial copy is gone"
+    );
 }
 
 /// The repository's own example hooks, as shipped.

@@ -536,7 +536,7 @@ pub fn wait_for_file(path: &Path, child: &mut std::process::Child) {
 
 /// unlatch running in the background, its stderr collected as it comes.
 pub struct Running {
-    child: Child,
+    pub child: Child,
     stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
