@@ -61,7 +61,20 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_SQLITE_BACKUP_KEEP", "3", "how many of those copies to keep beside the database"),
     ("UNLATCH_LOG", "info", "least severe level logged: error, warn, info, debug, off"),
     ("UNLATCH_LOG_FORMAT", "text", "text (one `unlatch:` line per decision) or json (one object a line)"),
+    ("UNLATCH_TERMINATION_LOG", TERMINATION_LOG, "a failed start writes its reason here, if the file exists (Kubernetes' terminationMessagePath)"),
 ];
+
+/// Kubernetes' default `terminationMessagePath`.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Where a failed start writes its reason: `UNLATCH_TERMINATION_LOG`, read
+/// apart from the rest, since a configuration error is reported there too.
+pub fn termination_log(env: &Env) -> PathBuf {
+    PathBuf::from(
+        env.get("UNLATCH_TERMINATION_LOG")
+            .unwrap_or(TERMINATION_LOG),
+    )
+}
 
 /// What to do with a lock held longer than the TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -961,6 +974,7 @@ mod tests {
             ("UNLATCH_SQLITE_BACKUP_KEEP", "2"),
             ("UNLATCH_LOG", "info"),
             ("UNLATCH_LOG_FORMAT", "text"),
+            ("UNLATCH_TERMINATION_LOG", "/tmp/termination-log"),
         ])
         .unwrap();
         assert_eq!(c.warnings, Vec::<String>::new());

@@ -10,9 +10,14 @@
 //! password of any URL. Doing it here, not at each call, means no message can
 //! forget to.
 //!
-//! May touch: stderr.
+//! A start that fails also writes its error line to Kubernetes' termination
+//! message file (`UNLATCH_TERMINATION_LOG`), when that file exists, so that
+//! `kubectl describe pod` shows why.
+//!
+//! May touch: stderr; the termination message file, when it exists.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::config::{LogFormat, Logging};
@@ -54,6 +59,26 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub fn hide(secret: &str) {
     if !secret.is_empty() {
         SECRETS.lock().unwrap().push(secret.to_owned());
+    }
+}
+
+/// Writes `error`, as its text line, to `path` when that file exists (it
+/// is never created: Kubernetes makes it only where it reads it back).
+/// Nothing may come of a failure to write it but a debug line: the error
+/// itself is what counts.
+pub fn termination_message(path: &Path, error: &str) {
+    let line = format!("unlatch: error: {}\n", conceal(error));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    match written {
+        Ok(()) => log::debug!("wrote the reason to {}", path.display()),
+        Err(e) => log::debug!(
+            "not writing the reason to {} (UNLATCH_TERMINATION_LOG): {e}",
+            path.display()
+        ),
     }
 }
 

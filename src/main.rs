@@ -109,17 +109,30 @@ fn main() -> ExitCode {
             return ExitCode::from(failure.code.number());
         }
     };
-    match run(env) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let termination_log = starts_the_app(&args).then(|| config::termination_log(&env));
+    match run(env, args) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             log::error!("{err:#}");
+            if let Some(path) = termination_log {
+                logging::termination_message(&path, &format!("{err:#}"));
+            }
             ExitCode::from(exit::code_of(&err).number())
         }
     }
 }
 
-fn run(env: Env) -> anyhow::Result<u8> {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+/// Whether these arguments are a start (the preflight, then COMMAND), whose
+/// failure is the container's to report; `status` (a probe, perhaps) and
+/// the supervisor's fresh image are not.
+fn starts_the_app(args: &[OsString]) -> bool {
+    !args
+        .first()
+        .is_some_and(|a| a == "status" || a == supervise::FRESH_IMAGE)
+}
+
+fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     if args.first().is_some_and(|a| a == supervise::FRESH_IMAGE) {
         let args: Vec<String> = args[1..]
             .iter()

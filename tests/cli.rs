@@ -355,3 +355,66 @@ fn forced_tool_without_its_table_has_nothing_to_heal() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_failed_start_writes_its_reason_for_kubernetes() {
+    // Kubernetes' terminationMessagePath: `kubectl describe pod` shows it.
+    let scratch = Scratch::new("termination_log");
+    let message = scratch.path().join("termination-log");
+    std::fs::write(&message, "").unwrap();
+    let unreachable = format!("postgres://app:{PASSWORD}@127.0.0.1:1/app");
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &message)
+        .env("UNLATCH_DATABASE_URL", &unreachable)
+        .env("UNLATCH_WAIT_TIMEOUT", "1s")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 69);
+    let logged = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("unlatch: error: "))
+        .expect("an error line")
+        .to_owned();
+    let written = std::fs::read_to_string(&message).unwrap();
+    assert_eq!(written, format!("{logged}\n"), "the line unlatch logged");
+    assert!(
+        written.contains("app:***@127.0.0.1"),
+        "the password is masked: {written}"
+    );
+    assert_no_secret(&written);
+
+    // A configuration error is a failed start too; it replaces the last.
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &message)
+        .env("UNLATCH_LOCK_TTL", "soon")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 64);
+    let written = std::fs::read_to_string(&message).unwrap();
+    assert!(
+        written.starts_with("unlatch: error: UNLATCH_LOCK_TTL=soon")
+            && written.lines().count() == 1,
+        "{written}"
+    );
+
+    // Success writes nothing; `status` is no start.
+    std::fs::write(&message, "").unwrap();
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &message)
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0);
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &message)
+        .env("UNLATCH_DATABASE_URL", &unreachable)
+        .env("UNLATCH_WAIT_TIMEOUT", "1s")
+        .arg("status"));
+    assert_ne!(code(&out), 0);
+    assert_eq!(std::fs::read_to_string(&message).unwrap(), "");
+
+    // Only into a file that exists: it is never created.
+    let missing = scratch.path().join("no-such-log");
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &missing)
+        .env("UNLATCH_LOCK_TTL", "soon")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 64);
+    assert!(!missing.exists());
+}
