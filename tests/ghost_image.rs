@@ -1,9 +1,9 @@
 //! The Ghost image's ENTRYPOINT and CMD, exactly as the Dockerfile writes
-//! them, run on this host (Docker cannot run here) against a stand-in of
-//! the official image: its layout under a scratch folder, a stand-in
-//! `docker-entrypoint.sh` that does what Ghost's does (root fixes the content
-//! folder's owner and steps down to `node` with gosu; node seeds a fresh
-//! volume), and the knex-migrator fixture app as `current/`. On SQLite and
+//! them, run on this host: the quick form of tests/containers.rs, with the
+//! knex-migrator fixture app as `current/` instead of Ghost, under a scratch
+//! folder laid out like the official image, and the stand-in image's own
+//! `docker-entrypoint.sh` (root fixes the content folder's owner and steps
+//! down to `node` with gosu; node seeds a fresh volume). On SQLite and
 //! MariaDB, on a fresh volume and on an existing one. Needs root and gosu.
 
 mod common;
@@ -115,7 +115,7 @@ impl Image {
             ("unlatch-ghost", manifest.join("docker/ghost/unlatch-ghost")),
             (
                 "docker-entrypoint.sh",
-                manifest.join("tests/fixtures/ghost/docker-entrypoint.sh"),
+                manifest.join("tests/containers/images/ghost/docker-entrypoint.sh"),
             ),
         ] {
             std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
