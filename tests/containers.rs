@@ -74,6 +74,7 @@ fn images() {
         step(podman().args([
             "build",
             "--pull=never",
+            "--format=docker",
             "--network=host",
             "--target=unlatch",
             "-t",
@@ -83,6 +84,7 @@ fn images() {
         step(podman().args([
             "build",
             "--pull=never",
+            "--format=docker",
             "-t",
             APP_IMAGE,
             &format!("{ROOT}/tests/containers/app"),
@@ -90,6 +92,7 @@ fn images() {
         step(podman().args([
             "build",
             "--pull=never",
+            "--format=docker",
             "--network=host",
             "-t",
             GHOST_IMAGE,
