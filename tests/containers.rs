@@ -510,15 +510,25 @@ fn restart_in_place_after_kill(phase: Phase, extra: &[&str]) {
         "{}: the app did not start again:\n{logs}",
         phase.name
     );
-    let left: Vec<String> = std::fs::read_dir(dir.path())
+    let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with("app.db") && !n.starts_with("hold"))
         .collect();
+    let copies = names
+        .iter()
+        .filter(|n| n.starts_with("app.db.unlatch-backup-") && !n.contains(".partial-"))
+        .count();
+    let kept = |n: &&String| {
+        ["app.db", "app.db.unlatch-lock"].contains(&n.as_str())
+            || n.starts_with("hold")
+            || (n.starts_with("app.db.unlatch-backup-") && !n.contains(".partial-"))
+    };
+    let left: Vec<&String> = names.iter().filter(|n| !kept(n)).collect();
+    assert!(left.is_empty(), "{}: left behind {left:?}", phase.name);
     assert!(
-        left.iter().all(|n| n.ends_with(".unlatch-lock")),
-        "{}: left behind {left:?}",
+        copies <= 3,
+        "{}: {copies} copies, UNLATCH_SQLITE_BACKUP_KEEP=3",
         phase.name
     );
 }
