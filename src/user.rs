@@ -8,6 +8,11 @@
 //! looked up here, before any fork, because the lookup is not safe in a
 //! forked child; the child only calls `setgroups`, `setgid`, `setuid`.
 //!
+//! Not root (`docker run --user`, Kubernetes `runAsUser`), unlatch cannot
+//! switch users. Asked for the user it already runs as, it runs commands as
+//! it is, with the groups the runtime gave it (`--group-add`, `fsGroup`),
+//! as Ghost's own entrypoint does; asked for another, it says so up front.
+//!
 //! May touch: nothing (reads the user and group databases).
 
 use std::ffi::CString;
@@ -25,6 +30,9 @@ pub struct RunAs {
     pub home: String,
     /// As written, for messages.
     pub spec: String,
+    /// False when unlatch already runs as this user without root: the
+    /// commands keep its identity and groups, nothing is switched.
+    pub switch: bool,
 }
 
 impl RunAs {
@@ -76,18 +84,40 @@ impl RunAs {
             None => vec![gid],
         };
         let home = entry.map_or_else(|| "/".to_owned(), |u| u.dir.display().to_string());
+        let me = nix::unistd::geteuid();
+        if me.is_root() {
+            return Ok(RunAs {
+                uid,
+                gid,
+                groups,
+                home,
+                spec: spec.to_owned(),
+                switch: true,
+            });
+        }
+        if uid != me {
+            return Err(bad(format!(
+                "that is uid {uid}, but unlatch runs as uid {me}, not root, and cannot switch \
+                 users; leave {variable} unset, or start the container as root or as that user"
+            )));
+        }
         Ok(RunAs {
             uid,
-            gid,
-            groups,
+            gid: nix::unistd::getegid(),
+            groups: nix::unistd::getgroups()
+                .map_err(|e| bad(format!("reading its groups: {e}")))?,
             home,
             spec: spec.to_owned(),
+            switch: false,
         })
     }
 
     /// In a forked child, before exec: drop to this identity. Groups first,
     /// then the gid, then the uid (after which the others cannot change).
     pub fn apply(&self) -> std::io::Result<()> {
+        if !self.switch {
+            return Ok(());
+        }
         nix::unistd::setgroups(&self.groups)?;
         nix::unistd::setgid(self.gid)?;
         nix::unistd::setuid(self.uid)?;

@@ -411,6 +411,85 @@ fn run_as_sets_uid_gid_groups_and_home_for_app_and_migrate() {
     }
 }
 
+/// `docker run --user node` of an image that sets
+/// `UNLATCH_MIGRATE_RUN_AS=node` (the Ghost image), or Kubernetes'
+/// `runAsUser` with `UNLATCH_RUN_AS` the same user: unlatch is not root, so
+/// it cannot call setgroups, yet it already is the user asked for. The
+/// hooks, the migrate command and the app run as it is, with the groups the
+/// runtime gave it (`--group-add`, `fsGroup`). Another user cannot be had
+/// without root: said up front (64), naming the variable.
+#[test]
+fn run_as_the_user_unlatch_already_is_works_without_root() {
+    if !can_run(Init::Unlatch, "run_as_without_root") {
+        return;
+    }
+    let (user, _) = test_user();
+    let scratch = Scratch::new("run_as_self");
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let hooks = scratch.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    hook(&hooks, "10-who", "echo hook $(id -u) $(id -G)", 0o755);
+    let show = "echo $0 $(id -u) $(id -G)";
+    // As the user (its own uid), with an extra group the runtime gave it.
+    let uid = String::from_utf8(
+        Command::new("id")
+            .args(["-u", &user])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let as_user = [
+        "--reuid",
+        &uid,
+        "--regid",
+        &uid,
+        "--groups",
+        &format!("{uid},2000"),
+        "--",
+    ];
+    for (variable, spec) in [
+        ("UNLATCH_RUN_AS", user.clone()),
+        ("UNLATCH_MIGRATE_RUN_AS", uid.clone()),
+    ] {
+        for mode in ["exec", "supervise"] {
+            let mut cmd = unlatch();
+            cmd.env("UNLATCH_MODE", mode)
+                .env(variable, &spec)
+                .env("UNLATCH_HOOKS_DIR", &hooks)
+                .env("UNLATCH_MIGRATE_CMD", format!("sh -c '{show}' migrate"))
+                .args(["--", "sh", "-c", show, "app"]);
+            let out = run(&mut wrapped("setpriv", &as_user, &cmd));
+            assert_eq!(code(&out), 0, "{variable}={spec} {mode}: {}", stderr(&out));
+            let ids = format!("{uid} {uid} 2000");
+            assert_eq!(
+                stdout(&out),
+                format!("10-who: hook {ids}\nmigrate {ids}\napp {ids}\n"),
+                "{variable}={spec} {mode}"
+            );
+        }
+    }
+    // Another user, without root: a configuration error, before anything.
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_MIGRATE_RUN_AS", "root")
+        .env("UNLATCH_MIGRATE_CMD", "true")
+        .args(["--", "true"]);
+    let out = run(&mut wrapped("setpriv", &as_user, &cmd));
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("UNLATCH_MIGRATE_RUN_AS=root: that is uid 0, but unlatch runs as uid"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Commands from variables run without a shell: `;`, `$` and `>` reach the
 /// program as they are, and nothing else runs.
 #[test]
