@@ -174,7 +174,24 @@ pub fn redact(url: &str) -> String {
     // Every `user:pass@` the text shows first, URLs further in included,
     // then the URL's own password as the URL parser reads it: on odd input
     // the two disagree (fuzz/database_url found several such).
-    redact_own_password(&mask_url_passwords(url))
+    mask_to_last_at(&redact_own_password(&mask_url_passwords(url)))
+}
+
+/// A password written without percent-encoding (`@`, `/`, `#`, `?` in it)
+/// ends early for the URL parser, which reads the rest as host, path or
+/// query; so everything from the first `:` after `://` up to the URL's last
+/// `@` is masked too. Hiding more than the password is the safe mistake.
+fn mask_to_last_at(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url.rfind('@').filter(|&at| at > start) else {
+        return url.to_owned();
+    };
+    match url[start..at].find(':').map(|c| start + c) {
+        Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
+        None => url.to_owned(),
+    }
 }
 
 fn redact_own_password(url: &str) -> String {

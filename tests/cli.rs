@@ -418,3 +418,36 @@ fn a_failed_start_writes_its_reason_for_kubernetes() {
     assert_eq!(code(&out), 64);
     assert!(!missing.exists());
 }
+
+/// A password pasted into a URL without percent-encoding, as users do
+/// (from a secret, with `@`, `/`, `#` or `?` in it): the URL parser ends
+/// the password early and reads the rest as host and path. Whatever the
+/// parser made of it, nothing between `user:` and the URL's last `@` is
+/// shown, in the log or the termination log.
+#[test]
+fn an_unencoded_password_is_masked_up_to_the_last_at() {
+    let scratch = Scratch::new("unencoded_password");
+    let message = scratch.path().join("termination-log");
+    for password in [
+        format!("pa@ss/{PASSWORD}"),
+        format!("pa@ss:/{PASSWORD}"),
+        format!("pa@ss?{PASSWORD}"),
+        format!("pa@ss#{PASSWORD}"),
+    ] {
+        std::fs::write(&message, "").unwrap();
+        let url = format!("postgres://app:{password}@127.0.0.1:1/app");
+        let out = run(unlatch()
+            .env("UNLATCH_TERMINATION_LOG", &message)
+            .env("DATABASE_URL", &url)
+            .env("UNLATCH_WAIT_TIMEOUT", "1s")
+            .args(["--", "true"]));
+        assert!(
+            matches!(code(&out), 64 | 69),
+            "{password}: {}",
+            stderr(&out)
+        );
+        let written = std::fs::read_to_string(&message).unwrap();
+        assert_no_secret(&written);
+        assert!(written.contains("app:***@"), "{written}");
+    }
+}
