@@ -175,16 +175,34 @@ fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String
             format!("{source}: database__connection__{what}={value}: expected a valid {what}"),
         )
     };
+    // knex takes an IPv6 address as it is; a URL needs it in brackets.
+    let bracketed;
+    let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        bracketed = format!("[{host}]");
+        &bracketed
+    } else {
+        host
+    };
     url.set_host(Some(host)).map_err(|_| bad("host", host))?;
     if let Some(port) = settings.get("port") {
         let number = port.parse::<u16>().map_err(|_| bad("port", port))?;
         url.set_port(Some(number)).map_err(|_| bad("port", port))?;
     }
+    // Ghost's values are taken as they are, `%` included: every character
+    // but URL-safe ones is escaped here (the URL crate leaves `%`, so `%41`
+    // would reach the server as `A`).
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let escaped = |value: &str| percent_encoding::utf8_percent_encode(value, USERINFO).to_string();
     if let Some(user) = settings.get("user") {
-        url.set_username(user).map_err(|_| bad("user", user))?;
+        url.set_username(&escaped(user))
+            .map_err(|_| bad("user", user))?;
     }
     if let Some(password) = settings.get("password") {
-        url.set_password(Some(password)).map_err(|_| {
+        url.set_password(Some(&escaped(password))).map_err(|_| {
             Failure::new(
                 Code::Config,
                 format!("{source}: database__connection__password cannot be used"),

@@ -451,3 +451,67 @@ fn an_unencoded_password_is_masked_up_to_the_last_at() {
         assert!(written.contains("app:***@"), "{written}");
     }
 }
+
+/// Ghost's own variables take a password as it is, any character
+/// (knex hands it to mysql2 unchanged): `%41` in it is three characters,
+/// not an escaped `A`. And `database__connection__host=::1`, an IPv6
+/// address as knex takes it, without brackets (reached here through a
+/// forwarder on `[::1]`, since the test server listens on 127.0.0.1 only).
+#[test]
+fn ghost_variables_take_any_password_and_an_ipv6_host() {
+    let Some(server) = server_url(Engine::MySql, "ghost_any_password") else {
+        return;
+    };
+    let server = url::Url::parse(&server).unwrap();
+    let to = format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(3306)
+    );
+    let user = unique("gp");
+    let password = format!("{PASSWORD} 50%41 p@ss:/#?&'\"\\ end");
+    sql(
+        server.as_str(),
+        &[&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{}'",
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        )],
+    );
+    let listener = std::net::TcpListener::bind("[::1]:0").expect("::1 on this machine");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(&to).unwrap();
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    for (host, port) in [
+        (
+            server.host_str().unwrap().to_owned(),
+            server.port().unwrap_or(3306),
+        ),
+        ("::1".to_owned(), port),
+    ] {
+        let out = run(unlatch()
+            .env("database__client", "mysql")
+            .env("database__connection__host", &host)
+            .env("database__connection__port", port.to_string())
+            .env("database__connection__user", &user)
+            .env("database__connection__password", &password)
+            .env("database__connection__database", "information_schema")
+            .env("UNLATCH_WAIT_TIMEOUT", "5s")
+            .args(["--", "echo", "started"]));
+        assert_eq!(code(&out), 0, "host {host}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "started\n");
+        assert!(!stderr(&out).contains("50%41"), "{}", stderr(&out));
+    }
+    sql(server.as_str(), &[&format!("DROP USER '{user}'@'%'")]);
+}
