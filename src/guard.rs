@@ -219,12 +219,21 @@ async fn file_guard(
         log::debug!("no folder for {} yet: no guard needed", path.display());
         return Ok(Guard::None);
     }
-    let file = match OpenOptions::new()
+    // A guard file an earlier start made as another user (root, or another
+    // runAsUser on an fsGroup volume) may not be writable here; a lock
+    // needs no write, so it is opened for reading then.
+    let opened = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-    {
+        .open(&path);
+    let opened = match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            OpenOptions::new().read(true).open(&path).map_err(|_| e)
+        }
+        other => other,
+    };
+    let file = match opened {
         Ok(file) => file,
         Err(e) => {
             log::warn!(

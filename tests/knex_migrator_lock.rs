@@ -514,3 +514,70 @@ fn writers_zone_decides_the_age() {
         );
     }
 }
+
+/// Kubernetes' fsGroup volume: the guard file an earlier start made as
+/// another user (as root, or another `runAsUser`) is theirs, mode 0644, in
+/// a folder of group 2000. A start as uid 4242 in that group cannot open it
+/// for writing; it must still take turns on it (a lock needs no write),
+/// not go on without a guard while another replica holds it.
+#[test]
+fn the_guard_file_of_another_user_still_guards() {
+    if !available(
+        "the_guard_file_of_another_user_still_guards",
+        lacks_root().as_deref(),
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("guard_other_user");
+    let dir = scratch.path().join("volume");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(0), Some(2000)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let file = dir.join("app.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    sql(
+        &url,
+        &[
+            "CREATE TABLE migrations_lock (lock_key varchar(191) NOT NULL PRIMARY KEY, \
+           locked boolean DEFAULT '0', acquired_at datetime NULL, released_at datetime NULL)",
+            "INSERT INTO migrations_lock VALUES ('km01', 0, NULL, NULL)",
+        ],
+    );
+    std::os::unix::fs::chown(&file, Some(1000), Some(2000)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let guard = dir.join("app.db.unlatch-lock");
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&guard)
+        .unwrap();
+    std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o644)).unwrap();
+    held.lock().unwrap();
+    let mut cmd = unlatch();
+    cmd.env(
+        "UNLATCH_DATABASE_URL",
+        format!("sqlite://{}", file.display()),
+    )
+    .env("UNLATCH_LOCK_WAIT", "1s")
+    .args(["--", "true"]);
+    let as_4242 = [
+        "--reuid", "4242", "--regid", "4242", "--groups", "2000", "--",
+    ];
+    let out = run(&mut wrapped("setpriv", &as_4242, &cmd));
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another replica still holds unlatch's guard"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
+    let out = run(&mut wrapped("setpriv", &as_4242, &cmd));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("without a guard"),
+        "{}",
+        stderr(&out)
+    );
+}
