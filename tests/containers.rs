@@ -97,7 +97,11 @@ fn images() {
             "-t",
             GHOST_IMAGE,
             ROOT,
-        ]))
+        ]))?;
+        // With vfs every layer is a whole copy of its image: what these
+        // builds replaced (earlier builds' layers, now untagged) would
+        // otherwise fill the disk within a few runs.
+        step(podman().args(["image", "prune", "--force"]))
     });
     if let Err(e) = built {
         panic!("building the images: {e}");
