@@ -800,6 +800,13 @@ fn try_row(url: &str, query: &str) -> Option<String> {
     })
 }
 
+/// One Ghost scenario at a time: creating a Ghost container copies its
+/// whole 1.1 GB image (vfs) and holds podman's storage meanwhile.
+fn one_ghost_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static GHOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GHOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ghost_container(db: &GhostDb, port: u16) -> Container {
     let mut args = vec!["--network=host".to_owned()];
     for var in db.env(port) {
@@ -813,6 +820,7 @@ fn ghost_container(db: &GhostDb, port: u16) -> Container {
 /// The first boot on an empty database serves 200; `podman stop` stops
 /// Ghost cleanly, well within the stop timeout.
 fn ghost_first_boot_and_clean_stop(db: GhostDb) {
+    let _turn = one_ghost_at_a_time();
     let port = free_port();
     let ghost = ghost_container(&db, port);
     let took = wait_for_200(&ghost, port);
@@ -827,14 +835,24 @@ fn ghost_first_boot_and_clean_stop(db: GhostDb) {
 /// `podman kill` while knex-migrator holds its lock leaves the lock held;
 /// `podman start` of the same container heals it and serves 200.
 fn ghost_killed_while_migrating(db: GhostDb) {
+    let _turn = one_ghost_at_a_time();
     let port = free_port();
     let ghost = ghost_container(&db, port);
     // knex-migrator takes its lock before Ghost's init scripts run, and
     // frees it a few seconds later, after the fixtures. Reading the lock
     // meanwhile can fail (SQLite is busy with the writer), so the cue is
     // the first table the init script makes.
+    // SIGKILL straight from the host to the container's PID 1, as the OOM
+    // killer sends it: podman's own kill can wait on its storage lock while
+    // another test creates a container, and the migration would be over.
+    let pid: i32 = ghost.inspect("{{.State.Pid}}").parse().unwrap();
     ghost.wait_for_log("Creating table: posts");
-    ghost.kill();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    ghost.wait();
     assert_eq!(db.locked(), Some(true), "the kill did not leave the lock");
     ghost.restart();
     wait_for_200(&ghost, port);
@@ -893,6 +911,7 @@ fn started_with_user_as_the_user_asked_for() {
         return;
     }
     images();
+    let _turn = one_ghost_at_a_time();
     for user in ["node", "1000", "1000:1000", "4242"] {
         let dir = data_dir(
             "ghost-user",
