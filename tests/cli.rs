@@ -479,20 +479,7 @@ fn ghost_variables_take_any_password_and_an_ipv6_host() {
     );
     let listener = std::net::TcpListener::bind("[::1]:0").expect("::1 on this machine");
     let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let server = std::net::TcpStream::connect(&to).unwrap();
-            for (mut from, mut into) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut into);
-                    let _ = into.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
+    forward(listener, to);
     for (host, port) in [
         (
             server.host_str().unwrap().to_owned(),

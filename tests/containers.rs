@@ -438,24 +438,7 @@ impl LatePort {
 
     fn open(&mut self) {
         let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
-        let to = self.to.clone();
-        let accepting = listener.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for client in accepting.incoming().flatten() {
-                let Ok(server) = std::net::TcpStream::connect(&to) else {
-                    continue;
-                };
-                for (mut from, mut into) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut into);
-                        let _ = into.shutdown(std::net::Shutdown::Write);
-                    });
-                }
-            }
-        });
+        forward(listener.try_clone().unwrap(), self.to.clone());
         self.listener = Some(listener);
     }
 }

@@ -605,3 +605,24 @@ impl Running {
         self.finish()
     }
 }
+
+/// Forwards every connection `listener` accepts to `to`, in both
+/// directions, on threads of its own: a server seen at another address.
+pub fn forward(listener: std::net::TcpListener, to: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
