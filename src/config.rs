@@ -259,6 +259,10 @@ impl Env {
 fn is_ours(key: &str) -> bool {
     key.starts_with("UNLATCH_")
         || key.starts_with("database__")
+        // libpq's defaults, and the URLs of the tools beside unlatch.
+        || key.starts_with("PG")
+        || key.starts_with("LIQUIBASE_")
+        || key.starts_with("FLYWAY_")
         || matches!(key, "DATABASE_URL" | "TZ" | "NODE_ENV")
 }
 
@@ -338,8 +342,15 @@ impl Config {
             None => run_as.clone(),
         };
 
+        let database = database(env, raw.database_url.as_deref(), cwd)?;
+        let mut tool_settings = tool_settings(&raw)?;
+        if let Some(target) = &database {
+            warnings.extend(target.warnings.iter().cloned());
+            tool_settings.take_tables(&target.tables);
+        }
+
         Ok(Config {
-            database: database(env, raw.database_url.as_deref(), cwd)?,
+            database,
             wait_timeout: duration("UNLATCH_WAIT_TIMEOUT", raw.wait_timeout.as_deref(), "60s")?,
             tool: tool(raw.tool.as_deref())?,
             lock_ttl,
@@ -355,7 +366,7 @@ impl Config {
                     )))
                 }
             },
-            tool_settings: tool_settings(&raw)?,
+            tool_settings,
             terminate_stale_sessions: flag(
                 "UNLATCH_TERMINATE_STALE_SESSIONS",
                 raw.terminate_stale_sessions.as_deref(),
@@ -436,13 +447,13 @@ fn unknown_variables(env: &Env) -> Vec<String> {
 /// The database to work on, from the first source that names one.
 fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<Target>, Failure> {
     if let Some(url) = unlatch_url {
-        return Target::parse(url, "UNLATCH_DATABASE_URL").map(Some);
+        return Target::read(url, "UNLATCH_DATABASE_URL", env).map(Some);
     }
     if let Some(url) = env.get("DATABASE_URL") {
-        return Target::parse(url, "DATABASE_URL").map(Some);
+        return Target::read(url, "DATABASE_URL", env).map(Some);
     }
     match ghost::database_url(env, cwd)? {
-        Some((url, source)) => Target::parse(&url, &source).map(Some),
+        Some((url, source)) => Target::read(&url, &source, env).map(Some),
         None => Ok(None),
     }
 }

@@ -22,8 +22,10 @@ use sqlx::any::{AnyConnectOptions, AnyRow};
 use sqlx::{AnyConnection, ConnectOptions, Connection};
 
 use crate::clock::human;
+use crate::config::Env;
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+use crate::{dialect, tls};
 
 /// Which SQL dialect a database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,19 @@ pub struct Target {
     pub sqlite_file: Option<PathBuf>,
     /// The database name, for MySQL and PostgreSQL.
     pub name: String,
+    /// The PostgreSQL schema the tool's tables are in, when the URL names
+    /// one (Prisma's `schema`, JDBC's `currentSchema`...): it becomes the
+    /// connection's `search_path`, as the tools themselves do.
+    pub schema: Option<String>,
+    /// Tables the URL or the tool's own variables name, by tool
+    /// (golang-migrate's `x-migrations-table`, `FLYWAY_TABLE`...).
+    pub tables: Vec<(&'static str, String)>,
+    /// Harmless oddities found on the way (a parameter unlatch does not
+    /// understand), logged with the configuration's warnings.
+    pub warnings: Vec<String>,
+    /// What else must never be shown besides the password (an inline
+    /// client key).
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -56,8 +71,17 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Checks a database URL without connecting.
+    /// Checks a database URL without connecting, with no `PG*` defaults.
     pub fn parse(url: &str, source: &str) -> Result<Target, Failure> {
+        Target::read(url, source, &Env::default())
+    }
+
+    /// Checks a database URL, in any dialect [`dialect`] knows, without
+    /// connecting; `env` gives libpq's `PG*` defaults for what the URL does
+    /// not say.
+    pub fn read(url: &str, source: &str, env: &Env) -> Result<Target, Failure> {
+        // A secret file's trailing newline is not part of the URL.
+        let url = url.trim_end_matches(['\n', '\r']);
         // Every cause may quote the URL, or part of it.
         let bad = |why: String| {
             Failure::new(
@@ -70,54 +94,57 @@ impl Target {
                 ),
             )
         };
-        let scheme = url
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default();
-        let kind = match scheme.as_str() {
-            "sqlite" => Kind::Sqlite,
-            "mysql" | "mariadb" => Kind::MySql,
-            "postgres" | "postgresql" => Kind::Postgres,
-            "" => return Err(bad("no scheme".into())),
-            other => return Err(bad(format!("unsupported scheme {other}:"))),
-        };
+        let located = dialect::read(url).map_err(&bad)?;
+        let kind = located.kind;
         let mut target = Target {
             kind,
-            url: url.to_owned(),
+            url: located.url,
             password: None,
             redacted: redact(url),
             source: source.to_owned(),
             sqlite_file: None,
             name: String::new(),
+            schema: located.schema,
+            tables: located.tables,
+            warnings: located.warnings,
+            secrets: Vec::new(),
         };
         if kind == Kind::Sqlite {
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&target.url)
                 .map_err(|e| bad(e.to_string()))?;
             let file = options.get_filename();
-            if !url.contains(":memory:") && !url.contains("mode=memory") {
+            if !target.url.contains(":memory:") && !target.url.contains("mode=memory") {
                 target.name = file.display().to_string();
                 target.sqlite_file = Some(file.to_owned());
             }
             return Ok(target);
         }
-        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let mut parsed = url::Url::parse(&target.url).map_err(|e| bad(e.to_string()))?;
         target.password = parsed.password().map(|p| {
             percent_encoding::percent_decode_str(p)
                 .decode_utf8_lossy()
                 .into_owned()
         });
         target.name = parsed.path().trim_start_matches('/').to_owned();
-        if parsed.host_str().is_none_or(str::is_empty) && !url.contains("socket=") {
+        // A socket is named by a parameter: MySQL's `socket`, libpq's `host`.
+        let socket = parsed
+            .query_pairs()
+            .any(|(key, _)| key == "socket" || (kind == Kind::Postgres && key == "host"));
+        if parsed.host_str().is_none_or(str::is_empty) && !socket {
             return Err(bad("no host".into()));
         }
+        let settled = tls::settle(kind, &mut parsed, env).map_err(&bad)?;
+        target.secrets = settled.secrets;
+        target.warnings.extend(settled.warnings);
+        target.url = parsed.into();
         if target.name.is_empty() {
             return Err(bad("no database name in the path".into()));
         }
         // Let the driver check its own parameters (sslmode, charset...) now,
         // not after a minute of waiting.
         let checked = match kind {
-            Kind::MySql => sqlx::mysql::MySqlConnectOptions::from_str(url).map(drop),
-            _ => sqlx::postgres::PgConnectOptions::from_str(url).map(drop),
+            Kind::MySql => sqlx::mysql::MySqlConnectOptions::from_str(&target.url).map(drop),
+            _ => sqlx::postgres::PgConnectOptions::from_str(&target.url).map(drop),
         };
         checked.map_err(|e| bad(target.scrub(&e.to_string())))?;
         Ok(target)
@@ -132,11 +159,13 @@ impl Target {
     /// quotes, for any message that might quote a driver's error (sqlx
     /// quotes a bad query parameter whole: fuzz/database_url).
     pub fn scrub(&self, text: &str) -> String {
-        let text = mask_url_passwords(text);
-        match self.password.as_deref() {
-            Some(p) if !p.is_empty() => text.replace(p, "***"),
-            _ => text,
+        let mut text = mask_url_passwords(text);
+        for secret in self.password.iter().chain(&self.secrets) {
+            if !secret.is_empty() {
+                text = text.replace(secret.as_str(), "***");
+            }
         }
+        text
     }
 
     /// Options for a connection in `role`.
@@ -155,6 +184,11 @@ impl Target {
                 }
                 Kind::Sqlite => {}
             }
+        }
+        if let Some(schema) = &self.schema {
+            // Set at connection start: no round trip.
+            url.query_pairs_mut()
+                .append_pair("options[search_path]", schema);
         }
         let options = AnyConnectOptions::from_url(&url).context("database URL")?;
         Ok(options.disable_statement_logging())

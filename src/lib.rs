@@ -8,7 +8,8 @@
 //!
 //! - [`config`]: every setting, from the environment, checked up front
 //!   ([`ghost`] maps Ghost's own database settings).
-//! - [`db`]: where the database is, waiting for it, the SQL that differs.
+//! - [`db`]: where the database is, waiting for it, the SQL that differs
+//!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
 //! - [`guard`]: unlatch's own session lock, so replicas take turns.
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`sessions`]: PostgreSQL sessions holding a tool's advisory lock.
@@ -31,6 +32,7 @@ pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dialect;
 pub mod exit;
 pub mod ghost;
 pub mod guard;
@@ -45,6 +47,7 @@ pub mod sessions;
 pub mod state;
 pub mod status;
 pub mod supervise;
+pub mod tls;
 pub mod tools;
 pub mod user;
 

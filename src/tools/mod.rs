@@ -70,6 +70,26 @@ impl Default for ToolSettings {
     }
 }
 
+impl ToolSettings {
+    /// Takes the tables a URL or a tool's own variables name, for the
+    /// tools whose `UNLATCH_*_TABLE` left the default.
+    pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
+        let defaults = ToolSettings::default();
+        for (tool, table) in named {
+            let (slot, default) = match *tool {
+                GolangMigrate::NAME => (&mut self.golang_migrate, defaults.golang_migrate.as_str()),
+                Flyway::NAME => (&mut self.flyway, defaults.flyway.as_str()),
+                Liquibase::NAME => (&mut self.liquibase_lock, defaults.liquibase_lock.as_str()),
+                Knex::NAME => (&mut self.knex, defaults.knex.as_str()),
+                _ => continue,
+            };
+            if slot == default {
+                slot.clone_from(table);
+            }
+        }
+    }
+}
+
 /// Every adapter, in the order `auto` tries them.
 pub fn all(tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
     vec![
