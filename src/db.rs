@@ -94,7 +94,7 @@ impl Target {
                 ),
             )
         };
-        let located = dialect::read(url).map_err(&bad)?;
+        let located = dialect::read(url, env).map_err(&bad)?;
         let kind = located.kind;
         let mut target = Target {
             kind,
@@ -208,7 +208,34 @@ pub fn redact(url: &str) -> String {
     // Every `user:pass@` the text shows first, URLs further in included,
     // then the URL's own password as the URL parser reads it: on odd input
     // the two disagree (fuzz/database_url found several such).
-    mask_to_last_at(&redact_own_password(&mask_url_passwords(url)))
+    mask_query_passwords(&mask_to_last_at(&redact_own_password(&mask_url_passwords(
+        url,
+    ))))
+}
+
+/// A JDBC URL carries its password as a parameter (`?password=`), and
+/// Prisma its key's (`sslpassword=`): their values are masked.
+fn mask_query_passwords(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find(['?', '&', ';']) {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let key_end = rest.find('=').unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        if key_end < rest.len()
+            && (key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword"))
+        {
+            let value_end = rest[key_end..]
+                .find(['&', ';', '#'])
+                .map_or(rest.len(), |e| key_end + e);
+            out.push_str(key);
+            out.push_str("=***");
+            rest = &rest[value_end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A password written without percent-encoding (`@`, `/`, `#`, `?` in it)
@@ -715,6 +742,24 @@ mod tests {
         // fuzz/database_url's second crash, shortened.
         let shown = redact("sqlite:r[v///a/ghosIpassdb://user:Fz-S3cret@a:b%40c@t.db");
         assert!(!shown.contains("Fz-S3cret"), "{shown}");
+    }
+
+    #[test]
+    fn a_password_given_as_a_parameter_is_masked() {
+        assert_eq!(
+            redact("jdbc:postgresql://db/app?user=u&password=hunter2&ssl=true"),
+            "jdbc:postgresql://db/app?user=u&password=***&ssl=true"
+        );
+        assert_eq!(
+            redact("postgres://u@h/d?schema=a&sslpassword=k3y"),
+            "postgres://u@h/d?schema=a&sslpassword=***"
+        );
+        let err = Target::parse(
+            "jdbc:postgresql://db/app?password=hunter2&sslmode=bogus",
+            "FLYWAY_URL",
+        )
+        .unwrap_err();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
     }
 
     #[test]
