@@ -783,9 +783,11 @@ fn jdbc_mysql_mode(value: &str, mariadb: bool) -> Result<String, String> {
                 "sslMode={value}: expected disable, trust, verify-ca or verify-full"
             ))
         }
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "sslMode={value}: expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
-        )),
+        ))
+        }
     };
     Ok(mode.to_owned())
 }
@@ -930,8 +932,6 @@ mod tests {
         let l = read_plain("postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5");
         assert_eq!(l.kind, Kind::Postgres);
         assert_eq!(l.schema.as_deref(), Some("tenant_a"));
-        let l = read_plain("postgresql://u@db/app?schema=Tenant");
-        assert_eq!(l.schema.as_deref(), Some("\"Tenant\""));
         assert_eq!(param(&l.url, "schema"), None);
         assert_eq!(param(&l.url, "connection_limit"), None);
         assert!(
@@ -941,6 +941,9 @@ mod tests {
         );
         // Prisma checks no certificate unless sslaccept=strict.
         assert_eq!(param(&l.url, "sslmode").as_deref(), Some("prefer"));
+        // Prisma quotes the name: its case is kept.
+        let l = read_plain("postgresql://u@db/app?schema=Tenant");
+        assert_eq!(l.schema.as_deref(), Some("\"Tenant\""));
     }
 
     #[test]
