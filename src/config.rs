@@ -29,9 +29,19 @@ use crate::{ghost, tools};
 /// this table, and a test checks that the README documents each row.
 #[rustfmt::skip]
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:"),
+    ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:, Prisma's file:, jdbc:"),
     ("DATABASE_URL", "(unset)", "used when UNLATCH_DATABASE_URL is unset"),
-    ("database__client, database__connection__*", "(unset)", "Ghost's variables, used when no URL is set; then config.$NODE_ENV.json"),
+    ("database__client, database__connection__*", "(unset)", "Ghost's variables (a *_FILE variant read as a secret file), used when no URL is set; then config.$NODE_ENV.json, config.local.json and Ghost's defaults"),
+    ("LIQUIBASE_COMMAND_URL", "(unset)", "Liquibase's JDBC URL, used when none of the above is set"),
+    ("LIQUIBASE_COMMAND_USERNAME, LIQUIBASE_COMMAND_PASSWORD", "(unset)", "Liquibase's credentials, with LIQUIBASE_COMMAND_URL"),
+    ("LIQUIBASE_COMMAND_LIQUIBASE_SCHEMA_NAME", "LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "schema of Liquibase's lock table, with LIQUIBASE_COMMAND_URL"),
+    ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "(the URL's)", "Liquibase's default schema, with LIQUIBASE_COMMAND_URL"),
+    ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "DATABASECHANGELOGLOCK", "Liquibase's lock table, with LIQUIBASE_COMMAND_URL (UNLATCH_LIQUIBASE_TABLE wins)"),
+    ("FLYWAY_URL", "(unset)", "Flyway's JDBC URL, used when none of the above is set (with both, UNLATCH_TOOL picks)"),
+    ("FLYWAY_USER, FLYWAY_PASSWORD", "(unset)", "Flyway's credentials, with FLYWAY_URL"),
+    ("FLYWAY_DEFAULT_SCHEMA", "the first of FLYWAY_SCHEMAS", "schema of Flyway's history table, with FLYWAY_URL"),
+    ("FLYWAY_SCHEMAS", "(the URL's)", "Flyway's schemas, comma-separated, with FLYWAY_URL"),
+    ("FLYWAY_TABLE", "flyway_schema_history", "Flyway's history table, with FLYWAY_URL (UNLATCH_FLYWAY_TABLE wins)"),
     ("UNLATCH_WAIT_TIMEOUT", "60s", "how long to wait for the database to accept connections"),
     ("UNLATCH_TOOL", "auto", "migration tool to look after: auto, knex-migrator, knex, liquibase, golang-migrate, prisma, flyway, sqlx"),
     ("UNLATCH_LOCK_TTL", "15m", "a lock held longer than this is stale and may be healed"),
@@ -452,9 +462,122 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
     if let Some(url) = env.get("DATABASE_URL") {
         return Target::read(url, "DATABASE_URL", env).map(Some);
     }
-    match ghost::database_url(env, cwd)? {
-        Some((url, source)) => Target::read(&url, &source, env).map(Some),
-        None => Ok(None),
+    if let Some((url, source)) = ghost::database_url(env, cwd)? {
+        return Target::read(&url, &source, env).map(Some);
+    }
+    tool_variables(env)
+}
+
+/// A migration tool's own variables, read as that tool reads them.
+struct ToolVariables {
+    tool: &'static str,
+    url: &'static str,
+    user: &'static str,
+    password: &'static str,
+    /// Where the tool's tables go, first set first.
+    schemas: &'static [&'static str],
+    /// A comma-separated list whose first entry is the schema, after `schemas`.
+    schema_list: Option<&'static str>,
+    schema_quoted: bool,
+    table: &'static str,
+}
+
+/// Liquibase keeps its lock table in its liquibase schema, else the
+/// default schema; Flyway its history table in the default schema, else
+/// the first of its schemas, and quotes the name.
+const TOOL_VARIABLES: [ToolVariables; 2] = [
+    ToolVariables {
+        tool: tools::Liquibase::NAME,
+        url: "LIQUIBASE_COMMAND_URL",
+        user: "LIQUIBASE_COMMAND_USERNAME",
+        password: "LIQUIBASE_COMMAND_PASSWORD",
+        schemas: &[
+            "LIQUIBASE_COMMAND_LIQUIBASE_SCHEMA_NAME",
+            "LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME",
+        ],
+        schema_list: None,
+        schema_quoted: false,
+        table: "LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME",
+    },
+    ToolVariables {
+        tool: tools::Flyway::NAME,
+        url: "FLYWAY_URL",
+        user: "FLYWAY_USER",
+        password: "FLYWAY_PASSWORD",
+        schemas: &["FLYWAY_DEFAULT_SCHEMA"],
+        schema_list: Some("FLYWAY_SCHEMAS"),
+        schema_quoted: true,
+        table: "FLYWAY_TABLE",
+    },
+];
+
+/// With no URL of unlatch's own, the database Liquibase's or Flyway's own
+/// variables name, with their schema and table; both set, `UNLATCH_TOOL`
+/// says which.
+fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
+    let set: Vec<&ToolVariables> = TOOL_VARIABLES
+        .iter()
+        .filter(|t| env.get(t.url).is_some())
+        .collect();
+    let chosen = match set.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        _ => match set.iter().find(|t| env.get("UNLATCH_TOOL") == Some(t.tool)) {
+            Some(one) => *one,
+            None => {
+                return Err(config_error(
+                    "LIQUIBASE_COMMAND_URL and FLYWAY_URL are both set; set UNLATCH_TOOL to liquibase or flyway, \
+                     or the database in UNLATCH_DATABASE_URL"
+                        .into(),
+                ))
+            }
+        },
+    };
+    let url = env.get(chosen.url).expect("filtered on it");
+    let listed = chosen
+        .schema_list
+        .and_then(|name| env.get(name))
+        .and_then(|list| list.split(',').map(str::trim).find(|s| !s.is_empty()));
+    let schema = chosen
+        .schemas
+        .iter()
+        .find_map(|name| env.get(name))
+        .or(listed);
+    let extras = crate::dialect::JdbcExtras {
+        user: env.get(chosen.user),
+        password: env.get(chosen.password),
+        schema,
+        schema_quoted: chosen.schema_quoted,
+    };
+    let composed = crate::dialect::jdbc_with(url.trim_end_matches(['\n', '\r']), &extras)
+        .map_err(|why| config_error(format!("{}={}: {why}", chosen.url, crate::db::redact(url))))?;
+    let mut target = Target::read(&composed, chosen.url, env)?;
+    if let Some(table) = env.get(chosen.table) {
+        target
+            .tables
+            .push((chosen.tool, table_name(chosen.table, table)?));
+    }
+    log::debug!(
+        "database from {}{}",
+        chosen.url,
+        schema.map_or(String::new(), |s| format!(", tables in schema {s}"))
+    );
+    Ok(Some(target))
+}
+
+/// A table name as the `*_TABLE` variables take it.
+fn table_name(name: &str, value: &str) -> Result<String, Failure> {
+    let mut chars = value.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(config_error(format!(
+            "{name}={value}: expected a table name of letters, digits and _"
+        )))
     }
 }
 
@@ -486,22 +609,9 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, Failure> {
 
 fn tool_settings(raw: &Raw) -> Result<ToolSettings, Failure> {
     let defaults = ToolSettings::default();
-    let table = |name: &str, value: &Option<String>, default: String| -> Result<String, Failure> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        let mut chars = value.chars();
-        let valid = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
-            Ok(value.clone())
-        } else {
-            Err(config_error(format!(
-                "{name}={value}: expected a table name of letters, digits and _"
-            )))
-        }
+    let table = |name: &str, value: &Option<String>, default: String| match value {
+        Some(value) => table_name(name, value),
+        None => Ok(default),
     };
     let golang_migrate_path = match &raw.golang_migrate_path {
         Some(p) if Path::new(p).is_dir() => Some(PathBuf::from(p)),
@@ -833,6 +943,58 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.database.unwrap().source, "DATABASE_URL");
+    }
+
+    #[test]
+    fn the_tools_variables_come_after_unlatchs_own_and_ghosts() {
+        let liquibase = [
+            (
+                "LIQUIBASE_COMMAND_URL",
+                "jdbc:postgresql://db:5432/app?currentSchema=x",
+            ),
+            ("LIQUIBASE_COMMAND_USERNAME", "svc"),
+            ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"),
+            ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"),
+            ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"),
+        ];
+        let c = config(&liquibase).unwrap();
+        assert_eq!(c.tool_settings.liquibase_lock, "app_lock");
+        let target = c.database.unwrap();
+        assert_eq!(target.source, "LIQUIBASE_COMMAND_URL");
+        assert_eq!(target.schema.as_deref(), Some("billing"));
+        assert_eq!(target.password(), Some("s3cret"));
+        assert!(!target.redacted.contains("s3cret"), "{}", target.redacted);
+        let mut with_url = liquibase.to_vec();
+        with_url.push(("DATABASE_URL", "postgres://u@h/d"));
+        assert_eq!(
+            config(&with_url).unwrap().database.unwrap().source,
+            "DATABASE_URL"
+        );
+
+        let flyway = [
+            ("FLYWAY_URL", "jdbc:postgresql://db/app"),
+            ("FLYWAY_SCHEMAS", " Tenant ,other"),
+            ("FLYWAY_TABLE", "history"),
+        ];
+        let c = config(&flyway).unwrap();
+        assert_eq!(c.tool_settings.flyway, "history");
+        // Flyway quotes the name: its case is kept.
+        assert_eq!(c.database.unwrap().schema.as_deref(), Some("\"Tenant\""));
+
+        let mut both = liquibase.to_vec();
+        both.extend(flyway);
+        assert!(message(&both).contains("UNLATCH_TOOL"));
+        both.push(("UNLATCH_TOOL", "flyway"));
+        assert_eq!(
+            config(&both).unwrap().database.unwrap().source,
+            "FLYWAY_URL"
+        );
+        assert!(message(&[("FLYWAY_URL", "postgres://db/app")]).starts_with("FLYWAY_URL="));
+        assert!(message(&[
+            ("FLYWAY_URL", "jdbc:postgresql://db/app"),
+            ("FLYWAY_TABLE", "a b")
+        ])
+        .starts_with("FLYWAY_TABLE=a b: expected a table name"));
     }
 
     #[test]

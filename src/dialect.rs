@@ -724,6 +724,79 @@ fn jdbc_postgres(tail: &str) -> Result<Located, String> {
     Ok(located)
 }
 
+/// What a tool's own variables add to its JDBC URL (Liquibase's
+/// `LIQUIBASE_COMMAND_*`, Flyway's `FLYWAY_*`).
+#[derive(Debug, Default)]
+pub struct JdbcExtras<'a> {
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    /// Where the tool keeps its tables: a PostgreSQL schema, a MySQL
+    /// database (MySQL's schemas are databases).
+    pub schema: Option<&'a str>,
+    /// The tool quotes the schema's name (Flyway), so its case is kept.
+    pub schema_quoted: bool,
+}
+
+/// `url`, a JDBC URL, with `extras` in it as the JDBC driver takes them:
+/// `user` and `password` as parameters, unless the URL has its own (the
+/// URL's win, as in pgjdbc); the schema as pgjdbc's `currentSchema`, or as
+/// MySQL's database.
+pub fn jdbc_with(url: &str, extras: &JdbcExtras) -> Result<String, String> {
+    let Some(rest) = strip_prefix_ignore_case(url, "jdbc:") else {
+        return Err("expected a JDBC URL, like jdbc:postgresql://host:5432/db".into());
+    };
+    let (sub, tail) = rest.split_once(':').unwrap_or((rest, ""));
+    let sub = sub.to_ascii_lowercase();
+    if sub == "sqlite" {
+        return Ok(url.to_owned());
+    }
+    let (base, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut add = |key: &str, value: Option<&str>, replace: bool| {
+        let Some(value) = value else { return };
+        let present = pairs.iter().position(|(k, _)| k == key);
+        match (present, replace) {
+            (Some(at), true) => pairs[at].1 = value.to_owned(),
+            (Some(_), false) => {}
+            (None, _) => pairs.push((key.to_owned(), value.to_owned())),
+        }
+    };
+    add("user", extras.user, false);
+    add("password", extras.password, false);
+    let mut base = base.to_owned();
+    match (sub.as_str(), extras.schema) {
+        ("postgresql", Some(schema)) => {
+            let schema = if extras.schema_quoted {
+                quoted_schema(schema)
+            } else {
+                schema.to_owned()
+            };
+            add("currentSchema", Some(&schema), true);
+        }
+        (_, Some(database)) => {
+            let authority_end = base
+                .strip_prefix("//")
+                .map_or(0, |a| 2 + a.find('/').unwrap_or(a.len()));
+            base.truncate(authority_end);
+            base.push('/');
+            base.push_str(database);
+        }
+        _ => {}
+    }
+    let mut out = format!("jdbc:{sub}:{base}");
+    if !pairs.is_empty() {
+        out.push('?');
+        out.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish(),
+        );
+    }
+    Ok(out)
+}
+
 /// MySQL Connector/J's and MariaDB Connector/J's parameters.
 fn jdbc_mysql(sub: &str, tail: &str) -> Result<Located, String> {
     let mut url = jdbc_url("mysql", sub, tail)?;
@@ -1124,6 +1197,33 @@ mod tests {
         assert_eq!(Url::parse(&l.url).unwrap().host_str(), Some("localhost"));
         let err = read("jdbc:postgresql://a:5432,b:5432/app", &Env::default()).unwrap_err();
         assert!(err.contains("several hosts"), "{err}");
+    }
+
+    #[test]
+    fn jdbc_with_the_tools_variables() {
+        let extras = JdbcExtras {
+            user: Some("svc"),
+            password: Some("p&w=x"),
+            schema: Some("Billing"),
+            schema_quoted: true,
+        };
+        let url = jdbc_with("jdbc:postgresql://db/app?currentSchema=x", &extras).unwrap();
+        let l = read_plain(&url);
+        assert_eq!(l.schema.as_deref(), Some("\"Billing\""));
+        let parsed = Url::parse(&l.url).unwrap();
+        assert_eq!(parsed.username(), "svc");
+        let password = percent_encoding::percent_decode_str(parsed.password().unwrap());
+        assert_eq!(password.decode_utf8().unwrap(), "p&w=x");
+        // The URL's own user wins, as in pgjdbc.
+        let url = jdbc_with("jdbc:postgresql://db/app?user=own", &extras).unwrap();
+        assert_eq!(Url::parse(&read_plain(&url).url).unwrap().username(), "own");
+        // MySQL's schemas are databases.
+        let url = jdbc_with("jdbc:mysql://db:3306/app?useSSL=false", &extras).unwrap();
+        assert_eq!(
+            Url::parse(&read_plain(&url).url).unwrap().path(),
+            "/Billing"
+        );
+        assert!(jdbc_with("postgres://db/app", &extras).is_err());
     }
 
     #[test]
