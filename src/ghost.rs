@@ -35,36 +35,113 @@ pub fn database_url(env: &Env, cwd: &Path) -> Result<Option<(String, String)>, F
         "config.{}.json",
         env.get("NODE_ENV").unwrap_or("development")
     );
+    let node_env = env.get("NODE_ENV").unwrap_or("development");
     let file = read_config_file(&cwd.join(&file_name))?;
-    let from_env = settings_from_env(env);
+    // Ghost reads config.local.json below config.$NODE_ENV.json, except
+    // in its test environments.
+    let local = match node_env.starts_with("testing") {
+        true => None,
+        false => read_config_file(&cwd.join("config.local.json"))?,
+    };
+    let from_env = settings_from_env(env)?;
 
-    let mut settings = file.clone().unwrap_or_default();
-    settings.extend(from_env.clone());
-    if settings.is_empty() {
+    let mut given = Settings::new();
+    let mut files = Vec::new();
+    for (name, settings) in [("config.local.json", &local), (file_name.as_str(), &file)] {
+        if let Some(settings) = settings.as_ref().filter(|s| !s.is_empty()) {
+            given.extend(settings.clone());
+            files.push(name.to_owned());
+        }
+    }
+    given.extend(from_env.clone());
+    // A non-Ghost app sets none of Ghost's settings: no database is made
+    // up for it from Ghost's defaults.
+    if given.is_empty() {
         return Ok(None);
     }
-    let source = match (from_env.is_empty(), file.is_some_and(|f| !f.is_empty())) {
-        (false, true) => format!("Ghost's database__* variables and {file_name}"),
-        (false, false) => "Ghost's database__* variables".to_owned(),
-        (true, _) => file_name.clone(),
+    let mut settings = builtin_defaults(node_env);
+    settings.extend(given);
+    files.reverse();
+    let source = match (from_env.is_empty(), files.is_empty()) {
+        (false, false) => format!("Ghost's database__* variables and {}", files.join(" and ")),
+        (false, true) => "Ghost's database__* variables".to_owned(),
+        (true, _) => files.join(" and "),
     };
     url_from_settings(&settings, cwd, &source).map(|url| Some((url, source)))
+}
+
+/// Ghost 5's built-in `core/shared/config/env/config.$NODE_ENV.json`
+/// (5.130.6), below every setting the user gives: under production, MySQL
+/// on 127.0.0.1 as root, database ghost.
+fn builtin_defaults(node_env: &str) -> Settings {
+    let pairs: &[(&str, &str)] = match node_env {
+        "production" => &[
+            ("client", "mysql"),
+            ("host", "127.0.0.1"),
+            ("user", "root"),
+            ("database", "ghost"),
+        ],
+        "development" => &[
+            ("client", "sqlite3"),
+            ("filename", "content/data/ghost-dev.db"),
+        ],
+        "testing" | "testing-browser" => {
+            &[("client", "sqlite3"), ("filename", "/tmp/ghost-test.db")]
+        }
+        "testing-mysql" => &[
+            ("client", "mysql"),
+            ("host", "127.0.0.1"),
+            ("user", "root"),
+            ("database", "ghost_testing"),
+        ],
+        _ => &[],
+    };
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
 /// Setting name (`client`, `host`, ...) to value.
 type Settings = BTreeMap<&'static str, String>;
 
-fn settings_from_env(env: &Env) -> Settings {
+fn settings_from_env(env: &Env) -> Result<Settings, Failure> {
     let mut settings = Settings::new();
-    if let Some(client) = env.get("database__client") {
-        settings.insert("client", client.to_owned());
-    }
-    for field in FIELDS {
-        if let Some(value) = env.get(&format!("database__connection__{field}")) {
-            settings.insert(field, value.to_owned());
+    let keys = std::iter::once(("client", "database__client".to_owned())).chain(
+        FIELDS
+            .iter()
+            .map(|field| (*field, format!("database__connection__{field}"))),
+    );
+    for (key, name) in keys {
+        if let Some(value) =
+            from_secret_file(env, &name)?.or_else(|| env.get(&name).map(str::to_owned))
+        {
+            settings.insert(key, value);
         }
     }
-    settings
+    Ok(settings)
+}
+
+/// `NAME_FILE`, as the repository's `entrypoint.d/20-secrets-from-files`
+/// hands it to the app: the file's content as `$(cat file)` gives it, its
+/// trailing newlines cut, set as `NAME` over any `NAME` already set. A
+/// file of more than one line is refused, as the hook refuses it.
+fn from_secret_file(env: &Env, name: &str) -> Result<Option<String>, Failure> {
+    let variable = format!("{name}_FILE");
+    let Some(path) = env.get(&variable) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Code::Config,
+            format!("{variable}={path}: cannot read it ({e}); expected a readable file holding the value"),
+        )
+    })?;
+    let value = text.trim_end_matches('\n');
+    if value.contains('\n') {
+        return Err(Failure::new(
+            Code::Config,
+            format!("{variable}={path}: more than one line; expected the value on one line"),
+        ));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 fn read_config_file(path: &Path) -> Result<Option<Settings>, Failure> {
@@ -116,9 +193,14 @@ fn url_from_settings(settings: &Settings, cwd: &Path, source: &str) -> Result<St
         )
     };
     match settings.get("client").map(String::as_str) {
-        Some("sqlite3" | "better-sqlite3") => {
+        Some(client @ ("sqlite3" | "better-sqlite3")) => {
             let filename = settings.get("filename").ok_or_else(|| missing("connection__filename"))?;
-            Ok(sqlite_url(&ghost_path(filename, cwd)))
+            // Ghost makes the path absolute for sqlite3 only.
+            let path = match client {
+                "sqlite3" => ghost_path(filename, cwd),
+                _ => cwd.join(filename),
+            };
+            Ok(sqlite_url(&path))
         }
         Some("mysql" | "mysql2") => {
             let database = settings.get("database").ok_or_else(|| missing("connection__database"))?;
@@ -135,11 +217,16 @@ fn url_from_settings(settings: &Settings, cwd: &Path, source: &str) -> Result<St
     }
 }
 
-/// Ghost makes relative paths absolute against its own root.
+/// Ghost's `makePathsAbsolute`: a relative path with a slash in it (or
+/// `.`) is made absolute against Ghost's own root; one without stays
+/// relative to the working directory, where Ghost opens it.
 fn ghost_path(filename: &str, cwd: &Path) -> PathBuf {
     let path = Path::new(filename);
     if path.is_absolute() {
         return path.to_owned();
+    }
+    if !filename.contains(['/', '\\']) && filename != "." {
+        return cwd.join(path);
     }
     let current = cwd.join("current");
     let root = if current.is_dir() {
@@ -147,7 +234,22 @@ fn ghost_path(filename: &str, cwd: &Path) -> PathBuf {
     } else {
         cwd.to_owned()
     };
-    root.join(path)
+    normalize(&root.join(path))
+}
+
+/// Node's `path.normalize`: `.` and `..` resolved in the text.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A `sqlite://` URL for a path, percent-encoded so any file name survives.
@@ -347,8 +449,12 @@ mod tests {
             "{}",
             err.message
         );
-        let err =
-            database_url(&env(&[("database__client", "sqlite3")]), Path::new("/x")).unwrap_err();
+        // Outside Ghost's own environments there are no defaults to fill in.
+        let err = database_url(
+            &env(&[("NODE_ENV", "staging"), ("database__client", "sqlite3")]),
+            Path::new("/x"),
+        )
+        .unwrap_err();
         assert!(
             err.message
                 .contains("database__connection__filename is not set"),
@@ -356,7 +462,10 @@ mod tests {
             err.message
         );
         let err = database_url(
-            &env(&[("database__connection__host", "db")]),
+            &env(&[
+                ("NODE_ENV", "staging"),
+                ("database__connection__host", "db"),
+            ]),
             Path::new("/x"),
         )
         .unwrap_err();
@@ -379,6 +488,111 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn ghosts_own_defaults_fill_what_is_not_given() {
+        // Ghost 5.130.6, config.production.json: mysql, 127.0.0.1, root, ghost.
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            ("database__connection__password", "pw"),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
+        assert_eq!(url, "mysql://root:pw@127.0.0.1/ghost");
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            ("database__connection__host", "db"),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
+        assert_eq!(url, "mysql://root@db/ghost");
+        // Development: SQLite under Ghost's root, whatever host is given.
+        let e = env(&[("database__connection__host", "db")]);
+        let (url, _) = database_url(&e, Path::new("/srv/blog")).unwrap().unwrap();
+        assert_eq!(url, "sqlite:///srv/blog/content/data/ghost-dev.db");
+        // Nothing of Ghost's given: no database made up.
+        assert!(
+            database_url(&env(&[("NODE_ENV", "production")]), Path::new("/x"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn config_local_json_is_read_below_the_environments_file() {
+        let dir = dir_with(
+            "config.local.json",
+            r#"{"database":{"client":"mysql","connection":{"host":"local","database":"blog"}}}"#,
+        );
+        let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "mysql://root@local/blog");
+        assert_eq!(source, "config.local.json");
+        std::fs::write(
+            dir.join("config.production.json"),
+            r#"{"database":{"connection":{"host":"prod"}}}"#,
+        )
+        .unwrap();
+        let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "mysql://root@prod/blog");
+        assert_eq!(source, "config.production.json and config.local.json");
+    }
+
+    #[test]
+    fn a_sqlite_filename_without_a_slash_stays_in_the_working_directory() {
+        let dir = dir_with("marker2", "");
+        std::fs::create_dir_all(dir.join("current")).unwrap();
+        for (filename, expected) in [
+            ("ghost.db", dir.join("ghost.db")),
+            ("./ghost.db", dir.join("current/ghost.db")),
+            (
+                "content/data/../ghost.db",
+                dir.join("current/content/ghost.db"),
+            ),
+        ] {
+            let e = env(&[
+                ("database__client", "sqlite3"),
+                ("database__connection__filename", filename),
+            ]);
+            let (url, _) = database_url(&e, &dir).unwrap().unwrap();
+            assert_eq!(url, sqlite_url(&expected), "{filename}");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_read_as_the_hook_hands_it_on() {
+        let dir = dir_with("password", "p%41ss\n");
+        let e = env(&[
+            ("database__client", "mysql"),
+            ("database__connection__host", "db"),
+            ("database__connection__user", "ghost"),
+            ("database__connection__password", "ignored"),
+            (
+                "database__connection__password_FILE",
+                dir.join("password").to_str().unwrap(),
+            ),
+            ("database__connection__database", "ghost"),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
+        assert_eq!(url, "mysql://ghost:p%2541ss@db/ghost");
+        std::fs::write(dir.join("password"), "a\nb\n").unwrap();
+        let err = database_url(&e, Path::new("/x")).unwrap_err();
+        assert!(
+            err.message.contains("more than one line"),
+            "{}",
+            err.message
+        );
+        std::fs::remove_file(dir.join("password")).unwrap();
+        let err = database_url(&e, Path::new("/x")).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("database__connection__password_FILE="),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.code, Code::Config);
     }
 
     #[test]
