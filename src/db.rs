@@ -62,6 +62,11 @@ pub struct Target {
     /// What else must never be shown besides the password (an inline
     /// client key).
     secrets: Vec<String>,
+    /// A CA is named, and only it may be trusted ([`tls::confine_roots`]).
+    pub only_given_roots: bool,
+    /// libpq's `allow`/`prefer`: the `sslmode` of a second attempt when
+    /// the server turns the first down.
+    fallback_sslmode: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Target {
@@ -108,6 +113,8 @@ impl Target {
             tables: located.tables,
             warnings: located.warnings,
             secrets: Vec::new(),
+            only_given_roots: false,
+            fallback_sslmode: None,
         };
         if kind == Kind::Sqlite {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&target.url)
@@ -136,6 +143,8 @@ impl Target {
         let settled = tls::settle(kind, &mut parsed, env).map_err(&bad)?;
         target.secrets = settled.secrets;
         target.warnings.extend(settled.warnings);
+        target.only_given_roots = settled.only_given_roots;
+        target.fallback_sslmode = settled.fallback_sslmode;
         target.url = parsed.into();
         if target.name.is_empty() {
             return Err(bad("no database name in the path".into()));
@@ -155,6 +164,26 @@ impl Target {
         self.password.as_deref()
     }
 
+    /// The other secrets (an inline client key), for
+    /// [`crate::logging::hide`]; never to be shown.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// `host:port` as the URL gives it, for messages.
+    fn host(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_owned();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_default()
+    }
+
     /// `text` with this target's password masked, and that of any URL it
     /// quotes, for any message that might quote a driver's error (sqlx
     /// quotes a bad query parameter whole: fuzz/database_url).
@@ -168,10 +197,22 @@ impl Target {
         text
     }
 
-    /// Options for a connection in `role`.
-    fn options(&self, role: Role) -> anyhow::Result<AnyConnectOptions> {
+    /// Options for a connection in `role`, with `sslmode` replaced when
+    /// given.
+    fn options(&self, role: Role, sslmode: Option<&str>) -> anyhow::Result<AnyConnectOptions> {
         sqlx::any::install_default_drivers();
         let mut url = url::Url::parse(&self.url).context("database URL")?;
+        if let Some(mode) = sslmode {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "sslmode")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(pairs)
+                .append_pair("sslmode", mode);
+        }
         if role == Role::Guard {
             match self.kind {
                 // GET_LOCK is server-wide: no database needed.
@@ -194,17 +235,48 @@ impl Target {
         Ok(options.disable_statement_logging())
     }
 
-    /// Opens one connection now, without waiting.
+    /// Opens one connection now, without waiting; with libpq's `allow`
+    /// and `prefer`, a second attempt in the other mode when the server
+    /// turns the first down, as libpq makes it.
     pub async fn connect_once(&self, role: Role) -> Result<AnyConnection, sqlx::Error> {
+        let first = self.connect_in_mode(role, None).await;
+        let (Err(err), Some(mode)) = (&first, self.fallback_sslmode) else {
+            return first;
+        };
+        let turned_down =
+            matches!(err, sqlx::Error::Database(_)) || tls::handshake_failure(err).is_some();
+        if !turned_down {
+            return first;
+        }
+        log::debug!(
+            "{} (sslmode {}): {}; trying again with sslmode={mode}",
+            self.redacted,
+            if mode == "disable" { "prefer" } else { "allow" },
+            self.scrub(&err.to_string())
+        );
+        match self.connect_in_mode(role, Some(mode)).await {
+            // The encrypted attempt's error is the one that tells.
+            Err(_) if mode == "disable" => first,
+            second => second,
+        }
+    }
+
+    async fn connect_in_mode(
+        &self,
+        role: Role,
+        sslmode: Option<&str>,
+    ) -> Result<AnyConnection, sqlx::Error> {
         let options = self
-            .options(role)
+            .options(role, sslmode)
             .map_err(|e| sqlx::Error::Configuration(e.into()))?;
         AnyConnection::connect_with(&options).await
     }
 }
 
-/// Masks the password of a URL-like string, even one that does not parse.
+/// Masks the password of a URL-like string, even one that does not parse,
+/// and shows an inline certificate or key as its kind only.
 pub fn redact(url: &str) -> String {
+    let url = &tls::shorten_inline_pems(url);
     // Every `user:pass@` the text shows first, URLs further in included,
     // then the URL's own password as the URL parser reads it: on odd input
     // the two disagree (fuzz/database_url found several such).
@@ -326,9 +398,17 @@ enum Attempt {
     Credentials,
     MissingDatabase,
     Fatal,
+    /// The TLS handshake failed, and why: a certificate that fails
+    /// verification will not pass by waiting.
+    Tls(String),
 }
 
 fn classify(err: &sqlx::Error) -> Attempt {
+    // rustls's errors arrive inside an I/O error (sqlx's handshake) or as
+    // sqlx's own TLS error.
+    if let Some(why) = tls::handshake_failure(err) {
+        return Attempt::Tls(why);
+    }
     match err {
         sqlx::Error::Database(db) => {
             if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
@@ -429,6 +509,18 @@ pub async fn connect_within(
                     format!(
                         "cannot connect to {} (from {}): {cause}",
                         target.redacted, target.source
+                    ),
+                )
+                .into())
+            }
+            Attempt::Tls(why) => {
+                return Err(Failure::new(
+                    Code::Unreachable,
+                    format!(
+                        "cannot connect to {} (from {}): TLS with {} failed: {why}",
+                        target.redacted,
+                        target.source,
+                        target.host()
                     ),
                 )
                 .into())

@@ -157,6 +157,11 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     if let Some(password) = config.database.as_ref().and_then(|t| t.password()) {
         logging::hide(password);
     }
+    for secret in config.database.iter().flat_map(|t| t.secrets()) {
+        logging::hide(secret);
+    }
+    // Before the runtime starts any thread: this changes the environment.
+    unlatch::tls::confine_roots(config.database.as_ref().is_some_and(|t| t.only_given_roots));
     if let (Invocation::Run { command }, unlatch::config::Mode::Supervise) =
         (&invocation, config.mode)
     {
@@ -181,6 +186,8 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
             // The connections closed with the preflight; the runtime and its
             // signal handlers go before COMMAND takes this process over.
             drop(runtime);
+            // Single-threaded again: the app gets SSL_CERT_* as they were.
+            unlatch::tls::release_roots();
             launch::start(&command, &config, &prepared)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),

@@ -448,6 +448,7 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
         command.env("HOME", &identity.home);
     }
     command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    crate::tls::restore_for_child(&mut command);
     let identity = spec.run_as.cloned();
     let pass_fd = spec.pass_fd.map(|fd| fd.as_raw_fd());
     let closure = move || {

@@ -1,7 +1,32 @@
 //! TLS: how a connection to MySQL/MariaDB or PostgreSQL is encrypted and
-//! verified, with libpq's and MySQL's own meanings, through rustls.
+//! verified, with libpq's and MySQL's own meanings, through rustls (sqlx's
+//! `tls-rustls-ring-native-roots`).
 //!
-//! May touch: the certificate files the settings name (read only).
+//! [`settle`] rewrites a URL's TLS parameters into what sqlx reads. sqlx
+//! verifies in three levels only: none, the chain (`verify-ca`,
+//! `VERIFY_CA`), the chain and the host name (`verify-full`,
+//! `VERIFY_IDENTITY`); everything else (libpq's `allow` and `prefer`
+//! retries, `require` with a CA, `sslrootcert=system`, `PGSSL*`) is mapped
+//! onto those here.
+//!
+//! Roots. sqlx adds a CA the settings name to the system's store
+//! (rustls-native-certs: `SSL_CERT_FILE`, `SSL_CERT_DIR`, else
+//! `/etc/ssl/certs`...), where libpq, MySQL's client and Node.js trust
+//! that CA alone: `verify-ca` would pass any server holding any public
+//! certificate. So when a CA is named, [`confine_roots`] points this
+//! process's `SSL_CERT_FILE` at an empty file before any thread starts, and
+//! every child gets the variables back as they were ([`restore_for_child`],
+//! [`release_roots`]). With no CA, the system's roots are used; where
+//! there are none (`FROM scratch`), the Mozilla roots built into unlatch
+//! (webpki-root-certs) are handed to sqlx as an inline PEM.
+//!
+//! May touch: the certificate files the settings name (read only); this
+//! process's `SSL_CERT_FILE`/`SSL_CERT_DIR` (see [`confine_roots`]).
+
+use std::ffi::OsString;
+use std::sync::OnceLock;
+
+use url::Url;
 
 use crate::config::Env;
 use crate::db::Kind;
@@ -9,15 +34,580 @@ use crate::db::Kind;
 /// What [`settle`] found besides the URL it rewrote.
 #[derive(Debug, Default)]
 pub struct Settled {
-    /// Never to be shown (an inline client key).
+    /// Never to be shown (an inline client key, as given and as the URL
+    /// encodes it).
     pub secrets: Vec<String>,
     pub warnings: Vec<String>,
+    /// A CA was named: it alone is trusted (see [`confine_roots`]).
+    pub only_given_roots: bool,
+    /// libpq's `allow` and `prefer`: the `sslmode` of a second attempt when
+    /// the server turns the first one down.
+    pub fallback_sslmode: Option<&'static str>,
 }
 
 /// Rewrites `url`'s TLS parameters into the form sqlx reads, with the
-/// meanings the database's own clients give them, and `env`'s `PG*`
+/// meanings the database's own clients give them, and `env`'s `PGSSL*`
 /// defaults where the URL says nothing. `Err` is the reason.
-pub fn settle(kind: Kind, url: &mut url::Url, env: &Env) -> Result<Settled, String> {
-    let _ = (kind, url, env);
-    Ok(Settled::default())
+pub fn settle(kind: Kind, url: &mut Url, env: &Env) -> Result<Settled, String> {
+    match kind {
+        Kind::Postgres => postgres(url, env),
+        Kind::MySql => mysql(url),
+        Kind::Sqlite => Ok(Settled::default()),
+    }
+}
+
+/// Takes the first of `keys` out of `url`'s query (all of them are
+/// removed); the value as given.
+fn take(pairs: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String> {
+    let mut found = None;
+    pairs.retain(|(k, v)| {
+        if keys.contains(&k.as_str()) {
+            // The last one wins, as in sqlx's and libpq's parsers.
+            found = Some(v.clone());
+            false
+        } else {
+            true
+        }
+    });
+    found.filter(|v| !v.is_empty())
+}
+
+fn query_pairs(url: &Url) -> Vec<(String, String)> {
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn set_query(url: &mut Url, pairs: &[(String, String)]) {
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+}
+
+/// Whether a certificate setting is the PEM itself rather than a path
+/// (sqlx's own test: `CertificateInput::from`).
+fn is_inline(value: &str) -> bool {
+    let value = value.trim();
+    value.starts_with("-----BEGIN") && value.ends_with("-----")
+}
+
+/// A path named for a certificate or key must be readable now: sqlx would
+/// only find out at each connection, as an I/O error it retries.
+fn check_file(param: &str, value: &str) -> Result<(), String> {
+    if is_inline(value) {
+        return Ok(());
+    }
+    std::fs::File::open(value)
+        .map(drop)
+        .map_err(|e| format!("{param}={value}: cannot read the file: {e}"))
+}
+
+/// The client certificate and key: both or neither, as sqlx and the
+/// databases' clients need them; an inline key is a secret.
+fn client_identity(
+    pairs: &mut Vec<(String, String)>,
+    cert: (&str, Option<String>),
+    key: (&str, Option<String>),
+    settled: &mut Settled,
+) -> Result<(), String> {
+    match (&cert.1, &key.1) {
+        (Some(c), Some(k)) => {
+            check_file(cert.0, c)?;
+            check_file(key.0, k)?;
+            if is_inline(k) {
+                settled.secrets.push(k.clone());
+                settled.secrets.push(k.trim().to_owned());
+                let encoded: String = url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
+                settled.secrets.push(encoded);
+            }
+            pairs.push((cert.0.to_owned(), c.clone()));
+            pairs.push((key.0.to_owned(), k.clone()));
+            Ok(())
+        }
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(format!(
+            "{} is given without {}: a client certificate needs its key",
+            cert.0, key.0
+        )),
+        (None, Some(_)) => Err(format!(
+            "{} is given without {}: a client key needs its certificate",
+            key.0, cert.0
+        )),
+    }
+}
+
+/// How a verifying connection gets its roots when no CA is named.
+fn system_or_bundled_roots(pairs: &mut Vec<(String, String)>, ca_param: &str) {
+    if has_system_roots() {
+        log::debug!("TLS: no CA named; the system's roots verify the server");
+    } else {
+        log::info!(
+            "TLS: no CA named and no system roots (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs...): \
+             the Mozilla roots built into unlatch verify the server"
+        );
+        pairs.push((ca_param.to_owned(), bundled_roots_pem().to_owned()));
+    }
+}
+
+/// libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+/// `channel_binding`, and their `PG*` variables.
+fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
+    let mut pairs = query_pairs(url);
+    let from_env = |name: &str| env.get(name).map(str::to_owned);
+    let mode_given = take(&mut pairs, &["sslmode", "ssl-mode"]).or_else(|| from_env("PGSSLMODE"));
+    let root = take(&mut pairs, &["sslrootcert", "ssl-root-cert", "ssl-ca"])
+        .or_else(|| from_env("PGSSLROOTCERT"));
+    let cert = take(&mut pairs, &["sslcert", "ssl-cert"]).or_else(|| from_env("PGSSLCERT"));
+    let key = take(&mut pairs, &["sslkey", "ssl-key"]).or_else(|| from_env("PGSSLKEY"));
+    let binding =
+        take(&mut pairs, &["channel_binding"]).or_else(|| from_env("PGCHANNELBINDING"));
+    let system = root.as_deref() == Some("system");
+
+    // libpq compares these exactly: REQUIRE is not a mode.
+    const MODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+    let mode = match mode_given.as_deref() {
+        Some(m) if MODES.contains(&m) => m,
+        Some(m) => {
+            return Err(format!(
+                "sslmode={m}: expected disable, allow, prefer, require, verify-ca or verify-full"
+            ))
+        }
+        // libpq 16: sslrootcert=system makes verify-full the default.
+        None if system => "verify-full",
+        None => "prefer",
+    };
+    if system && mode != "verify-full" {
+        return Err(format!(
+            "sslmode={mode} with sslrootcert=system: libpq refuses a weak sslmode with the system's roots; \
+             expected sslmode=verify-full"
+        ));
+    }
+    let mut settled = Settled::default();
+    let ca = root.filter(|_| !system);
+    if let Some(ca) = &ca {
+        check_file("sslrootcert", ca)?;
+    }
+    // libpq verifies the chain in every mode once a root certificate is
+    // given (SSL_VERIFY_PEER): require behaves as verify-ca, and prefer
+    // falls back to plaintext when verification fails.
+    let mut sqlx_mode = match (mode, &ca) {
+        ("require" | "prefer" | "allow", Some(_)) => "verify-ca",
+        (m, _) => m,
+    };
+    match binding.as_deref() {
+        None | Some("prefer" | "disable") => {}
+        Some("require") => {
+            if matches!(mode, "disable" | "allow") {
+                return Err(format!(
+                    "channel_binding=require with sslmode={mode}: channel binding needs TLS; \
+                     expected sslmode=require or stronger"
+                ));
+            }
+            // sqlx 0.8.6 offers SCRAM-SHA-256 only, never -PLUS: the
+            // binding cannot be done. What it guards against, a man in the
+            // middle of an unverified TLS connection, is refused instead by
+            // verifying the server's certificate and host name.
+            if sqlx_mode != "verify-full" {
+                log::info!(
+                    "channel_binding=require: sqlx cannot bind SCRAM to the TLS channel (SCRAM-SHA-256-PLUS); \
+                     unlatch verifies the server's certificate and host name instead (sslmode=verify-full)"
+                );
+                sqlx_mode = "verify-full";
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "channel_binding={other}: expected disable, prefer or require"
+            ))
+        }
+    }
+    settled.fallback_sslmode = match mode {
+        // Plaintext first, TLS if the server turns it down.
+        "allow" => Some("require").map(|m| if ca.is_some() { "verify-ca" } else { m }),
+        // TLS first, plaintext if that fails.
+        "prefer" if sqlx_mode != "verify-full" => Some("disable"),
+        _ => None,
+    };
+    let sqlx_first = if mode == "allow" { "disable" } else { sqlx_mode };
+    if mode == "require" && ca.is_some() {
+        log::info!("sslmode=require with sslrootcert: verified as verify-ca, as libpq does");
+    }
+    pairs.push(("sslmode".into(), sqlx_first.into()));
+    let verifying = matches!(sqlx_mode, "verify-ca" | "verify-full");
+    match &ca {
+        Some(ca) => {
+            pairs.push(("sslrootcert".into(), ca.clone()));
+            settled.only_given_roots = true;
+        }
+        None if verifying => system_or_bundled_roots(&mut pairs, "sslrootcert"),
+        None => {}
+    }
+    client_identity(
+        &mut pairs,
+        ("sslcert", cert),
+        ("sslkey", key),
+        &mut settled,
+    )?;
+    set_query(url, &pairs);
+    Ok(settled)
+}
+
+/// MySQL's `ssl-mode` (any case, as MySQL's client takes it), `ssl-ca`,
+/// `ssl-cert`, `ssl-key`.
+fn mysql(url: &mut Url) -> Result<Settled, String> {
+    let mut pairs = query_pairs(url);
+    let mode_given = take(&mut pairs, &["ssl-mode", "sslmode"]);
+    let ca = take(&mut pairs, &["ssl-ca", "sslca"]);
+    let cert = take(&mut pairs, &["ssl-cert", "sslcert"]);
+    let key = take(&mut pairs, &["ssl-key", "sslkey"]);
+    const MODES: &[&str] = &["DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"];
+    let mode = match mode_given.map(|m| m.to_ascii_uppercase()) {
+        Some(m) if MODES.contains(&m.as_str()) => m,
+        Some(m) => {
+            return Err(format!(
+                "ssl-mode={m}: expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
+            ))
+        }
+        // A CA named with no mode asks for verification: the safe reading.
+        None if ca.is_some() => "VERIFY_CA".to_owned(),
+        None => "PREFERRED".to_owned(),
+    };
+    let mut settled = Settled::default();
+    let verifying = matches!(mode.as_str(), "VERIFY_CA" | "VERIFY_IDENTITY");
+    if let Some(ca) = &ca {
+        check_file("ssl-ca", ca)?;
+        if !verifying {
+            settled.warnings.push(format!(
+                "ssl-ca is given with ssl-mode={mode}, which does not verify the server's certificate \
+                 (as MySQL's client); for verification use ssl-mode=VERIFY_CA or VERIFY_IDENTITY"
+            ));
+        }
+    }
+    pairs.push(("ssl-mode".into(), mode.clone()));
+    match &ca {
+        Some(ca) if verifying => {
+            pairs.push(("ssl-ca".into(), ca.clone()));
+            settled.only_given_roots = true;
+        }
+        None if verifying => system_or_bundled_roots(&mut pairs, "ssl-ca"),
+        _ => {}
+    }
+    client_identity(&mut pairs, ("ssl-cert", cert), ("ssl-key", key), &mut settled)?;
+    set_query(url, &pairs);
+    Ok(settled)
+}
+
+/// Whether this machine has a CA bundle where rustls-native-certs looks
+/// (openssl-probe's places, or `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+fn has_system_roots() -> bool {
+    let found = openssl_probe::probe();
+    found.cert_file.is_some()
+        || found
+            .cert_dir
+            .iter()
+            .any(|dir| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()))
+}
+
+/// The Mozilla roots built into unlatch, as one PEM (made once).
+fn bundled_roots_pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| {
+        use base64::Engine;
+        let mut pem = String::new();
+        for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+            let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in body.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        pem
+    })
+}
+
+const ROOT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// The values `SSL_CERT_FILE`/`SSL_CERT_DIR` had before [`confine_roots`].
+static ORIGINAL_ROOTS: OnceLock<Vec<(&'static str, Option<OsString>)>> = OnceLock::new();
+
+/// When `only_given_roots`, empties the system's store for this process,
+/// so that sqlx's rustls trusts the named CA alone. Call before any
+/// thread starts (the environment is not safe to change beside readers).
+pub fn confine_roots(only_given_roots: bool) {
+    if !only_given_roots {
+        return;
+    }
+    let original = ROOT_VARIABLES
+        .iter()
+        .map(|&name| (name, std::env::var_os(name)))
+        .collect();
+    if ORIGINAL_ROOTS.set(original).is_err() {
+        return;
+    }
+    // An empty file: rustls-native-certs then loads no roots, and no error.
+    std::env::set_var("SSL_CERT_FILE", "/dev/null");
+    std::env::remove_var("SSL_CERT_DIR");
+    log::debug!("TLS: a CA is named; it alone is trusted (the system's roots are left out)");
+}
+
+/// Gives a child the `SSL_CERT_*` variables this process started with.
+pub fn restore_for_child(command: &mut std::process::Command) {
+    for (name, value) in ORIGINAL_ROOTS.get().into_iter().flatten() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+}
+
+/// Puts this process's `SSL_CERT_*` variables back, once its connections
+/// are done and before it becomes or starts the app. Single-threaded
+/// callers only, as [`confine_roots`].
+pub fn release_roots() {
+    for (name, value) in ORIGINAL_ROOTS.get().into_iter().flatten() {
+        match value {
+            Some(value) => std::env::set_var(name, value),
+            None => std::env::remove_var(name),
+        }
+    }
+}
+
+/// `url` (already password-masked) with each inline PEM shown as its kind
+/// only: a CA is long, a key is a secret.
+pub fn shorten_inline_pems(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|part| {
+            let Some((key, value)) = part.split_once('=') else {
+                return part.to_owned();
+            };
+            let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            match pem_label(&decoded) {
+                Some(label) => format!("{key}=<inline {label}>"),
+                None => part.to_owned(),
+            }
+        })
+        .collect();
+    let mut out = format!("{head}?{}", parts.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// `CERTIFICATE`, `PRIVATE KEY`... for a PEM; `None` for anything else.
+fn pem_label(value: &str) -> Option<String> {
+    let rest = value.trim().strip_prefix("-----BEGIN ")?;
+    let label = &rest[..rest.find("-----")?];
+    let count = value.matches("-----BEGIN ").count();
+    Some(if count > 1 {
+        format!("PEM: {count} × {label}")
+    } else {
+        format!("PEM: {label}")
+    })
+}
+
+/// Why a connection failed in its TLS handshake, when it did: a rustls
+/// error (a certificate that fails verification, an alert from the
+/// server), which waiting will not change.
+pub fn handshake_failure(err: &sqlx::Error) -> Option<String> {
+    let io = match err {
+        sqlx::Error::Io(io) => io,
+        sqlx::Error::Tls(tls) => {
+            return Some(match tls.downcast_ref::<rustls::Error>() {
+                Some(e) => explain(e),
+                None => tls.to_string(),
+            })
+        }
+        _ => return None,
+    };
+    io.get_ref()?
+        .downcast_ref::<rustls::Error>()
+        .map(explain)
+}
+
+fn explain(err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let why = match err {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "its certificate is not signed by a trusted CA (unknown issuer)".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            format!("its certificate is not valid for this host name ({err})")
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("its certificate has expired ({err})")
+        }
+        rustls::Error::InvalidCertificate(_) => format!("its certificate failed verification ({err})"),
+        other => format!("the handshake failed ({other})"),
+    };
+    why
+}
+
+#[cfg(test)]
+fn param(url: &Url, key: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(url: &str, env: &[(&str, &str)]) -> Result<(Url, Settled), String> {
+        let mut url = Url::parse(url).unwrap();
+        let settled = settle(Kind::Postgres, &mut url, &Env::from_pairs(env))?;
+        Ok((url, settled))
+    }
+
+    fn my(url: &str) -> Result<(Url, Settled), String> {
+        let mut url = Url::parse(url).unwrap();
+        let settled = settle(Kind::MySql, &mut url, &Env::default())?;
+        Ok((url, settled))
+    }
+
+    fn ca_file() -> String {
+        let path = std::env::temp_dir().join(format!("unlatch-tls-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn libpq_modes_map_onto_sqlx() {
+        for (given, first, fallback) in [
+            ("", "prefer", Some("disable")),
+            ("?sslmode=disable", "disable", None),
+            ("?sslmode=allow", "disable", Some("require")),
+            ("?sslmode=prefer", "prefer", Some("disable")),
+            ("?sslmode=require", "require", None),
+            ("?sslmode=verify-ca", "verify-ca", None),
+            ("?sslmode=verify-full", "verify-full", None),
+        ] {
+            let (url, settled) = pg(&format!("postgres://u@h/d{given}"), &[]).unwrap();
+            assert_eq!(param(&url, "sslmode").as_deref(), Some(first), "{given}");
+            assert_eq!(settled.fallback_sslmode, fallback, "{given}");
+            assert!(!settled.only_given_roots);
+        }
+        let err = pg("postgres://u@h/d?sslmode=REQUIRE", &[]).unwrap_err();
+        assert!(err.contains("sslmode=REQUIRE: expected disable, allow"), "{err}");
+    }
+
+    #[test]
+    fn a_root_certificate_makes_libpq_verify() {
+        let ca = ca_file();
+        let (url, settled) = pg(&format!("postgres://u@h/d?sslmode=require&sslrootcert={ca}"), &[]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-ca"));
+        assert_eq!(param(&url, "sslrootcert").as_deref(), Some(ca.as_str()));
+        assert!(settled.only_given_roots);
+        let (url, settled) = pg("postgres://u@h/d", &[("PGSSLMODE", "prefer"), ("PGSSLROOTCERT", &ca)]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-ca"));
+        assert_eq!(settled.fallback_sslmode, Some("disable"));
+        let err = pg("postgres://u@h/d?sslrootcert=/nonexistent/ca.pem", &[]).unwrap_err();
+        assert!(err.contains("sslrootcert=/nonexistent/ca.pem: cannot read the file"), "{err}");
+    }
+
+    #[test]
+    fn the_url_wins_over_pgsslmode() {
+        let (url, _) = pg("postgres://u@h/d?sslmode=disable", &[("PGSSLMODE", "require")]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("disable"));
+        let (url, _) = pg("postgres://u@h/d", &[("PGSSLMODE", "require")]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("require"));
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full() {
+        let (url, settled) = pg("postgres://u@h/d?sslrootcert=system", &[]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-full"));
+        assert!(!settled.only_given_roots);
+        let err = pg("postgres://u@h/d?sslrootcert=system&sslmode=require", &[]).unwrap_err();
+        assert!(err.contains("expected sslmode=verify-full"), "{err}");
+    }
+
+    #[test]
+    fn channel_binding_require_verifies_the_server_instead() {
+        let (url, settled) = pg("postgres://u@h/d?sslmode=require&channel_binding=require", &[]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-full"));
+        assert_eq!(param(&url, "channel_binding"), None);
+        assert_eq!(settled.fallback_sslmode, None);
+        assert!(pg("postgres://u@h/d?sslmode=disable&channel_binding=require", &[]).is_err());
+        assert!(pg("postgres://u@h/d?channel_binding=maybe", &[]).is_err());
+        let (url, _) = pg("postgres://u@h/d?sslmode=require&channel_binding=prefer", &[]).unwrap();
+        assert_eq!(param(&url, "sslmode").as_deref(), Some("require"));
+    }
+
+    #[test]
+    fn a_client_key_is_a_secret_and_needs_its_certificate() {
+        let key = "-----BEGIN PRIVATE KEY-----\nS3cretKey\n-----END PRIVATE KEY-----";
+        let cert = "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----";
+        let mut url = Url::parse("postgres://u@h/d?sslmode=require").unwrap();
+        url.query_pairs_mut().append_pair("sslcert", cert).append_pair("sslkey", key);
+        let (url, settled) = pg(url.as_str(), &[]).unwrap();
+        assert!(settled.secrets.iter().any(|s| s == key));
+        assert!(settled.secrets.iter().any(|s| url.as_str().contains(s.as_str()) && s.contains("S3cretKey")));
+        let mut url = Url::parse("postgres://u@h/d").unwrap();
+        url.query_pairs_mut().append_pair("sslkey", key);
+        let err = pg(url.as_str(), &[]).unwrap_err();
+        assert!(err.contains("sslkey is given without sslcert"), "{err}");
+        assert!(!err.contains("S3cret"));
+    }
+
+    #[test]
+    fn mysql_modes_in_any_case() {
+        for (given, mode) in [
+            ("", "PREFERRED"),
+            ("?ssl-mode=disabled", "DISABLED"),
+            ("?ssl-mode=Required", "REQUIRED"),
+            ("?ssl-mode=verify_ca", "VERIFY_CA"),
+            ("?sslmode=VERIFY_IDENTITY", "VERIFY_IDENTITY"),
+        ] {
+            let (url, _) = my(&format!("mysql://u@h/d{given}")).unwrap();
+            assert_eq!(param(&url, "ssl-mode").as_deref(), Some(mode), "{given}");
+        }
+        assert!(my("mysql://u@h/d?ssl-mode=verify-full").unwrap_err().contains("expected DISABLED"));
+        let ca = ca_file();
+        let (url, settled) = my(&format!("mysql://u@h/d?ssl-ca={ca}")).unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+        assert!(settled.only_given_roots);
+        let (url, settled) = my(&format!("mysql://u@h/d?ssl-mode=REQUIRED&ssl-ca={ca}")).unwrap();
+        assert_eq!(param(&url, "ssl-ca"), None);
+        assert!(settled.warnings[0].contains("does not verify"), "{:?}", settled.warnings);
+    }
+
+    #[test]
+    fn inline_pems_are_shown_short() {
+        let mut url = Url::parse("mysql://u:***@h/d?ssl-mode=VERIFY_CA").unwrap();
+        url.query_pairs_mut()
+            .append_pair("ssl-ca", "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n")
+            .append_pair("ssl-key", "-----BEGIN PRIVATE KEY-----\nS3cret\n-----END PRIVATE KEY-----");
+        let shown = shorten_inline_pems(url.as_str());
+        assert_eq!(
+            shown,
+            "mysql://u:***@h/d?ssl-mode=VERIFY_CA&ssl-ca=<inline PEM: CERTIFICATE>&ssl-key=<inline PEM: PRIVATE KEY>"
+        );
+        assert_eq!(shorten_inline_pems("postgres://u@h/d"), "postgres://u@h/d");
+    }
+
+    #[test]
+    fn the_bundled_roots_parse() {
+        let pem = bundled_roots_pem();
+        let count = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        assert!(count > 100, "{count}");
+        assert!(is_inline(pem));
+    }
 }
