@@ -276,13 +276,13 @@ impl Target {
 /// Masks the password of a URL-like string, even one that does not parse,
 /// and shows an inline certificate or key as its kind only.
 pub fn redact(url: &str) -> String {
-    let url = &tls::shorten_inline_pems(url);
     // Every `user:pass@` the text shows first, URLs further in included,
     // then the URL's own password as the URL parser reads it: on odd input
     // the two disagree (fuzz/database_url found several such).
-    mask_query_passwords(&mask_to_last_at(&redact_own_password(&mask_url_passwords(
+    let masked = mask_query_passwords(&mask_to_last_at(&redact_own_password(&mask_url_passwords(
         url,
-    ))))
+    ))));
+    tls::shorten_inline_pems(&masked)
 }
 
 /// A JDBC URL carries its password as a parameter (`?password=`), and

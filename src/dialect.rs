@@ -79,6 +79,8 @@ const SQLX_POSTGRES: &[&str] = &[
     "ssl-cert",
     "sslkey",
     "ssl-key",
+    // Read by tls::settle (libpq's meaning), not by sqlx.
+    "channel_binding",
     "statement-cache-capacity",
     "host",
     "hostaddr",

@@ -423,7 +423,11 @@ fn ssl_params(settings: &Settings, source: &str) -> Result<Vec<(&'static str, St
                 .map(|i| i.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
                 .map(|all| Some(all.join("\n")))
-                .ok_or_else(|| refuse("database__connection__ssl__ca: expected PEM text or a list of them".into())),
+                .ok_or_else(|| {
+                    refuse(
+                        "database__connection__ssl__ca: expected PEM text or a list of them".into(),
+                    )
+                }),
             Some(_) => Err(refuse(format!(
                 "database__connection__{key}: expected PEM text (-----BEGIN ...)"
             ))),
@@ -534,7 +538,10 @@ mod tests {
         let (url, _) = database_url(&e, Path::new("/nonexistent"))
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod?ssl-mode=DISABLED");
+        assert_eq!(
+            url,
+            "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod?ssl-mode=DISABLED"
+        );
     }
 
     #[test]
@@ -548,7 +555,10 @@ mod tests {
             ("database__connection__host", "db.internal"),
         ]);
         let (url, source) = database_url(&e, &dir).unwrap().unwrap();
-        assert_eq!(url, "mysql://root:secret@db.internal:3306/ghost?ssl-mode=DISABLED");
+        assert_eq!(
+            url,
+            "mysql://root:secret@db.internal:3306/ghost?ssl-mode=DISABLED"
+        );
         assert_eq!(
             source,
             "Ghost's database__* variables and config.production.json"
@@ -557,7 +567,10 @@ mod tests {
         let (url, source) = database_url(&env(&[("NODE_ENV", "production")]), &dir)
             .unwrap()
             .unwrap();
-        assert_eq!(url, "mysql://root:secret@mysql:3306/ghost?ssl-mode=DISABLED");
+        assert_eq!(
+            url,
+            "mysql://root:secret@mysql:3306/ghost?ssl-mode=DISABLED"
+        );
         assert_eq!(source, "config.production.json");
         // NODE_ENV defaults to development, as in Ghost.
         assert!(database_url(&env(&[]), &dir).unwrap().is_none());
@@ -755,14 +768,16 @@ mod tests {
         let url = mysql_with(&[("database__connection__ssl__ca", ca)]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert_eq!(param(&url, "ssl-ca").as_deref(), Some(ca));
-        let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "false")]).unwrap();
+        let url =
+            mysql_with(&[("database__connection__ssl__rejectUnauthorized", "false")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
         // Only the boolean false turns verification off, as in mysql2.
         let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "0")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
-        let url = mysql_with(&[
-            ("database__connection__ssl", r#"{"ca":"x","verifyIdentity":true}"#),
-        ])
+        let url = mysql_with(&[(
+            "database__connection__ssl",
+            r#"{"ca":"x","verifyIdentity":true}"#,
+        )])
         .unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_IDENTITY"));
         let url = mysql_with(&[("database__connection__ssl", "false")]).unwrap();
@@ -770,7 +785,11 @@ mod tests {
         for value in ["true", "Amazon RDS"] {
             let err = mysql_with(&[("database__connection__ssl", value)]).unwrap_err();
             assert_eq!(err.code, Code::Config);
-            assert!(err.message.contains("database__connection__ssl__ca"), "{}", err.message);
+            assert!(
+                err.message.contains("database__connection__ssl__ca"),
+                "{}",
+                err.message
+            );
         }
         let err = mysql_with(&[("database__connection__ssl__key", "k")]).unwrap_err();
         assert!(err.message.contains("needs its key"), "{}", err.message);
@@ -785,7 +804,13 @@ mod tests {
         let e = env(&[("NODE_ENV", "production")]);
         let (url, _) = database_url(&e, &dir).unwrap().unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
-        assert_eq!(param(&url, "ssl-ca").unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(
+            param(&url, "ssl-ca")
+                .unwrap()
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
         let e = env(&[
             ("NODE_ENV", "production"),
             ("database__connection__ssl__rejectUnauthorized", "false"),

@@ -24,6 +24,7 @@
 //! process's `SSL_CERT_FILE`/`SSL_CERT_DIR` (see [`confine_roots`]).
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use url::Url;
@@ -92,6 +93,32 @@ fn is_inline(value: &str) -> bool {
     value.starts_with("-----BEGIN") && value.ends_with("-----")
 }
 
+/// What sqlx gets for a certificate setting: a path as it is; an inline
+/// PEM as a memory-only file of this process (memfd, close-on-exec) named
+/// by `/proc/self/fd/N`, since sqlx reads only paths from a URL. Nothing
+/// is written to a disk, and no other user or child can open it.
+fn for_sqlx(param: &str, value: &str) -> Result<String, String> {
+    if !is_inline(value) {
+        return Ok(value.to_owned());
+    }
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let fd = nix::sys::memfd::memfd_create(c"unlatch-pem", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| format!("{param}: cannot hold the PEM in memory: {e}"))?;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let mut file = std::fs::File::from(fd);
+    file.write_all(value.as_bytes())
+        .map_err(|e| format!("{param}: cannot hold the PEM in memory: {e}"))?;
+    if !Path::new(&path).exists() {
+        return Err(format!(
+            "{param}: an inline PEM needs /proc, which is not mounted; give a file path"
+        ));
+    }
+    // Open for the life of the process: sqlx reads it at each connection.
+    std::mem::forget(file);
+    Ok(path)
+}
+
 /// A path named for a certificate or key must be readable now: sqlx would
 /// only find out at each connection, as an I/O error it retries.
 fn check_file(param: &str, value: &str) -> Result<(), String> {
@@ -121,8 +148,8 @@ fn client_identity(
                 let encoded: String = url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
                 settled.secrets.push(encoded);
             }
-            pairs.push((cert.0.to_owned(), c.clone()));
-            pairs.push((key.0.to_owned(), k.clone()));
+            pairs.push((cert.0.to_owned(), for_sqlx(cert.0, c)?));
+            pairs.push((key.0.to_owned(), for_sqlx(key.0, k)?));
             Ok(())
         }
         (None, None) => Ok(()),
@@ -138,7 +165,10 @@ fn client_identity(
 }
 
 /// How a verifying connection gets its roots when no CA is named.
-fn system_or_bundled_roots(pairs: &mut Vec<(String, String)>, ca_param: &str) {
+fn system_or_bundled_roots(
+    pairs: &mut Vec<(String, String)>,
+    ca_param: &str,
+) -> Result<(), String> {
     if has_system_roots() {
         log::debug!("TLS: no CA named; the system's roots verify the server");
     } else {
@@ -146,8 +176,12 @@ fn system_or_bundled_roots(pairs: &mut Vec<(String, String)>, ca_param: &str) {
             "TLS: no CA named and no system roots (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs...): \
              the Mozilla roots built into unlatch verify the server"
         );
-        pairs.push((ca_param.to_owned(), bundled_roots_pem().to_owned()));
+        pairs.push((
+            ca_param.to_owned(),
+            for_sqlx(ca_param, bundled_roots_pem())?,
+        ));
     }
+    Ok(())
 }
 
 /// libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
@@ -160,12 +194,18 @@ fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
         .or_else(|| from_env("PGSSLROOTCERT"));
     let cert = take(&mut pairs, &["sslcert", "ssl-cert"]).or_else(|| from_env("PGSSLCERT"));
     let key = take(&mut pairs, &["sslkey", "ssl-key"]).or_else(|| from_env("PGSSLKEY"));
-    let binding =
-        take(&mut pairs, &["channel_binding"]).or_else(|| from_env("PGCHANNELBINDING"));
+    let binding = take(&mut pairs, &["channel_binding"]).or_else(|| from_env("PGCHANNELBINDING"));
     let system = root.as_deref() == Some("system");
 
     // libpq compares these exactly: REQUIRE is not a mode.
-    const MODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+    const MODES: &[&str] = &[
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
     let mode = match mode_given.as_deref() {
         Some(m) if MODES.contains(&m) => m,
         Some(m) => {
@@ -229,7 +269,11 @@ fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
         "prefer" if sqlx_mode != "verify-full" => Some("disable"),
         _ => None,
     };
-    let sqlx_first = if mode == "allow" { "disable" } else { sqlx_mode };
+    let sqlx_first = if mode == "allow" {
+        "disable"
+    } else {
+        sqlx_mode
+    };
     if mode == "require" && ca.is_some() {
         log::info!("sslmode=require with sslrootcert: verified as verify-ca, as libpq does");
     }
@@ -237,18 +281,13 @@ fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
     let verifying = matches!(sqlx_mode, "verify-ca" | "verify-full");
     match &ca {
         Some(ca) => {
-            pairs.push(("sslrootcert".into(), ca.clone()));
+            pairs.push(("sslrootcert".into(), for_sqlx("sslrootcert", ca)?));
             settled.only_given_roots = true;
         }
-        None if verifying => system_or_bundled_roots(&mut pairs, "sslrootcert"),
+        None if verifying => system_or_bundled_roots(&mut pairs, "sslrootcert")?,
         None => {}
     }
-    client_identity(
-        &mut pairs,
-        ("sslcert", cert),
-        ("sslkey", key),
-        &mut settled,
-    )?;
+    client_identity(&mut pairs, ("sslcert", cert), ("sslkey", key), &mut settled)?;
     set_query(url, &pairs);
     Ok(settled)
 }
@@ -261,7 +300,13 @@ fn mysql(url: &mut Url) -> Result<Settled, String> {
     let ca = take(&mut pairs, &["ssl-ca", "sslca"]);
     let cert = take(&mut pairs, &["ssl-cert", "sslcert"]);
     let key = take(&mut pairs, &["ssl-key", "sslkey"]);
-    const MODES: &[&str] = &["DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"];
+    const MODES: &[&str] = &[
+        "DISABLED",
+        "PREFERRED",
+        "REQUIRED",
+        "VERIFY_CA",
+        "VERIFY_IDENTITY",
+    ];
     let mode = match mode_given.map(|m| m.to_ascii_uppercase()) {
         Some(m) if MODES.contains(&m.as_str()) => m,
         Some(m) => {
@@ -287,13 +332,18 @@ fn mysql(url: &mut Url) -> Result<Settled, String> {
     pairs.push(("ssl-mode".into(), mode.clone()));
     match &ca {
         Some(ca) if verifying => {
-            pairs.push(("ssl-ca".into(), ca.clone()));
+            pairs.push(("ssl-ca".into(), for_sqlx("ssl-ca", ca)?));
             settled.only_given_roots = true;
         }
-        None if verifying => system_or_bundled_roots(&mut pairs, "ssl-ca"),
+        None if verifying => system_or_bundled_roots(&mut pairs, "ssl-ca")?,
         _ => {}
     }
-    client_identity(&mut pairs, ("ssl-cert", cert), ("ssl-key", key), &mut settled)?;
+    client_identity(
+        &mut pairs,
+        ("ssl-cert", cert),
+        ("ssl-key", key),
+        &mut settled,
+    )?;
     set_query(url, &pairs);
     Ok(settled)
 }
@@ -435,9 +485,7 @@ pub fn handshake_failure(err: &sqlx::Error) -> Option<String> {
         }
         _ => return None,
     };
-    io.get_ref()?
-        .downcast_ref::<rustls::Error>()
-        .map(explain)
+    io.get_ref()?.downcast_ref::<rustls::Error>().map(explain)
 }
 
 fn explain(err: &rustls::Error) -> String {
@@ -446,14 +494,13 @@ fn explain(err: &rustls::Error) -> String {
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
             "its certificate is not signed by a trusted CA (unknown issuer)".to_owned()
         }
-        rustls::Error::InvalidCertificate(C::NotValidForName)
-        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
-            format!("its certificate is not valid for this host name ({err})")
+        rustls::Error::InvalidCertificate(C::NotValidForName) => {
+            "its certificate is not valid for this host name".to_owned()
         }
-        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
-            format!("its certificate has expired ({err})")
+        rustls::Error::InvalidCertificate(C::Expired) => "its certificate has expired".to_owned(),
+        rustls::Error::InvalidCertificate(_) => {
+            format!("its certificate failed verification ({err})")
         }
-        rustls::Error::InvalidCertificate(_) => format!("its certificate failed verification ({err})"),
         other => format!("the handshake failed ({other})"),
     };
     why
@@ -484,7 +531,11 @@ mod tests {
 
     fn ca_file() -> String {
         let path = std::env::temp_dir().join(format!("unlatch-tls-ca-{}.pem", std::process::id()));
-        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &path,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         path.display().to_string()
     }
 
@@ -505,26 +556,44 @@ mod tests {
             assert!(!settled.only_given_roots);
         }
         let err = pg("postgres://u@h/d?sslmode=REQUIRE", &[]).unwrap_err();
-        assert!(err.contains("sslmode=REQUIRE: expected disable, allow"), "{err}");
+        assert!(
+            err.contains("sslmode=REQUIRE: expected disable, allow"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_root_certificate_makes_libpq_verify() {
         let ca = ca_file();
-        let (url, settled) = pg(&format!("postgres://u@h/d?sslmode=require&sslrootcert={ca}"), &[]).unwrap();
+        let (url, settled) = pg(
+            &format!("postgres://u@h/d?sslmode=require&sslrootcert={ca}"),
+            &[],
+        )
+        .unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-ca"));
         assert_eq!(param(&url, "sslrootcert").as_deref(), Some(ca.as_str()));
         assert!(settled.only_given_roots);
-        let (url, settled) = pg("postgres://u@h/d", &[("PGSSLMODE", "prefer"), ("PGSSLROOTCERT", &ca)]).unwrap();
+        let (url, settled) = pg(
+            "postgres://u@h/d",
+            &[("PGSSLMODE", "prefer"), ("PGSSLROOTCERT", &ca)],
+        )
+        .unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-ca"));
         assert_eq!(settled.fallback_sslmode, Some("disable"));
         let err = pg("postgres://u@h/d?sslrootcert=/nonexistent/ca.pem", &[]).unwrap_err();
-        assert!(err.contains("sslrootcert=/nonexistent/ca.pem: cannot read the file"), "{err}");
+        assert!(
+            err.contains("sslrootcert=/nonexistent/ca.pem: cannot read the file"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_url_wins_over_pgsslmode() {
-        let (url, _) = pg("postgres://u@h/d?sslmode=disable", &[("PGSSLMODE", "require")]).unwrap();
+        let (url, _) = pg(
+            "postgres://u@h/d?sslmode=disable",
+            &[("PGSSLMODE", "require")],
+        )
+        .unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("disable"));
         let (url, _) = pg("postgres://u@h/d", &[("PGSSLMODE", "require")]).unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("require"));
@@ -541,13 +610,25 @@ mod tests {
 
     #[test]
     fn channel_binding_require_verifies_the_server_instead() {
-        let (url, settled) = pg("postgres://u@h/d?sslmode=require&channel_binding=require", &[]).unwrap();
+        let (url, settled) = pg(
+            "postgres://u@h/d?sslmode=require&channel_binding=require",
+            &[],
+        )
+        .unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("verify-full"));
         assert_eq!(param(&url, "channel_binding"), None);
         assert_eq!(settled.fallback_sslmode, None);
-        assert!(pg("postgres://u@h/d?sslmode=disable&channel_binding=require", &[]).is_err());
+        assert!(pg(
+            "postgres://u@h/d?sslmode=disable&channel_binding=require",
+            &[]
+        )
+        .is_err());
         assert!(pg("postgres://u@h/d?channel_binding=maybe", &[]).is_err());
-        let (url, _) = pg("postgres://u@h/d?sslmode=require&channel_binding=prefer", &[]).unwrap();
+        let (url, _) = pg(
+            "postgres://u@h/d?sslmode=require&channel_binding=prefer",
+            &[],
+        )
+        .unwrap();
         assert_eq!(param(&url, "sslmode").as_deref(), Some("require"));
     }
 
@@ -556,10 +637,15 @@ mod tests {
         let key = "-----BEGIN PRIVATE KEY-----\nS3cretKey\n-----END PRIVATE KEY-----";
         let cert = "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----";
         let mut url = Url::parse("postgres://u@h/d?sslmode=require").unwrap();
-        url.query_pairs_mut().append_pair("sslcert", cert).append_pair("sslkey", key);
+        url.query_pairs_mut()
+            .append_pair("sslcert", cert)
+            .append_pair("sslkey", key);
         let (url, settled) = pg(url.as_str(), &[]).unwrap();
         assert!(settled.secrets.iter().any(|s| s == key));
-        assert!(settled.secrets.iter().any(|s| url.as_str().contains(s.as_str()) && s.contains("S3cretKey")));
+        assert!(settled
+            .secrets
+            .iter()
+            .any(|s| url.as_str().contains(s.as_str()) && s.contains("S3cretKey")));
         let mut url = Url::parse("postgres://u@h/d").unwrap();
         url.query_pairs_mut().append_pair("sslkey", key);
         let err = pg(url.as_str(), &[]).unwrap_err();
@@ -579,22 +665,34 @@ mod tests {
             let (url, _) = my(&format!("mysql://u@h/d{given}")).unwrap();
             assert_eq!(param(&url, "ssl-mode").as_deref(), Some(mode), "{given}");
         }
-        assert!(my("mysql://u@h/d?ssl-mode=verify-full").unwrap_err().contains("expected DISABLED"));
+        assert!(my("mysql://u@h/d?ssl-mode=verify-full")
+            .unwrap_err()
+            .contains("expected DISABLED"));
         let ca = ca_file();
         let (url, settled) = my(&format!("mysql://u@h/d?ssl-ca={ca}")).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert!(settled.only_given_roots);
         let (url, settled) = my(&format!("mysql://u@h/d?ssl-mode=REQUIRED&ssl-ca={ca}")).unwrap();
         assert_eq!(param(&url, "ssl-ca"), None);
-        assert!(settled.warnings[0].contains("does not verify"), "{:?}", settled.warnings);
+        assert!(
+            settled.warnings[0].contains("does not verify"),
+            "{:?}",
+            settled.warnings
+        );
     }
 
     #[test]
     fn inline_pems_are_shown_short() {
         let mut url = Url::parse("mysql://u:***@h/d?ssl-mode=VERIFY_CA").unwrap();
         url.query_pairs_mut()
-            .append_pair("ssl-ca", "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n")
-            .append_pair("ssl-key", "-----BEGIN PRIVATE KEY-----\nS3cret\n-----END PRIVATE KEY-----");
+            .append_pair(
+                "ssl-ca",
+                "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n",
+            )
+            .append_pair(
+                "ssl-key",
+                "-----BEGIN PRIVATE KEY-----\nS3cret\n-----END PRIVATE KEY-----",
+            );
         let shown = shorten_inline_pems(url.as_str());
         assert_eq!(
             shown,

@@ -2,6 +2,9 @@
 //! run the unlatch binary that shows everything when an assertion fails.
 #![allow(dead_code, unused_macros)]
 
+pub mod postgres;
+pub mod tls;
+
 /// One test function per engine for each test named, each with a database
 /// of its own: `mod name { fn sqlite; fn mysql; fn postgres }`.
 macro_rules! on_every_engine {
