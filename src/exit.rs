@@ -13,7 +13,9 @@ use std::fmt;
 pub enum Code {
     /// A variable or argument is wrong; nothing was touched.
     Config,
-    /// The database did not accept connections within `UNLATCH_WAIT_TIMEOUT`.
+    /// The database did not accept connections within `UNLATCH_WAIT_TIMEOUT`,
+    /// or its TLS certificate failed verification (at once: waiting would
+    /// not change it).
     Unreachable,
     /// The database rejected the credentials; not retried.
     Credentials,

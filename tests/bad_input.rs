@@ -179,6 +179,89 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "DATABASE_URL=",
         ),
+        // TLS: libpq's and MySQL's values, files that must exist, pairs
+        // that go together, Ghost's ssl forms mysql2 refuses.
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app")),
+                ("PGSSLMODE", "REQUIRE".into()),
+            ],
+            vec![],
+            "sslmode=REQUIRE: expected disable, allow, prefer, require, verify-ca or verify-full",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app")),
+                ("PGSSLROOTCERT", "/nonexistent/ca.pem".into()),
+            ],
+            vec![],
+            "sslrootcert=/nonexistent/ca.pem: cannot read the file",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app?sslmode=require")),
+                ("PGSSLROOTCERT", "system".into()),
+            ],
+            vec![],
+            "expected sslmode=verify-full",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app")),
+                ("PGSSLCERT", "/etc/hostname".into()),
+            ],
+            vec![],
+            "sslcert is given without sslkey",
+        ),
+        (
+            vec![(
+                "DATABASE_URL",
+                secret_url("postgres://app:PW@db/app?sslmode=disable&channel_binding=require"),
+            )],
+            vec![],
+            "channel binding needs TLS",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("mysql://app:PW@db/app?ssl-mode=verify-full"))],
+            vec![],
+            "ssl-mode=VERIFY-FULL: expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY",
+        ),
+        (
+            vec![(
+                "DATABASE_URL",
+                secret_url("mysql://app:PW@db/app?ssl-mode=VERIFY_CA&ssl-ca=/nonexistent/ca.pem"),
+            )],
+            vec![],
+            "ssl-ca=/nonexistent/ca.pem: cannot read the file",
+        ),
+        (
+            vec![
+                ("database__client", "mysql".into()),
+                ("database__connection__database", "ghost".into()),
+                ("database__connection__password", PASSWORD.into()),
+                ("database__connection__ssl", "true".into()),
+            ],
+            vec![],
+            "database__connection__ssl=true",
+        ),
+        (
+            vec![
+                ("database__client", "mysql".into()),
+                ("database__connection__database", "ghost".into()),
+                ("database__connection__ssl", "Amazon RDS".into()),
+            ],
+            vec![],
+            "database__connection__ssl=Amazon RDS",
+        ),
+        (
+            vec![
+                ("database__client", "mysql".into()),
+                ("database__connection__database", "ghost".into()),
+                ("database__connection__ssl__key", "-----BEGIN PRIVATE KEY-----\nK3y\n-----END PRIVATE KEY-----".into()),
+            ],
+            vec![],
+            "database__connection__ssl__cert and ssl__key",
+        ),
         (
             vec![("database__client", "pg".into())],
             vec![],
