@@ -20,8 +20,13 @@
 //! there are none (`FROM scratch`), the Mozilla roots built into unlatch
 //! (webpki-root-certs) are handed to sqlx as an inline PEM.
 //!
-//! May touch: the certificate files the settings name (read only); this
-//! process's `SSL_CERT_FILE`/`SSL_CERT_DIR` (see [`confine_roots`]).
+//! sqlx reads certificate settings from a URL as file paths only, so an
+//! inline PEM (Ghost's `ssl__ca`, `-----BEGIN…` in a URL) is handed over as
+//! a memory-only file of this process ([`for_sqlx`]).
+//!
+//! May touch: the certificate files the settings name (read only); memfds
+//! of its own; this process's `SSL_CERT_FILE`/`SSL_CERT_DIR` (see
+//! [`confine_roots`]).
 
 use std::ffi::OsString;
 use std::path::Path;
