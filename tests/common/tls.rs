@@ -294,6 +294,32 @@ impl TlsServers {
         );
     }
 
+    /// Runs `sql` as the server's superuser over its local socket (no TLS,
+    /// no password: set-up and checks only); the last statement's rows,
+    /// one per line, columns tab-separated.
+    pub fn postgres_sql(&self, db: &str, sql: &[&str]) -> String {
+        let pg = self.postgres.as_ref().unwrap();
+        let mut cmd = Command::new("psql");
+        cmd.arg("-h")
+            .arg(pg.data.parent().unwrap())
+            .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
+        for statement in sql {
+            cmd.args(["-c", statement]);
+        }
+        admin_output(cmd)
+    }
+
+    /// [`postgres_sql`](Self::postgres_sql) for the MariaDB server, as root.
+    pub fn mariadb_sql(&self, sql: &[&str]) -> String {
+        let socket = self.scratch.join("mariadb").join("mysqld.sock");
+        let mut cmd = Command::new("mariadb");
+        cmd.args(["--no-defaults", "-u", "root", "-N", "-B"])
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-e", &sql.join(";\n")]);
+        admin_output(cmd)
+    }
+
     /// `postgres://unlatch:…@host:port/db?query`.
     pub fn postgres_url(&self, host: &str, db: &str, query: &str) -> String {
         url_for("postgres", host, self.postgres_port, USER, db, query)
@@ -335,4 +361,14 @@ extern "C" fn stop_all() {
         );
     }
     let _ = std::fs::remove_dir_all(&servers.scratch);
+}
+
+fn admin_output(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
