@@ -283,8 +283,8 @@ fn readme_recipes_are_the_tested_files() {
         checked += 1;
     }
     assert!(
-        checked >= 4,
-        "the Docker, Fly and Kubernetes recipes are all checked ({checked})"
+        checked >= 7,
+        "the Docker, Fly, Kubernetes and managed-database recipes are all checked ({checked})"
     );
 }
 

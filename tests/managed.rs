@@ -160,14 +160,32 @@ fn neon_verifies_against_the_system_roots() {
     let out = run_with(&vars, None);
     assert_healed(&out, &s.postgres_sql("neondb", &[LOCKED]), "Neon recipe");
 
-    vars[1].1 = s.pki.other_ca().display().to_string();
-    s.postgres_sql("neondb", &STALE_LOCK);
-    assert_refused(&run_with(&vars, None), "Neon recipe, other roots");
-    assert_eq!(
-        s.postgres_sql("neondb", &[LOCKED]),
-        "1",
-        "no write when refused"
+    // The URL Neon's console shows verifies the same way.
+    let console = vars[0].1.replace(
+        "sslmode=verify-full",
+        "sslmode=require&channel_binding=require",
     );
+    assert_ne!(console, vars[0].1);
+    let mut console_vars = vars.clone();
+    console_vars[0].1 = console;
+    s.postgres_sql("neondb", &STALE_LOCK);
+    let out = run_with(&console_vars, None);
+    assert_healed(
+        &out,
+        &s.postgres_sql("neondb", &[LOCKED]),
+        "Neon console URL",
+    );
+
+    for vars in [&mut vars, &mut console_vars] {
+        vars[1].1 = s.pki.other_ca().display().to_string();
+        s.postgres_sql("neondb", &STALE_LOCK);
+        assert_refused(&run_with(vars, None), "Neon recipe, other roots");
+        assert_eq!(
+            s.postgres_sql("neondb", &[LOCKED]),
+            "1",
+            "no write when refused"
+        );
+    }
 }
 
 #[test]
