@@ -531,8 +531,8 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
             Some(one) => *one,
             None => {
                 return Err(config_error(
-                    "LIQUIBASE_COMMAND_URL and FLYWAY_URL are both set; set UNLATCH_TOOL to liquibase or flyway, \
-                     or the database in UNLATCH_DATABASE_URL"
+                    "LIQUIBASE_COMMAND_URL and FLYWAY_URL are both set; expected UNLATCH_TOOL=liquibase or flyway \
+                     to pick one, or the database in UNLATCH_DATABASE_URL"
                         .into(),
                 ))
             }

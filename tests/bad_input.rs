@@ -179,6 +179,81 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "DATABASE_URL=",
         ),
+        // The tools' URL dialects and variables.
+        (
+            vec![(
+                "DATABASE_URL",
+                secret_url("postgres://app:PW@pooler:6543/app?pgbouncer=true"),
+            )],
+            vec![],
+            "pgbouncer=true: this URL goes through a transaction-mode pooler",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("postgres://app:PW@db/app?x-migrations-table=Versions"))],
+            vec![],
+            "x-migrations-table=Versions: expected a lowercase name",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("postgres://app:PW@db/app?schema=a&sslidentity=id.p12"))],
+            vec![],
+            "sslidentity: a PKCS#12 client identity is not supported",
+        ),
+        (
+            vec![("DATABASE_URL", "file:./dev.db".into())],
+            vec![],
+            "no Prisma schema was found",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("jdbc:postgresql://a:5432,b:5432/app?password=PW"))],
+            vec![],
+            "several hosts (a:5432,b:5432)",
+        ),
+        (
+            vec![("UNLATCH_DATABASE_URL", secret_url("jdbc:mariadb://db/app?password=PW&sslMode=strict"))],
+            vec![],
+            "sslMode=strict: expected disable, trust, verify-ca or verify-full",
+        ),
+        (
+            vec![
+                ("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db/app".into()),
+                ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
+            ],
+            vec![],
+            "LIQUIBASE_COMMAND_URL and FLYWAY_URL are both set",
+        ),
+        (
+            vec![
+                ("FLYWAY_URL", "postgres://db/app".into()),
+                ("FLYWAY_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "FLYWAY_URL=postgres://db/app: expected a JDBC URL",
+        ),
+        (
+            vec![
+                ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
+                ("FLYWAY_TABLE", "history; drop".into()),
+            ],
+            vec![],
+            "FLYWAY_TABLE=history; drop: expected a table name",
+        ),
+        (
+            vec![
+                ("LIQUIBASE_COMMAND_URL", "jdbc:mysql://db/app".into()),
+                ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "lock-table".into()),
+            ],
+            vec![],
+            "LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME=lock-table: expected a table name",
+        ),
+        (
+            vec![
+                ("database__client", "mysql".into()),
+                ("database__connection__database", "ghost".into()),
+                ("database__connection__password_FILE", "/nonexistent/db-password".into()),
+            ],
+            vec![],
+            "database__connection__password_FILE=/nonexistent/db-password: cannot read it",
+        ),
         // TLS: libpq's and MySQL's values, files that must exist, pairs
         // that go together, Ghost's ssl forms mysql2 refuses.
         (
@@ -267,8 +342,13 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "database__client=pg",
         ),
+        // Outside Ghost's own environments no default filename fills in
+        // (under development Ghost's is content/data/ghost-dev.db).
         (
-            vec![("database__client", "sqlite3".into())],
+            vec![
+                ("database__client", "sqlite3".into()),
+                ("NODE_ENV", "staging".into()),
+            ],
             vec![],
             "database__connection__filename",
         ),
@@ -357,10 +437,12 @@ fn every_bad_input_is_named_refused_and_harmless() {
     assert!(cases.len() >= 30);
     for (vars, args, names) in &cases {
         let mut cmd = unlatch();
-        if !vars
-            .iter()
-            .any(|(k, _)| k.contains("DATABASE_URL") || k.starts_with("database__"))
-        {
+        if !vars.iter().any(|(k, _)| {
+            k.contains("DATABASE_URL")
+                || k.starts_with("database__")
+                || k.starts_with("LIQUIBASE_")
+                || k.starts_with("FLYWAY_")
+        }) {
             cmd.env("UNLATCH_DATABASE_URL", &url);
         }
         for (k, v) in vars {
