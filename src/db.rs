@@ -159,6 +159,25 @@ impl Target {
         Ok(target)
     }
 
+    /// What to add to a refusal when the connection asked for no TLS: a
+    /// server that takes TLS only refuses such a login as if the password
+    /// were wrong (MariaDB: 1045; PostgreSQL: no `hostnossl` line).
+    fn plaintext_hint(&self) -> &'static str {
+        let plaintext = url::Url::parse(&self.url).is_ok_and(|url| {
+            url.query_pairs().any(|(key, value)| {
+                matches!(&*key, "sslmode" | "ssl-mode")
+                    && matches!(&*value.to_ascii_lowercase(), "disable" | "disabled")
+            })
+        });
+        if plaintext {
+            "; this connection was not encrypted (TLS disabled): if the server takes TLS \
+             connections only, enable TLS (sslmode=require, ssl-mode=REQUIRED, or Ghost's \
+             database__connection__ssl)"
+        } else {
+            ""
+        }
+    }
+
     /// The password, for [`crate::logging::hide`]; never to be shown.
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
@@ -490,8 +509,10 @@ pub async fn connect_within(
                 return Err(Failure::new(
                     Code::Credentials,
                     format!(
-                        "the database {} (from {}) rejected the credentials: {cause}",
-                        target.redacted, target.source
+                        "the database {} (from {}) rejected the credentials: {cause}{}",
+                        target.redacted,
+                        target.source,
+                        target.plaintext_hint()
                     ),
                 )
                 .into())

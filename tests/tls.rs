@@ -228,13 +228,26 @@ fn mysql_ssl_modes() {
         &format!("ssl-mode=verify_identity&ssl-ca={ca}"),
     ));
     assert_ok(&out, "VERIFY_IDENTITY as localhost");
-    let mut cmd = unlatch();
-    cmd.env(
-        "DATABASE_URL",
+}
+
+/// A server that takes TLS only, asked for plaintext: said at once (a
+/// retry would meet the same refusal), the setting to change named.
+#[test]
+fn plaintext_to_a_tls_only_server_is_refused_at_once() {
+    let Some(s) = TlsServers::get("plaintext_refused") else {
+        return;
+    };
+    for url in [
         s.mysql_url("127.0.0.1", USER, "ssl-mode=DISABLED"),
-    )
-    .env("UNLATCH_WAIT_TIMEOUT", "1s");
-    assert_ne!(code(&run(&mut cmd)), 0, "the server requires TLS");
+        s.postgres_url("127.0.0.1", "test", "sslmode=disable"),
+    ] {
+        let (out, took) = with_url(&url);
+        let err = stderr(&out);
+        assert!(matches!(code(&out), 69 | 77), "{url}: {err}");
+        assert!(took < Duration::from_secs(5), "{url}: took {took:?}: {err}");
+        assert!(err.contains("TLS"), "{url}: {err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+    }
 }
 
 #[test]
