@@ -10,11 +10,13 @@ ROOT=$PWD
 # bench/run does), the copies in that folder, so that a rebuild meanwhile
 # cannot change what a run measures.
 UNLATCH=${BENCH_BIN_DIR:-$ROOT/target/release}/unlatch
+# One bare PostgreSQL connection, no client library (examples/pg-bare).
+BARE=${BENCH_BIN_DIR:-$ROOT/target/release/examples}/pg-bare
 FX=$ROOT/tests/fixtures/knexapp   # knex-migrator 6.2.1, as Ghost uses it
 KM=$FX/node_modules/.bin
 
 build() {
-  [ -n "${BENCH_BIN_DIR:-}" ] || cargo build --release --quiet --bin unlatch --example stale-lock
+  [ -n "${BENCH_BIN_DIR:-}" ] || cargo build --release --quiet --bin unlatch --example stale-lock --example pg-bare
 }
 
 # The fixture's node_modules (knex-migrator, better-sqlite3 compiled here:
@@ -92,4 +94,40 @@ for i in range(1, rounds + 1):
         merged.setdefault(r["command"], []).extend(r["times"])
 json.dump({"results": [{"command": c, "times": t} for c, t in merged.items()]}, open(path, "w"))
 PY
+}
+
+# knex-migrator's lock table on PostgreSQL, free (knex-migrator cannot make
+# one there: see bench/startup).
+KM_LOCK_SQL="CREATE TABLE migrations_lock (lock_key varchar(191) primary key, locked boolean default false, acquired_at timestamptz, released_at timestamptz); INSERT INTO migrations_lock VALUES ('km01',false,NULL,NULL)"
+
+# A private TLS-enabled PostgreSQL (ssl=on, trust authentication, a fresh
+# RSA 2048 certificate), on a free port of 127.0.0.1: sets TLS_PORT and
+# TLS_DIR; stop_tls_postgres stops it and removes its folder. On failure,
+# returns 1 with the reason in TLS_WHY.
+start_tls_postgres() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ "$(id -u)" = 0 ] || { TLS_WHY="needs root (the server runs as the postgres user)"; return 1; }
+  [ -n "$bin" ] || { TLS_WHY="no PostgreSQL server binaries in /usr/lib/postgresql"; return 1; }
+  id postgres >/dev/null 2>&1 || { TLS_WHY="no postgres user"; return 1; }
+  command -v openssl >/dev/null || { TLS_WHY="no openssl"; return 1; }
+  TLS_DIR=$(mktemp -d)
+  TLS_PG_BIN=$bin
+  TLS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.crt" >/dev/null 2>&1
+  chmod 600 "$TLS_DIR/server.key"
+  chown -R postgres: "$TLS_DIR"
+  runuser -u postgres -- "$bin/initdb" -D "$TLS_DIR/data" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null 2>&1 ||
+    { TLS_WHY="initdb failed"; return 1; }
+  runuser -u postgres -- "$bin/pg_ctl" -D "$TLS_DIR/data" -w -t 60 -l "$TLS_DIR/server.log" \
+    -o "-p $TLS_PORT -k $TLS_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=$TLS_DIR/server.crt -c ssl_key_file=$TLS_DIR/server.key" \
+    start >/dev/null 2>&1 || { TLS_WHY="pg_ctl start failed: $(tail -n 3 "$TLS_DIR/server.log" 2>/dev/null)"; return 1; }
+}
+
+stop_tls_postgres() {
+  [ -n "${TLS_DIR:-}" ] || return 0
+  [ -z "${TLS_PG_BIN:-}" ] || runuser -u postgres -- "$TLS_PG_BIN/pg_ctl" -D "$TLS_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$TLS_DIR"
+  TLS_DIR=
 }

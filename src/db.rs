@@ -232,18 +232,10 @@ impl Target {
                 .extend_pairs(pairs)
                 .append_pair("sslmode", mode);
         }
-        if role == Role::Guard {
-            match self.kind {
-                // GET_LOCK is server-wide: no database needed.
-                Kind::MySql => url.set_path(""),
-                // Each round of waiting for the advisory lock ends after 1 s;
-                // set at connection start, it costs no round trip.
-                Kind::Postgres => {
-                    url.query_pairs_mut()
-                        .append_pair("options[lock_timeout]", "1s");
-                }
-                Kind::Sqlite => {}
-            }
+        // GET_LOCK is server-wide: MySQL's guard needs no database.
+        // (PostgreSQL's guard is on the work connection: see guard.)
+        if role == Role::Guard && self.kind == Kind::MySql {
+            url.set_path("");
         }
         if let Some(schema) = &self.schema {
             // Set at connection start: no round trip.
@@ -290,6 +282,13 @@ impl Target {
             .map_err(|e| sqlx::Error::Configuration(e.into()))?;
         AnyConnection::connect_with(&options).await
     }
+}
+
+/// A table name of ASCII letters, digits and `_` only (what
+/// `UNLATCH_*_TABLE` accepts): safe to write into a statement as a literal,
+/// with nothing to escape.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Masks the password of a URL-like string, even one that does not parse,
@@ -584,8 +583,29 @@ impl Db {
         Db { conn, kind }
     }
 
+    /// Whether a statement goes as a simple query: on PostgreSQL, one with
+    /// nothing to bind takes one round trip so, where a prepared one takes
+    /// two (parse and describe, then bind and execute). Most of a start's
+    /// statements have nothing to bind.
+    fn simple(&self, args: &[Option<&str>]) -> bool {
+        self.kind == Kind::Postgres && args.is_empty()
+    }
+
+    /// The rows of a statement with nothing to bind, as a simple query.
+    pub async fn simple_rows(&mut self, sql: &str) -> anyhow::Result<Vec<AnyRow>> {
+        sqlx::Executor::fetch_all(&mut self.conn, sqlx::raw_sql(sql))
+            .await
+            .with_context(|| sql.to_owned())
+    }
+
     /// Runs a statement; `?` placeholders, bound in order.
     pub async fn exec(&mut self, sql: &str, args: &[Option<&str>]) -> anyhow::Result<u64> {
+        if self.simple(args) {
+            let done = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql(sql))
+                .await
+                .with_context(|| sql.to_owned())?;
+            return Ok(done.rows_affected());
+        }
         let sql = self.kind.placeholders(sql);
         let mut query = sqlx::query(&sql);
         for arg in args {
@@ -604,6 +624,9 @@ impl Db {
         sql: &str,
         args: &[Option<&str>],
     ) -> anyhow::Result<Option<AnyRow>> {
+        if self.simple(args) {
+            return Ok(self.simple_rows(sql).await?.into_iter().next());
+        }
         let sql = self.kind.placeholders(sql);
         let mut query = sqlx::query(&sql);
         for arg in args {
@@ -625,6 +648,11 @@ impl Db {
             // The catalogs directly: information_schema's views cost a few
             // ms on a fresh backend. to_regclass follows search_path, as the
             // tools' own unqualified table names do.
+            Kind::Postgres if plain_name(table) => {
+                // Nothing to bind: one round trip (see `simple`).
+                let sql = format!("SELECT 1 WHERE to_regclass('{table}') IS NOT NULL");
+                return Ok(self.row(&sql, &[]).await?.is_some());
+            }
             Kind::Postgres => "SELECT 1 WHERE to_regclass(?) IS NOT NULL",
         };
         Ok(self.row(sql, &[Some(table)]).await?.is_some())
@@ -648,6 +676,20 @@ impl Db {
             // to_regclass follows search_path, as the tools' unqualified
             // names do; the catalogs, not information_schema (slow on a
             // fresh backend).
+            Kind::Postgres if tables.iter().all(|t| plain_name(t)) => {
+                // Nothing to bind: one round trip (see `simple`).
+                let values: Vec<String> = tables.iter().map(|t| format!("('{t}')")).collect();
+                let sql = format!(
+                    "SELECT CAST(name AS TEXT) FROM (VALUES {}) AS t(name) WHERE to_regclass(name) IS NOT NULL",
+                    values.join(", ")
+                );
+                return self
+                    .simple_rows(&sql)
+                    .await?
+                    .iter()
+                    .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
+                    .collect();
+            }
             Kind::Postgres => {
                 let values = vec!["(?)"; tables.len()].join(", ");
                 format!("SELECT CAST(name AS TEXT) FROM (VALUES {values}) AS t(name) WHERE to_regclass(name) IS NOT NULL")

@@ -5,9 +5,17 @@
 //! `GET_LOCK` on MySQL/MariaDB, an OS file lock beside the database file on
 //! SQLite. A replica that dies frees it with its session or file handle, so
 //! the guard itself can never go stale; that is the property the migration
-//! tools' row locks lack. It is held on a connection of its own and released
-//! on every path: explicitly by [`Guard::release`], and by the connection or
-//! file closing if unlatch exits any other way.
+//! tools' row locks lack. It is released on every path: explicitly by
+//! [`Guard::release`], and by the connection or file closing if unlatch
+//! exits any other way.
+//!
+//! On PostgreSQL it is held on the work connection itself: a second
+//! connection would cost a backend fork (a few ms) on every start, and an
+//! advisory lock is per session, so the work connection's end frees it just
+//! the same. Its statements never wait on the fast path; only while another
+//! replica holds it is `lock_timeout` set, and reset before any work runs.
+//! On MySQL/MariaDB it keeps a connection of its own, outside any database,
+//! so that it works before the migrate command creates the database.
 //!
 //! The wait is done in rounds of about a second (a server-side timeout on
 //! the lock call), so a TERM is answered promptly and an abandoned request
@@ -32,10 +40,18 @@ use crate::process::Stop;
 /// database, so one constant serves every database on a server.
 pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
 
-/// A held guard; dropping it releases it too.
+/// A held guard; dropping it (or the work connection it shares) releases
+/// it too.
 pub enum Guard {
+    /// On a connection of its own (MySQL/MariaDB).
     Session {
         db: Db,
+        name: String,
+        release_sql: String,
+        waited: bool,
+    },
+    /// On the work connection (PostgreSQL), handed back to [`Guard::release`].
+    Shared {
         name: String,
         release_sql: String,
         waited: bool,
@@ -54,12 +70,12 @@ fn mysql_lock_name(database: &str) -> String {
     format!("unlatch:{database}").chars().take(64).collect()
 }
 
-/// Opens the guard's connection, if the database has sessions; meant to
-/// run alongside the first wait for the database, which it then saves a
-/// round of connection set-up (a few ms on PostgreSQL). `None` on any
-/// failure: [`acquire`] then connects itself.
+/// Opens the guard's connection, if it has one of its own (MySQL/MariaDB);
+/// meant to run alongside the first wait for the database, which it then
+/// saves a round of connection set-up. `None` on any failure: [`acquire`]
+/// then connects itself.
 pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
-    if target.kind == Kind::Sqlite {
+    if target.kind != Kind::MySql {
         return None;
     }
     let connect = target.connect_once(Role::Guard);
@@ -71,37 +87,47 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
 
 /// Takes the guard, waiting at most `UNLATCH_LOCK_WAIT` for another replica
 /// to finish (and `UNLATCH_WAIT_TIMEOUT` for its connection, when `early`
-/// has none). The first try does not wait; when it finds the guard taken,
-/// `before_waiting` runs once, so the caller can give back what it should
-/// not hold while it waits.
+/// has none). `work` is the work connection (`None`: no database yet). On
+/// PostgreSQL the guard is taken on it; elsewhere, when the first try finds
+/// the guard taken, `work` is given back (set to `None`) before waiting,
+/// since a server's connection limit is shared by every waiting replica.
 pub async fn acquire(
     target: &Target,
     early: Option<AnyConnection>,
+    work: &mut Option<Db>,
     config: &Config,
     stop: &mut Stop,
-    before_waiting: impl FnOnce(),
 ) -> anyhow::Result<Guard> {
     let wait = config.lock_wait;
+    let give_back = || *work = None;
     match target.kind {
         Kind::Sqlite => match &target.sqlite_file {
-            Some(file) => file_guard(file, wait, stop, before_waiting).await,
+            Some(file) => file_guard(file, wait, stop, give_back).await,
             None => Ok(Guard::None),
         },
-        Kind::MySql | Kind::Postgres => {
-            session_guard(
-                target,
-                early,
-                (wait, config.wait_timeout),
-                stop,
-                before_waiting,
-            )
-            .await
+        Kind::MySql => {
+            mysql_guard(target, early, (wait, config.wait_timeout), stop, give_back).await
         }
+        // Advisory locks live in a database; with none yet, nothing to guard.
+        Kind::Postgres => match work {
+            Some(db) => postgres_guard(db, wait, stop).await,
+            None => Ok(Guard::None),
+        },
     }
 }
 
+/// The statements of a session guard. Each of `try_sql` and `wait_sql`
+/// answers 1 when it took the guard: the first without waiting, the other
+/// after a round of about a second.
+struct Statements {
+    name: String,
+    try_sql: String,
+    wait_sql: String,
+    release_sql: String,
+}
+
 /// `waits`: for the guard, and for its connection.
-async fn session_guard(
+async fn mysql_guard(
     target: &Target,
     early: Option<AnyConnection>,
     (wait, connect_timeout): (Duration, Duration),
@@ -124,34 +150,83 @@ async fn session_guard(
                 )
             })?,
     };
-    // Each statement answers 1 when it took the guard: the first without
-    // waiting, the others after a round of about a second.
-    let (name, try_sql, wait_sql, release_sql) = match target.kind {
-        Kind::MySql => {
-            let key = mysql_lock_name(&target.name);
-            (
-                format!("GET_LOCK('{key}')"),
-                format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
-                format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
-                format!("SELECT RELEASE_LOCK('{key}')"),
-            )
-        }
-        _ => (
-            format!("pg_advisory_lock({PG_KEY})"),
-            format!(
-                "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
-            ),
-            format!("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock({PG_KEY})) AS taken"),
-            format!("SELECT pg_advisory_unlock({PG_KEY})"),
-        ),
+    let key = mysql_lock_name(&target.name);
+    let sql = Statements {
+        name: format!("GET_LOCK('{key}')"),
+        try_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
+        wait_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
+        release_sql: format!("SELECT RELEASE_LOCK('{key}')"),
     };
+    let waited = in_rounds(&mut db, &sql, wait, stop, before_waiting).await?;
+    Ok(Guard::Session {
+        db,
+        name: sql.name,
+        release_sql: sql.release_sql,
+        waited,
+    })
+}
+
+/// PostgreSQL's guard, on the work connection. Its statements go as simple
+/// queries (one round trip each, not two). A waiting round sets
+/// `lock_timeout` in the same implicit transaction as the lock call, so a
+/// round that times out rolls it back with itself; once taken after a
+/// wait, it is reset to the session's own, so the work statements never
+/// run under it.
+async fn postgres_guard(db: &mut Db, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+    let sql = Statements {
+        name: format!("pg_advisory_lock({PG_KEY})"),
+        try_sql: format!(
+            "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
+        ),
+        wait_sql: format!(
+            "SET lock_timeout = '1s'; \
+             SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock({PG_KEY})) AS taken"
+        ),
+        release_sql: format!("SELECT pg_advisory_unlock({PG_KEY})"),
+    };
+    let waited = in_rounds(db, &sql, wait, stop, || {}).await?;
+    if waited {
+        simple(db, "RESET lock_timeout")
+            .await
+            .context("resetting lock_timeout after taking the guard")?;
+    }
+    Ok(Guard::Shared {
+        name: sql.name,
+        release_sql: sql.release_sql,
+        waited,
+    })
+}
+
+/// Statements with no parameters as one simple query (PostgreSQL: one
+/// round trip, where a prepared statement takes two); the rows of the last
+/// one that returns any.
+async fn simple(db: &mut Db, sql: &str) -> anyhow::Result<Vec<sqlx::any::AnyRow>> {
+    db.simple_rows(sql).await
+}
+
+/// Tries the guard, then waits for it in rounds, until `wait` has passed.
+/// Whether it had to wait; `before_waiting` runs once, when it first does.
+async fn in_rounds(
+    db: &mut Db,
+    sql: &Statements,
+    wait: Duration,
+    stop: &mut Stop,
+    before_waiting: impl FnOnce(),
+) -> anyhow::Result<bool> {
+    let name = &sql.name;
     let started = Instant::now();
     let mut waited = false;
     let mut before_waiting = Some(before_waiting);
     loop {
-        let sql = if waited { &wait_sql } else { &try_sql };
+        let statement = if waited { &sql.wait_sql } else { &sql.try_sql };
         let attempt = async {
-            match db.row(sql, &[]).await {
+            let answer = match db.kind {
+                Kind::Postgres => simple(db, statement)
+                    .await
+                    .map(|rows| rows.into_iter().next()),
+                _ => db.row(statement, &[]).await,
+            };
+            match answer {
                 Ok(Some(row)) => Ok(row.try_get::<i64, _>(0)? == 1),
                 Ok(None) => Ok(false),
                 // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
@@ -165,15 +240,10 @@ async fn session_guard(
         };
         if got {
             log::debug!("took the guard {name} after {}", human(started.elapsed()));
-            return Ok(Guard::Session {
-                db,
-                name,
-                release_sql,
-                waited,
-            });
+            return Ok(waited);
         }
         if started.elapsed() >= wait {
-            return Err(still_held(&name, wait));
+            return Err(still_held(name, wait));
         }
         if !waited {
             log::info!("another replica is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
@@ -282,13 +352,17 @@ impl Guard {
     /// Whether another replica held the guard when this one asked for it.
     pub fn waited(&self) -> bool {
         match self {
-            Guard::Session { waited, .. } | Guard::File { waited, .. } => *waited,
+            Guard::Session { waited, .. }
+            | Guard::Shared { waited, .. }
+            | Guard::File { waited, .. } => *waited,
             Guard::None => false,
         }
     }
 
-    /// Releases the guard and says so.
-    pub async fn release(self) {
+    /// Releases the guard and says so; `work` is the work connection, which
+    /// a shared guard is released on (`None`: it is gone, and the guard
+    /// with it).
+    pub async fn release(self, work: Option<&mut Db>) {
         match self {
             Guard::Session {
                 mut db,
@@ -302,6 +376,20 @@ impl Guard {
                     );
                 }
                 db.close().await;
+                log::debug!("released the guard {name}");
+            }
+            Guard::Shared {
+                name, release_sql, ..
+            } => {
+                // Released before the connection closes, so that a waiting
+                // replica gets it at once, not when this backend exits.
+                if let Some(db) = work {
+                    if let Err(e) = simple(db, &release_sql).await {
+                        log::debug!(
+                            "releasing {name}: {e:#} (closing its connection releases it anyway)"
+                        );
+                    }
+                }
                 log::debug!("released the guard {name}");
             }
             Guard::File { path, .. } => log::debug!("released the guard {}", path.display()),

@@ -82,17 +82,10 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         guard::connect_early(target)
     );
     let mut db = db?;
-    let mut gave_back = false;
-    let guard = if db.is_none() && target.kind == db::Kind::Postgres {
-        // PostgreSQL's advisory locks live in a database; there is none yet.
-        guard::Guard::None
-    } else {
-        // Many replicas may wait at once, and a server's connection limit
-        // is shared by all of them: a waiting one holds only its guard's.
-        let give_back = || gave_back = db.take().is_some();
-        guard::acquire(target, early, config, &mut stop, give_back).await?
-    };
-    if gave_back {
+    let had_db = db.is_some();
+    let guard = guard::acquire(target, early, &mut db, config, &mut stop).await?;
+    if had_db && db.is_none() {
+        // Given back while waiting for another replica's preflight.
         db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
     }
     if let (guard::Guard::File { .. }, Some(file)) = (&guard, &target.sqlite_file) {
@@ -102,12 +95,16 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     let result = under_guard(
         config,
         target,
-        db,
+        &mut db,
         guard.waited().then_some(started),
         &mut stop,
     )
     .await;
-    guard.release().await;
+    // A guard on the work connection is released on it, before it closes.
+    guard.release(db.as_mut()).await;
+    if let Some(db) = db {
+        db.close().await;
+    }
     unless_stopped(result?, &mut stop).await
 }
 
@@ -125,18 +122,18 @@ async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<P
 async fn under_guard(
     config: &Config,
     target: &db::Target,
-    mut db: Option<Db>,
+    db: &mut Option<Db>,
     waited_since: Option<jiff::Timestamp>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
-    let tool = match &mut db {
+    let tool = match db {
         Some(db) => tools::select(config.tool, &config.tool_settings, db).await?,
         None => None,
     };
-    if let (Some(tool), Some(db)) = (&tool, &mut db) {
+    if let (Some(tool), Some(db)) = (&tool, &mut *db) {
         heal::settle(tool.as_ref(), db, config, stop).await?;
     }
-    if let Some(db) = &mut db {
+    if let Some(db) = db.as_mut() {
         sessions::check(
             db,
             &tools::candidates(config.tool, &config.tool_settings),
@@ -146,7 +143,7 @@ async fn under_guard(
     }
     let env = hooks::run_all(config, stop).await?;
     let migrating = config.migrate_cmd.is_some() || config.migrations_dir.is_some();
-    if let (true, true, Some(db)) = (migrating, config.sqlite_backup, &mut db) {
+    if let (true, true, Some(db)) = (migrating, config.sqlite_backup, db.as_mut()) {
         backup::sqlite(
             db,
             config,
@@ -169,13 +166,10 @@ async fn under_guard(
     }
     if let Some(dir) = &config.migrations_dir {
         if db.is_none() {
-            db = Some(create_sqlite_file(target, config, stop).await?);
+            *db = Some(create_sqlite_file(target, config, stop).await?);
         }
         let db = db.as_mut().expect("just made");
         runner::run(target, dir, db, config, stop).await?;
-    }
-    if let Some(db) = db {
-        db.close().await;
     }
     Ok(Prepared { env })
 }

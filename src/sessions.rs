@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::Row;
 
 use crate::clock::human;
@@ -57,26 +58,41 @@ pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec
     if db.kind != Kind::Postgres {
         return Ok(Vec::new());
     }
-    let names = db
-        .row(
-            "SELECT CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT)",
-            &[],
+    // One round trip on every start: the names the keys are made of, and
+    // the advisory keys other sessions hold in this database (a bigint key
+    // shows as classid, its high 32 bits, and objid, the low ones, with
+    // objsubid 1). pg_stat_activity, dearer on a fresh backend, is read
+    // only when one of them is a tool's.
+    let rows = db
+        .simple_rows(
+            "SELECT CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT), \
+             CAST(COALESCE(string_agg(CAST(l.classid AS TEXT) || ':' || CAST(l.objid AS TEXT), ','), '') AS TEXT) \
+             FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.pid <> pg_backend_pid() \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
-        .await?
-        .expect("one row");
-    let (database, schema): (String, String) = (names.try_get(0)?, names.try_get(1)?);
+        .await?;
+    let row = rows.first().context("no row")?;
+    let (database, schema, held): (String, String, String) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    // As (high, low) halves: an application's own keys may have the high
+    // bit set, which a bigint sum in SQL would overflow on.
+    let held: Vec<(u32, u32)> = held
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .filter_map(|(high, low)| Some((high.parse().ok()?, low.parse().ok()?)))
+        .collect();
     let keys: Vec<(&'static str, i64)> = tools
         .iter()
         .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
+        .filter(|(_, k)| held.contains(&halves(*k)))
         .collect();
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    // A bigint key shows as classid (its high 32 bits), objid (the low
-    // ones), objsubid 1. One query for all keys: this runs on every start.
     let pairs: Vec<String> = keys
         .iter()
-        .map(|(_, k)| format!("({}, {})", (k >> 32) & 0xffff_ffff, k & 0xffff_ffff))
+        .map(|(_, k)| format!("({}, {})", halves(*k).0, halves(*k).1))
         .collect();
     let sql = format!(
         "SELECT CAST(l.classid AS BIGINT) * 4294967296 + CAST(l.objid AS BIGINT), a.pid, COALESCE(a.state, ''), \
@@ -104,6 +120,11 @@ pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec
         }
     }
     Ok(found)
+}
+
+/// A bigint advisory key as pg_locks shows it: classid, objid.
+fn halves(key: i64) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
 }
 
 /// Reports every holder; ends the idle, stale ones when allowed.

@@ -121,7 +121,8 @@ fn sigterm_while_waiting_for_another_replica(db: &TestDb) {
     let alone = other_sessions(db);
     let mut second = Running::spawn(with_db(db).args(["--", "true"]));
     second.wait_for("is in its preflight");
-    // A waiting replica holds one connection, its guard's (on MySQL outside
+    // A waiting replica holds one connection, its guard's (on PostgreSQL
+    // the work connection, which holds the guard; on MySQL outside
     // any database): with many replicas, the server's connection limit is
     // what runs out first.
     if let Some(alone) = alone {
@@ -408,14 +409,14 @@ fn postgres_out_of_connection_slots_is_waited_out() {
         return;
     };
     server.pg_ctl_with(
-        "-c max_connections=3 -c superuser_reserved_connections=0",
+        "-c max_connections=2 -c superuser_reserved_connections=0",
         "start",
         &[],
     );
     let url = server.url();
-    // Another client takes one of the three slots, idle (so the server
-    // notices at once when it goes): unlatch's guard and work connections
-    // fit, the runner's does not.
+    // Another client takes one of the two slots, idle (so the server
+    // notices at once when it goes): unlatch's work connection, which holds
+    // its guard too, fits; the runner's does not.
     let mut other = Command::new("psql")
         .args(["-q", "-d", &url])
         .stdin(Stdio::piped())
