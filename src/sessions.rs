@@ -66,15 +66,23 @@ pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec
     let rows = db
         .simple_rows(
             "SELECT CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT), \
-             CAST(COALESCE(string_agg(CAST(l.classid AS TEXT) || ':' || CAST(l.objid AS TEXT), ','), '') AS TEXT) \
+             CAST(current_setting('search_path') AS TEXT), CAST(COALESCE(string_agg(CAST(l.classid AS TEXT) || ':' || CAST(l.objid AS TEXT), ','), '') AS TEXT) \
              FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
              AND l.pid <> pg_backend_pid() \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .await?;
     let row = rows.first().context("no row")?;
-    let (database, schema, held): (String, String, String) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let (database, schema, search_path, held): (String, Option<String>, String, String) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    );
+    // current_schema() is NULL while the schema the tool was told to use
+    // does not exist yet (a first deploy: the tool creates it under its
+    // lock); the tools name their lock after that schema all the same.
+    let schema = schema.unwrap_or_else(|| first_schema(&search_path));
     // As (high, low) halves: an application's own keys may have the high
     // bit set, which a bigint sum in SQL would overflow on.
     let held: Vec<(u32, u32)> = held
@@ -122,6 +130,16 @@ pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec
     Ok(found)
 }
 
+/// The first schema of a `search_path` setting, as PostgreSQL reads it:
+/// a quoted name as it is, any other folded to lower case.
+fn first_schema(search_path: &str) -> String {
+    let first = search_path.split(',').next().unwrap_or_default().trim();
+    match first.strip_prefix('"').and_then(|f| f.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => first.to_lowercase(),
+    }
+}
+
 /// A bigint advisory key as pg_locks shows it: classid, objid.
 fn halves(key: i64) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
@@ -149,4 +167,17 @@ pub async fn check(db: &mut Db, tools: &[Box<dyn Tool>], config: &Config) -> any
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_schema_of_a_search_path_as_postgres_reads_it() {
+        assert_eq!(first_schema("not_yet"), "not_yet");
+        assert_eq!(first_schema("\"Not-Yet\", public"), "Not-Yet");
+        assert_eq!(first_schema("Tenant"), "tenant");
+        assert_eq!(first_schema("\"a\"\"b\""), "a\"b");
+    }
 }

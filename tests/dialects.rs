@@ -409,3 +409,30 @@ fn prismas_sqlite_file_url_is_relative_to_the_schemas_folder() {
         stderr(&out)
     );
 }
+
+/// A first deploy: the schema the URL names does not exist yet (Prisma,
+/// Flyway and golang-migrate create it), so PostgreSQL's current_schema()
+/// is NULL. Nothing to heal, and the app must start; before, every start
+/// ended in exit 70, "expected TEXT, got Null".
+#[test]
+fn a_schema_that_does_not_exist_yet_is_nothing_to_heal() {
+    let Some(db) = postgres("fresh_schema") else {
+        return;
+    };
+    for query in [
+        "schema=not_yet",
+        "schema=Not-Yet",
+        "search_path=not_yet&x-migrations-table=versions",
+    ] {
+        let url = with_query(&db.url, query);
+        let out = run(base().env("DATABASE_URL", &url).args(["--", "true"]));
+        assert_eq!(code(&out), 0, "{query}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing to heal"),
+            "{query}: {}",
+            stderr(&out)
+        );
+        let out = run(base().env("DATABASE_URL", &url).arg("status"));
+        assert_eq!(code(&out), 0, "{query}: {}", stderr(&out));
+    }
+}
