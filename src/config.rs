@@ -548,6 +548,16 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
         .iter()
         .find_map(|name| env.get(name))
         .or(listed);
+    if env
+        .get(chosen.user)
+        .is_some_and(|user| user.chars().any(char::is_control))
+    {
+        return Err(config_error(format!(
+            "{}: {}",
+            chosen.user,
+            crate::db::USER_CONTROL_CHARACTER
+        )));
+    }
     let extras = crate::dialect::JdbcExtras {
         user: env.get(chosen.user),
         password: env.get(chosen.password),

@@ -133,6 +133,9 @@ impl Target {
                 .into_owned()
         });
         target.name = parsed.path().trim_start_matches('/').to_owned();
+        if kind == Kind::Postgres {
+            check_postgres_user(&parsed).map_err(&bad)?;
+        }
         // A socket is named by a parameter: MySQL's `socket`, libpq's `host`.
         let socket = parsed
             .query_pairs()
@@ -290,6 +293,30 @@ impl Target {
 fn plain_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// A PostgreSQL user name sqlx can log in with: sqlx panics on one that
+/// SASLprep refuses, and a control character (a secret file's newline or
+/// carriage return) is the one such a name ever carries by mistake.
+fn check_postgres_user(url: &url::Url) -> Result<(), String> {
+    let from_query = url
+        .query_pairs()
+        .filter(|(key, _)| key == "user")
+        .map(|(_, value)| value.into_owned());
+    let decoded = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    match std::iter::once(decoded)
+        .chain(from_query)
+        .any(|user| user.chars().any(char::is_control))
+    {
+        true => Err(USER_CONTROL_CHARACTER.into()),
+        false => Ok(()),
+    }
+}
+
+/// Why a user name with a control character is refused.
+pub const USER_CONTROL_CHARACTER: &str = "the user name has a control character \
+     (a secret file's trailing newline or carriage return?); expected the user name alone";
 
 /// Masks the password of a URL-like string, even one that does not parse,
 /// and shows an inline certificate or key as its kind only.

@@ -258,6 +258,9 @@ fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
             "pgbouncer" if flag(key, value)? => return Err(format!("pgbouncer=true: {POOLER_REFUSAL}")),
             "pgbouncer" => {}
             // Prisma quotes its schema's name in search_path.
+            "schema" if value.is_empty() => {
+                return Err("schema=: expected the name of a schema (Prisma's default is public)".into())
+            }
             "schema" => located.schema = Some(quoted_schema(value)),
             // lib/pq's runtime parameter (golang-migrate), as it is.
             "search_path" => located.schema = Some(value.clone()),

@@ -198,6 +198,26 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "sslidentity: a PKCS#12 client identity is not supported",
         ),
+        // sqlx panics (exit 101) on a PostgreSQL user name SASLprep refuses.
+        (
+            vec![("DATABASE_URL", secret_url("postgres://app%0A:PW@db/app"))],
+            vec![],
+            "DATABASE_URL=postgres://app%0A:***@db/app: the user name has a control character",
+        ),
+        (
+            vec![
+                ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
+                ("FLYWAY_USER", "svc\r\n".into()),
+                ("FLYWAY_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "FLYWAY_USER: the user name has a control character",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("postgres://app:PW@db/app?schema="))],
+            vec![],
+            "schema=: expected the name of a schema",
+        ),
         (
             vec![("DATABASE_URL", "file:./dev.db".into())],
             vec![],
