@@ -28,6 +28,11 @@ const FIELDS: &[&str] = &[
     "socketPath",
 ];
 
+/// `database.connection` given as a string: mysql2 reads it as a URL
+/// (`ConnectionConfig.parseUrl`), and Ghost's `configure()` sets nothing
+/// on a string.
+const CONNECTION_URL: &str = "connection";
+
 /// mysql2's `ssl` and the keys of its object form that unlatch reads;
 /// kept as nconf hands them on (JSON text: `true`, `"Amazon RDS"`, a PEM).
 const SSL_FIELDS: &[&str] = &[
@@ -71,6 +76,10 @@ pub fn database_url(env: &Env, cwd: &Path) -> Result<Option<(String, String)>, F
         return Ok(None);
     }
     let mut settings = builtin_defaults(node_env);
+    if given.contains_key(CONNECTION_URL) {
+        // A string replaces the defaults' connection object whole (nconf).
+        settings.retain(|key, _| *key == "client");
+    }
     settings.extend(given);
     files.reverse();
     let source = match (from_env.is_empty(), files.is_empty()) {
@@ -115,7 +124,12 @@ type Settings = BTreeMap<&'static str, String>;
 
 fn settings_from_env(env: &Env) -> Result<Settings, Failure> {
     let mut settings = Settings::new();
-    let keys = std::iter::once(("client", "database__client".to_owned())).chain(
+    let keys = [
+        ("client", "database__client".to_owned()),
+        (CONNECTION_URL, "database__connection".to_owned()),
+    ]
+    .into_iter()
+    .chain(
         FIELDS
             .iter()
             .map(|field| (*field, format!("database__connection__{field}"))),
@@ -205,6 +219,9 @@ fn read_config_file(path: &Path) -> Result<Option<Settings>, Failure> {
     if let Some(client) = scalar(&database["client"]) {
         settings.insert("client", client);
     }
+    if let Some(url) = database["connection"].as_str() {
+        settings.insert(CONNECTION_URL, url.to_owned());
+    }
     for field in FIELDS {
         if let Some(value) = scalar(&database["connection"][field]) {
             settings.insert(field, value);
@@ -235,6 +252,9 @@ fn url_from_settings(settings: &Settings, cwd: &Path, source: &str) -> Result<St
             ),
         )
     };
+    if let Some(url) = settings.get(CONNECTION_URL) {
+        return connection_url(settings, url, source);
+    }
     match settings.get("client").map(String::as_str) {
         Some(client @ ("sqlite3" | "better-sqlite3")) => {
             let filename = settings.get("filename").ok_or_else(|| missing("connection__filename"))?;
@@ -258,6 +278,42 @@ fn url_from_settings(settings: &Settings, cwd: &Path, source: &str) -> Result<St
             format!("{source}: database__connection__* is set but database__client is not; expected sqlite3, mysql or mysql2"),
         )),
     }
+}
+
+/// `database.connection` given as a URL, for MySQL: the URL as mysql2
+/// reads it, with no TLS unless it asks (mysql2 sends no SSL request
+/// without `ssl`). Keys of the object form beside it are refused: which
+/// one Ghost would use depends on how nconf merges a string with an object.
+fn connection_url(settings: &Settings, url: &str, source: &str) -> Result<String, Failure> {
+    let refuse = |why: &str| Failure::new(Code::Config, format!("{source}: {why}"));
+    if !matches!(
+        settings.get("client").map(String::as_str),
+        Some("mysql" | "mysql2")
+    ) {
+        return Err(refuse(
+            "database.connection is a string; expected an object with a filename (SQLite's connection), \
+             or database__client=mysql for a MySQL URL",
+        ));
+    }
+    if let Some(key) = FIELDS
+        .iter()
+        .chain(SSL_FIELDS)
+        .find(|key| settings.contains_key(*key))
+    {
+        return Err(refuse(&format!(
+            "database.connection is a URL, and database__connection__{key} is set too; \
+             expected one of the two forms"
+        )));
+    }
+    let has_tls = url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(key, _)| matches!(&*key, "ssl" | "ssl-mode" | "sslmode"))
+    });
+    Ok(match (has_tls, url.contains('?')) {
+        (true, _) => url.to_owned(),
+        (false, true) => format!("{url}&ssl-mode=DISABLED"),
+        (false, false) => format!("{url}?ssl-mode=DISABLED"),
+    })
 }
 
 /// Ghost's `makePathsAbsolute`: a relative path with a slash in it (or
@@ -818,6 +874,52 @@ mod tests {
         let (url, _) = database_url(&e, &dir).unwrap().unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
         assert_eq!(param(&url, "ssl-ca"), None);
+    }
+
+    #[test]
+    fn a_connection_string_is_the_url_not_ghosts_defaults() {
+        // mysql2 takes a URL as its whole connection (ConnectionConfig
+        // .parseUrl), and Ghost's configure() sets nothing on a string.
+        // Read as no connection at all, it gave the production defaults,
+        // root@127.0.0.1/ghost: another database, "nothing to heal".
+        let dir = dir_with(
+            "config.production.json",
+            r#"{"database":{"client":"mysql","connection":"mysql://app:p%40w@db.example:3306/blog"}}"#,
+        );
+        let e = env(&[("NODE_ENV", "production")]);
+        let (url, source) = database_url(&e, &dir).unwrap().unwrap();
+        assert_eq!(
+            url,
+            "mysql://app:p%40w@db.example:3306/blog?ssl-mode=DISABLED"
+        );
+        assert_eq!(source, "config.production.json");
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            (
+                "database__connection",
+                "mysql://app@db2/blog?ssl-mode=REQUIRED",
+            ),
+        ]);
+        let (url, _) = database_url(&e, Path::new("/x")).unwrap().unwrap();
+        assert_eq!(url, "mysql://app@db2/blog?ssl-mode=REQUIRED");
+        // A string and keys of the object form: which wins is not clear.
+        let e = env(&[
+            ("NODE_ENV", "production"),
+            ("database__connection__host", "other"),
+        ]);
+        let err = database_url(&e, &dir).unwrap_err();
+        assert!(
+            err.message.contains("database.connection is a URL")
+                && err.message.contains("expected"),
+            "{}",
+            err.message
+        );
+        let sqlite = dir_with(
+            "config.development.json",
+            r#"{"database":{"client":"sqlite3","connection":"/data/ghost.db"}}"#,
+        );
+        let err = database_url(&env(&[]), &sqlite).unwrap_err();
+        assert!(err.message.contains("filename"), "{}", err.message);
     }
 
     #[test]
