@@ -132,6 +132,18 @@ impl Target {
                 .decode_utf8_lossy()
                 .into_owned()
         });
+        if kind == Kind::Postgres {
+            // sqlx, as libpq, also takes the password as a parameter, the
+            // last one over the URL's own: hidden all the same.
+            if let Some(given) = parsed
+                .query_pairs()
+                .filter(|(key, _)| key == "password")
+                .map(|(_, value)| value.into_owned())
+                .last()
+            {
+                target.secrets.extend(target.password.replace(given));
+            }
+        }
         target.name = parsed.path().trim_start_matches('/').to_owned();
         if kind == Kind::Postgres {
             check_postgres_user(&parsed).map_err(&bad)?;
@@ -144,7 +156,7 @@ impl Target {
             return Err(bad("no host".into()));
         }
         let settled = tls::settle(kind, &mut parsed, env).map_err(&bad)?;
-        target.secrets = settled.secrets;
+        target.secrets.extend(settled.secrets);
         target.warnings.extend(settled.warnings);
         target.only_given_roots = settled.only_given_roots;
         target.fallback_sslmode = settled.fallback_sslmode;
@@ -942,6 +954,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(!err.message.contains("hunter2"), "{}", err.message);
+        // libpq's and sqlx's own password parameter is the password, to be
+        // hidden wherever it shows (a migrate command carrying it).
+        let target = Target::parse("postgres://u@h/d?password=hunter%2B2", "DATABASE_URL").unwrap();
+        assert_eq!(target.password(), Some("hunter+2"));
+        assert_eq!(
+            target.scrub("migrate --password hunter+2"),
+            "migrate --password ***"
+        );
     }
 
     #[test]
