@@ -62,9 +62,15 @@ pub fn settle(kind: Kind, url: &mut Url, env: &Env) -> Result<Settled, String> {
     }
 }
 
-/// Takes the first of `keys` out of `url`'s query (all of them are
-/// removed); the value as given.
+/// Takes the last of `keys` out of `url`'s query (all of them are
+/// removed); the value as given, an empty one taken as unset.
 fn take(pairs: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String> {
+    take_given(pairs, keys).filter(|v| !v.is_empty())
+}
+
+/// [`take`], an empty value kept: an empty mode is no mode to libpq or
+/// MySQL's client, which refuse it rather than fall back to a default.
+fn take_given(pairs: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String> {
     let mut found = None;
     pairs.retain(|(k, v)| {
         if keys.contains(&k.as_str()) {
@@ -75,7 +81,7 @@ fn take(pairs: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String> {
             true
         }
     });
-    found.filter(|v| !v.is_empty())
+    found
 }
 
 fn query_pairs(url: &Url) -> Vec<(String, String)> {
@@ -194,7 +200,8 @@ fn system_or_bundled_roots(
 fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
     let mut pairs = query_pairs(url);
     let from_env = |name: &str| env.get(name).map(str::to_owned);
-    let mode_given = take(&mut pairs, &["sslmode", "ssl-mode"]).or_else(|| from_env("PGSSLMODE"));
+    let mode_given =
+        take_given(&mut pairs, &["sslmode", "ssl-mode"]).or_else(|| from_env("PGSSLMODE"));
     let root = take(&mut pairs, &["sslrootcert", "ssl-root-cert", "ssl-ca"])
         .or_else(|| from_env("PGSSLROOTCERT"));
     let cert = take(&mut pairs, &["sslcert", "ssl-cert"]).or_else(|| from_env("PGSSLCERT"));
@@ -301,7 +308,7 @@ fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
 /// `ssl-cert`, `ssl-key`.
 fn mysql(url: &mut Url) -> Result<Settled, String> {
     let mut pairs = query_pairs(url);
-    let mode_given = take(&mut pairs, &["ssl-mode", "sslmode"]);
+    let mode_given = take_given(&mut pairs, &["ssl-mode", "sslmode"]);
     let ca = take(&mut pairs, &["ssl-ca", "sslca"]);
     let cert = take(&mut pairs, &["ssl-cert", "sslcert"]);
     let key = take(&mut pairs, &["ssl-key", "sslkey"]);
@@ -542,6 +549,19 @@ mod tests {
         )
         .unwrap();
         path.display().to_string()
+    }
+
+    #[test]
+    fn an_empty_mode_is_refused_as_the_clients_refuse_it() {
+        // libpq: invalid sslmode value: "" (not PGSSLMODE, not prefer);
+        // MySQL's client: --ssl-mode= is no mode either.
+        let env = [("PGSSLMODE", "disable")];
+        let err = pg("postgres://u@h/d?sslmode=", &env).unwrap_err();
+        assert!(err.starts_with("sslmode=: expected disable"), "{err}");
+        let err = pg("postgres://u@h/d?sslmode=require&sslmode=", &[]).unwrap_err();
+        assert!(err.starts_with("sslmode=: expected"), "{err}");
+        let err = my("mysql://u@h/d?ssl-mode=").unwrap_err();
+        assert!(err.starts_with("ssl-mode=: expected DISABLED"), "{err}");
     }
 
     #[test]
