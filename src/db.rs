@@ -486,6 +486,51 @@ fn classify(err: &sqlx::Error) -> Attempt {
     }
 }
 
+/// What PostgreSQL answers when a statement sqlx prepared (named
+/// `sqlx_s_<n>`, numbered from 1 on each connection) meets a server
+/// session other than its own: `42P05`, another client's `sqlx_s_1` is
+/// there already; `26000`, ours is not there. unlatch prepares nothing by
+/// hand, so either means the connection's statements are spread over
+/// pooled backends: a transaction-mode pooler reached without
+/// `pgbouncer=true` (Supabase's port 6543, Fly's pooled URL, Neon's
+/// `-pooler` host). A pooler that keeps prepared statements apart
+/// (PgBouncer 1.21 and later, `max_prepared_statements`) answers neither,
+/// and is not caught here: see tests/pooler.rs.
+const POOLED_STATEMENT_CODES: [&str; 2] = ["42P05", "26000"];
+
+/// `err`, or, when one of unlatch's prepared statements met another
+/// session (above), the same refusal as for `pgbouncer=true`, naming the
+/// variable: exit 64. Nothing was written: the statement failed before it
+/// ran (at parse, or at bind), and the guard's statements are unprepared.
+pub fn refuse_pooler(err: anyhow::Error, target: Option<&Target>) -> anyhow::Error {
+    let Some(target) = target.filter(|t| t.kind == Kind::Postgres) else {
+        return err;
+    };
+    let answer = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>()?.as_database_error())
+        .find(|e| {
+            e.code()
+                .is_some_and(|code| POOLED_STATEMENT_CODES.contains(&&*code))
+                && e.message().contains("\"sqlx_s_")
+        });
+    let Some(answer) = answer else {
+        return err;
+    };
+    Failure::new(
+        Code::Config,
+        format!(
+            "{}={}: the server answered \"{}\" ({}) to one of unlatch's own statements, so {}",
+            target.source,
+            target.redacted,
+            target.scrub(answer.message()),
+            answer.code().unwrap_or_default(),
+            dialect::POOLER_REFUSAL
+        ),
+    )
+    .into()
+}
+
 /// An open connection and the dialect it speaks.
 pub struct Db {
     conn: AnyConnection,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use unlatch::config::{self, Config, Env, Logging};
 use unlatch::exit::{self, Code, Failure};
-use unlatch::{launch, logging, status, supervise};
+use unlatch::{db, launch, logging, status, supervise};
 
 const USAGE: &str = "\
 unlatch: heal a stale migration lock, run the migrations, then start the app
@@ -179,10 +179,16 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Any of unlatch's own statements may meet a transaction-mode pooler.
+    let refuse_pooler = |err| db::refuse_pooler(err, config.database.as_ref());
     match invocation {
-        Invocation::Status { json } => runtime.block_on(status::run(&config, json)),
+        Invocation::Status { json } => runtime
+            .block_on(status::run(&config, json))
+            .map_err(refuse_pooler),
         Invocation::Run { command } => {
-            let prepared = runtime.block_on(unlatch::preflight(&config))?;
+            let prepared = runtime
+                .block_on(unlatch::preflight(&config))
+                .map_err(refuse_pooler)?;
             // The connections closed with the preflight; the runtime and its
             // signal handlers go before COMMAND takes this process over.
             drop(runtime);
