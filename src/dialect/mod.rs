@@ -16,8 +16,8 @@
 //! it carries a parameter only Prisma reads ([`PRISMA_ONLY`]).
 //!
 //! This module reads libpq-style and MySQL URLs, and the parameters every
-//! dialect shares; one file per tool's own forms: [`prisma`],
-//! [`golang_migrate`], [`jdbc`].
+//! dialect shares; one file per tool's own forms: `prisma`,
+//! `golang_migrate`, `jdbc`.
 //!
 //! May touch: nothing but reading, for Prisma's relative paths, whether the
 //! Prisma schema is in the working directory (and its `package.json`).
