@@ -539,6 +539,18 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
         },
     };
     let url = env.get(chosen.url).expect("filtered on it");
+    // A name with a control character (a secret file's newline) would
+    // reach the server as it is, and be refused there only after the wait.
+    let mut names = chosen.schemas.iter().chain(&chosen.schema_list);
+    if let Some(name) = names.find(|name| {
+        env.get(name)
+            .is_some_and(|v| v.chars().any(char::is_control))
+    }) {
+        return Err(config_error(format!(
+            "{name}: the schema name has a control character (a secret file's trailing newline?); \
+             expected schema names alone"
+        )));
+    }
     let listed = chosen
         .schema_list
         .and_then(|name| env.get(name))

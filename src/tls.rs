@@ -195,9 +195,36 @@ fn system_or_bundled_roots(
     Ok(())
 }
 
+/// libpq's variables for what a URL leaves out, and the URL parameters
+/// each stands for.
+const PG_VARIABLES: &[(&str, &[&str])] = &[
+    ("PGSSLMODE", &["sslmode", "ssl-mode"]),
+    ("PGSSLROOTCERT", &["sslrootcert", "ssl-root-cert", "ssl-ca"]),
+    ("PGSSLCERT", &["sslcert", "ssl-cert"]),
+    ("PGSSLKEY", &["sslkey", "ssl-key"]),
+    ("PGCHANNELBINDING", &["channel_binding"]),
+];
+
+/// [`postgres_settings`]; a refusal names the `PG*` variables that filled
+/// in, since the user set those, not the URL's parameters it quotes.
+fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
+    let given = query_pairs(url);
+    let filled: Vec<&str> = PG_VARIABLES
+        .iter()
+        .filter(|(var, keys)| {
+            env.get(var).is_some() && !given.iter().any(|(k, _)| keys.contains(&k.as_str()))
+        })
+        .map(|(var, _)| *var)
+        .collect();
+    postgres_settings(url, env).map_err(|why| match filled.as_slice() {
+        [] => why,
+        vars => format!("{why} (taken from {})", vars.join(", ")),
+    })
+}
+
 /// libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
 /// `channel_binding`, and their `PG*` variables.
-fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
+fn postgres_settings(url: &mut Url, env: &Env) -> Result<Settled, String> {
     let mut pairs = query_pairs(url);
     let from_env = |name: &str| env.get(name).map(str::to_owned);
     let mode_given =

@@ -450,6 +450,85 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec!["--"],
             "UNLATCH_MODE=supervise needs a COMMAND",
         ),
+        (
+            vec![
+                ("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db/app".into()),
+                ("LIQUIBASE_COMMAND_USERNAME", "app\n".into()),
+                ("LIQUIBASE_COMMAND_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "LIQUIBASE_COMMAND_USERNAME: the user name has a control character",
+        ),
+        (
+            vec![
+                ("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db/app".into()),
+                ("LIQUIBASE_COMMAND_LIQUIBASE_SCHEMA_NAME", "audit\n".into()),
+            ],
+            vec![],
+            "LIQUIBASE_COMMAND_LIQUIBASE_SCHEMA_NAME: the schema name has a control character",
+        ),
+        (
+            vec![
+                ("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db/app".into()),
+                ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "app\r\n".into()),
+            ],
+            vec![],
+            "LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME: the schema name has a control character",
+        ),
+        (
+            vec![
+                ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
+                ("FLYWAY_USER", "app".into()),
+                ("FLYWAY_PASSWORD", PASSWORD.into()),
+                ("FLYWAY_DEFAULT_SCHEMA", "billing\n".into()),
+            ],
+            vec![],
+            "FLYWAY_DEFAULT_SCHEMA: the schema name has a control character",
+        ),
+        (
+            vec![
+                ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
+                ("FLYWAY_SCHEMAS", "billing,\taudit".into()),
+            ],
+            vec![],
+            "FLYWAY_SCHEMAS: the schema name has a control character",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app")),
+                ("PGSSLKEY", "/etc/ssl/private/app.key".into()),
+            ],
+            vec![],
+            "taken from PGSSLKEY",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", secret_url("postgres://app:PW@db/app")),
+                ("PGCHANNELBINDING", "always".into()),
+            ],
+            vec![],
+            "channel_binding=always: expected disable, prefer or require (taken from PGCHANNELBINDING)",
+        ),
+        (
+            vec![("UNLATCH_LIQUIBASE_TABLE", "lock-table".into())],
+            vec![],
+            "UNLATCH_LIQUIBASE_TABLE=lock-table: expected a table name",
+        ),
+        (
+            vec![("UNLATCH_GOLANG_MIGRATE_TABLE", "versions;".into())],
+            vec![],
+            "UNLATCH_GOLANG_MIGRATE_TABLE=versions;: expected a table name",
+        ),
+        (
+            vec![("UNLATCH_FLYWAY_TABLE", "my history".into())],
+            vec![],
+            "UNLATCH_FLYWAY_TABLE=my history: expected a table name",
+        ),
+        (
+            vec![("UNLATCH_HOOK_FAILURE", "ignore".into())],
+            vec![],
+            "UNLATCH_HOOK_FAILURE=ignore: expected stop or warn",
+        ),
         (vec![], vec!["-x"], "put -- before it"),
         (vec![], vec!["status", "--yaml"], "unlatch status"),
         (vec![], vec!["--bogus"], "--bogus"),
@@ -535,4 +614,33 @@ fn every_bad_input_is_named_refused_and_harmless() {
         expected,
         "no copy, no guard file, nothing beside it"
     );
+}
+
+/// Every variable unlatch reads has a case above, or a reason here why no
+/// value of it is bad input: a new variable without one fails this test.
+#[test]
+fn every_variable_has_a_bad_input_case() {
+    const NO_BAD_VALUE: &[(&str, &str)] = &[
+        ("LIQUIBASE_COMMAND_PASSWORD", "any password is a password"),
+        ("FLYWAY_PASSWORD", "any password is a password"),
+        (
+            "UNLATCH_TERMINATION_LOG",
+            "any path: written only if it exists",
+        ),
+    ];
+    let source = include_str!("bad_input.rs");
+    let cases = &source[..source
+        .find("fn every_variable_has_a_bad_input_case")
+        .unwrap()];
+    let mut missing = Vec::new();
+    for (names, _, _) in unlatch::config::VARIABLES {
+        for name in names.split(", ") {
+            let name = name.trim_end_matches('*');
+            let exempt = NO_BAD_VALUE.iter().any(|(n, _)| *n == name);
+            if !exempt && !cases.contains(&format!("\"{name}")) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no bad-input case for {missing:?}");
 }
