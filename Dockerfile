@@ -11,6 +11,8 @@ FROM rust:1-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# SQLite's compile options (LIBSQLITE3_FLAGS).
+COPY .cargo ./.cargo
 COPY src ./src
 # A static, non-PIE executable: no interpreter and no dynamic section. The
 # target is named so that crt-static applies to unlatch only, not to
