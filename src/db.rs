@@ -302,7 +302,7 @@ impl Target {
 /// A table name of ASCII letters, digits and `_` only (what
 /// `UNLATCH_*_TABLE` accepts): safe to write into a statement as a literal,
 /// with nothing to escape.
-fn plain_name(name: &str) -> bool {
+pub(crate) fn plain_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

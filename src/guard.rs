@@ -14,6 +14,10 @@
 //! advisory lock is per session, so the work connection's end frees it just
 //! the same. Its statements never wait on the fast path; only while another
 //! replica holds it is `lock_timeout` set, and reset before any work runs.
+//! Its first try carries a read of the caller's ([`crate::look`]) in the
+//! same round trip, run only after the try, in a transaction of its own (so
+//! its snapshot is taken with the guard held, whatever the server's default
+//! isolation), and handed back only when that try took the guard.
 //! On MySQL/MariaDB it keeps a connection of its own, outside any database,
 //! so that it works before the migrate command creates the database.
 //!
@@ -28,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
@@ -55,6 +60,8 @@ pub enum Guard {
         name: String,
         release_sql: String,
         waited: bool,
+        /// The row of the read that came with the try that took it.
+        first_read: Option<AnyRow>,
     },
     File {
         _file: File,
@@ -91,12 +98,16 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
 /// PostgreSQL the guard is taken on it; elsewhere, when the first try finds
 /// the guard taken, `work` is given back (set to `None`) before waiting,
 /// since a server's connection limit is shared by every waiting replica.
+/// `read`: on PostgreSQL, a one-row statement to run right after the first
+/// try, in the same round trip; its row is kept ([`Guard::first_read`]) if
+/// that try took the guard.
 pub async fn acquire(
     target: &Target,
     early: Option<AnyConnection>,
     work: &mut Option<Db>,
     config: &Config,
     stop: &mut Stop,
+    read: Option<&str>,
 ) -> anyhow::Result<Guard> {
     let wait = config.lock_wait;
     let give_back = || *work = None;
@@ -110,7 +121,7 @@ pub async fn acquire(
         }
         // Advisory locks live in a database; with none yet, nothing to guard.
         Kind::Postgres => match work {
-            Some(db) => postgres_guard(db, wait, stop).await,
+            Some(db) => postgres_guard(db, wait, stop, read).await,
             None => Ok(Guard::None),
         },
     }
@@ -157,7 +168,7 @@ async fn mysql_guard(
         wait_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
         release_sql: format!("SELECT RELEASE_LOCK('{key}')"),
     };
-    let waited = in_rounds(&mut db, &sql, wait, stop, before_waiting).await?;
+    let (waited, _) = in_rounds(&mut db, &sql, wait, stop, before_waiting).await?;
     Ok(Guard::Session {
         db,
         name: sql.name,
@@ -171,20 +182,32 @@ async fn mysql_guard(
 /// `lock_timeout` in the same implicit transaction as the lock call, so a
 /// round that times out rolls it back with itself; once taken after a
 /// wait, it is reset to the session's own, so the work statements never
-/// run under it.
-async fn postgres_guard(db: &mut Db, wait: Duration, stop: &mut Stop) -> anyhow::Result<Guard> {
+/// run under it. `read` follows the first try: its own transaction begins
+/// once the try's has committed, so its snapshot, and the catalogs it
+/// reads, postdate the guard (under any isolation level: in one implicit
+/// transaction, a repeatable read one would keep the try's snapshot).
+async fn postgres_guard(
+    db: &mut Db,
+    wait: Duration,
+    stop: &mut Stop,
+    read: Option<&str>,
+) -> anyhow::Result<Guard> {
+    let try_sql = format!(
+        "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
+    );
     let sql = Statements {
         name: format!("pg_advisory_lock({PG_KEY})"),
-        try_sql: format!(
-            "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
-        ),
+        try_sql: match read {
+            Some(read) => format!("BEGIN; {try_sql}; COMMIT; {read}"),
+            None => try_sql,
+        },
         wait_sql: format!(
             "SET lock_timeout = '1s'; \
              SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock({PG_KEY})) AS taken"
         ),
         release_sql: format!("SELECT pg_advisory_unlock({PG_KEY})"),
     };
-    let waited = in_rounds(db, &sql, wait, stop, || {}).await?;
+    let (waited, first_read) = in_rounds(db, &sql, wait, stop, || {}).await?;
     if waited {
         simple(db, "RESET lock_timeout")
             .await
@@ -194,6 +217,7 @@ async fn postgres_guard(db: &mut Db, wait: Duration, stop: &mut Stop) -> anyhow:
         name: sql.name,
         release_sql: sql.release_sql,
         waited,
+        first_read,
     })
 }
 
@@ -205,14 +229,16 @@ async fn simple(db: &mut Db, sql: &str) -> anyhow::Result<Vec<sqlx::any::AnyRow>
 }
 
 /// Tries the guard, then waits for it in rounds, until `wait` has passed.
-/// Whether it had to wait; `before_waiting` runs once, when it first does.
+/// Whether it had to wait, and, when the first try took it, the second row
+/// that try's statements returned (PostgreSQL's read); `before_waiting`
+/// runs once, when it first waits.
 async fn in_rounds(
     db: &mut Db,
     sql: &Statements,
     wait: Duration,
     stop: &mut Stop,
     before_waiting: impl FnOnce(),
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, Option<AnyRow>)> {
     let name = &sql.name;
     let started = Instant::now();
     let mut waited = false;
@@ -221,16 +247,17 @@ async fn in_rounds(
         let statement = if waited { &sql.wait_sql } else { &sql.try_sql };
         let attempt = async {
             let answer = match db.kind {
-                Kind::Postgres => simple(db, statement)
-                    .await
-                    .map(|rows| rows.into_iter().next()),
-                _ => db.row(statement, &[]).await,
+                Kind::Postgres => simple(db, statement).await.map(|rows| {
+                    let mut rows = rows.into_iter();
+                    (rows.next(), rows.next())
+                }),
+                _ => db.row(statement, &[]).await.map(|row| (row, None)),
             };
             match answer {
-                Ok(Some(row)) => Ok(row.try_get::<i64, _>(0)? == 1),
-                Ok(None) => Ok(false),
+                Ok((Some(row), read)) => Ok((row.try_get::<i64, _>(0)? == 1, read)),
+                Ok((None, _)) => Ok((false, None)),
                 // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
-                Err(e) if is_lock_timeout(&e) => Ok(false),
+                Err(e) if is_lock_timeout(&e) => Ok((false, None)),
                 Err(e) => Err(e),
             }
         };
@@ -238,9 +265,10 @@ async fn in_rounds(
             got = attempt => got.with_context(|| format!("taking the guard {name}"))?,
             n = stop.signalled() => return Err(Failure::signal(n).into()),
         };
-        if got {
+        if let (true, read) = got {
             log::debug!("took the guard {name} after {}", human(started.elapsed()));
-            return Ok(waited);
+            // Only the first try carries the read.
+            return Ok((waited, read.filter(|_| !waited)));
         }
         if started.elapsed() >= wait {
             return Err(still_held(name, wait));
@@ -356,6 +384,15 @@ impl Guard {
             | Guard::Shared { waited, .. }
             | Guard::File { waited, .. } => *waited,
             Guard::None => false,
+        }
+    }
+
+    /// The row of the read that came with the first try, if that try took
+    /// the guard (PostgreSQL): read under it. Taken once.
+    pub fn first_read(&mut self) -> Option<AnyRow> {
+        match self {
+            Guard::Shared { first_read, .. } => first_read.take(),
+            _ => None,
         }
     }
 

@@ -117,30 +117,37 @@ pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &C
 }
 
 /// Waits out a live lock and heals a stale one; returns once the lock is
-/// free. Fails with `LockStillHeld` after `UNLATCH_LOCK_WAIT`, or
-/// `StaleRefused` under `UNLATCH_ON_STALE=fail`.
+/// free: `true` if it was at the first look, with nothing waited for or
+/// written. Fails with `LockStillHeld` after `UNLATCH_LOCK_WAIT`, or
+/// `StaleRefused` under `UNLATCH_ON_STALE=fail`. `state_absent`: unlatch's
+/// own table was just seen absent under the guard (so no sighting to
+/// forget, until this start records one).
 pub async fn settle(
     tool: &dyn Tool,
     db: &mut Db,
     config: &Config,
     stop: &mut Stop,
-) -> anyhow::Result<()> {
+    state_absent: bool,
+) -> anyhow::Result<bool> {
     let zone = &config.lock_zone;
     // UNLATCH_LOCK_WAIT counts from the first held lock seen, whoever holds it.
     let waiting_since = Instant::now();
     let mut last_log: Option<Instant> = None;
+    let mut state_absent = state_absent;
+    let mut first = true;
     loop {
         let state = tool.observe(db, zone).await?;
-        let watched = watched_for(tool, db, &state).await?;
+        let watched = watched_for(tool, db, &state, &mut state_absent).await?;
         let verdict = judge(&state, Timestamp::now(), watched, config.lock_ttl);
         match verdict {
             Verdict::Free => {
                 log::info!("{}", account(tool, &state, &verdict, config));
-                return Ok(());
+                return Ok(first);
             }
             Verdict::Stale { .. } => {
+                first = false;
                 if heal(tool, db, &state, &verdict, config, stop).await? {
-                    return Ok(());
+                    return Ok(false);
                 }
                 log::info!(
                     "{} lock {} changed while unlatch looked; looking again",
@@ -172,6 +179,7 @@ pub async fn settle(
                 }
             }
         }
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             n = stop.signalled() => return Err(Failure::signal(n).into()),
@@ -181,11 +189,13 @@ pub async fn settle(
 
 /// How long unlatch has seen this very lock, when its own timestamp is no
 /// use (none, unreadable, in the future): from the first sighting kept in
-/// `unlatch_state`, so that restarts add up. Seeing it free forgets that.
+/// `unlatch_state`, so that restarts add up. Seeing it free forgets that
+/// (nothing to forget while `state_absent`; recording one ends that).
 async fn watched_for(
     tool: &dyn Tool,
     db: &mut Db,
     state: &LockState,
+    state_absent: &mut bool,
 ) -> anyhow::Result<Option<Duration>> {
     match state {
         LockState::Held(lock)
@@ -194,9 +204,11 @@ async fn watched_for(
                 .and_then(|t| clock::age(t, Timestamp::now()))
                 .is_none() =>
         {
+            *state_absent = false;
             let first = state::first_seen(db, tool.name(), &lock.signature()).await?;
             Ok(clock::age(first, Timestamp::now()).or(Some(Duration::ZERO)))
         }
+        LockState::Free if *state_absent => Ok(None),
         LockState::Free => {
             state::forget_seen(db, tool.name()).await?;
             Ok(None)

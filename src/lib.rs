@@ -10,7 +10,8 @@
 //!   ([`ghost`] maps Ghost's own database settings).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
-//! - [`guard`]: unlatch's own session lock, so replicas take turns.
+//! - [`guard`]: unlatch's own session lock, so replicas take turns
+//!   ([`look`]: on PostgreSQL, what the steps below read, in its round trip).
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`sessions`]: PostgreSQL sessions holding a tool's advisory lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse
@@ -40,6 +41,7 @@ pub mod heal;
 pub mod hooks;
 pub mod launch;
 pub mod logging;
+pub mod look;
 pub mod migrate;
 pub mod process;
 pub mod runner;
@@ -83,7 +85,21 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     );
     let mut db = db?;
     let had_db = db.is_some();
-    let guard = guard::acquire(target, early, &mut db, config, &mut stop).await?;
+    // On PostgreSQL the guard's first try also reads what the steps below
+    // need (see [`look`]).
+    let read = look::statement(target, config);
+    let mut guard =
+        guard::acquire(target, early, &mut db, config, &mut stop, read.as_deref()).await?;
+    let look = guard
+        .first_read()
+        .map(|row| look::Look::read(&row))
+        .transpose()?;
+    if let Some(look) = &look {
+        log::debug!(
+            "first look, under the guard: tables present {:?}",
+            look.tables
+        );
+    }
     if had_db && db.is_none() {
         // Given back while waiting for another replica's preflight.
         db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
@@ -97,6 +113,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         target,
         &mut db,
         guard.waited().then_some(started),
+        look,
         &mut stop,
     )
     .await;
@@ -118,28 +135,40 @@ async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<P
 }
 
 /// The preflight's steps, under the guard. `waited_since`: this replica
-/// started then and had to wait for another one's preflight.
+/// started then and had to wait for another one's preflight. `look`: what
+/// the guard's first try read (see [`look`] for how long each part holds).
 async fn under_guard(
     config: &Config,
     target: &db::Target,
     db: &mut Option<Db>,
     waited_since: Option<jiff::Timestamp>,
+    look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
+    let present = look.as_ref().map(|l| l.tables.as_slice());
     let tool = match db {
-        Some(db) => tools::select(config.tool, &config.tool_settings, db).await?,
+        Some(db) => tools::select(config.tool, &config.tool_settings, db, present).await?,
         None => None,
     };
+    let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));
+    let mut free_at_once = true;
     if let (Some(tool), Some(db)) = (&tool, &mut *db) {
-        heal::settle(tool.as_ref(), db, config, stop).await?;
+        free_at_once = heal::settle(tool.as_ref(), db, config, stop, state_absent).await?;
     }
     if let Some(db) = db.as_mut() {
-        sessions::check(
-            db,
-            &tools::candidates(config.tool, &config.tool_settings),
-            config,
-        )
-        .await?;
+        // The advisory locks that can block this app's tool: the one found,
+        // or, with none found yet (a first deploy), every candidate's.
+        let candidates;
+        let blocking = match &tool {
+            Some(tool) => std::slice::from_ref(tool),
+            None => {
+                candidates = tools::candidates(config.tool, &config.tool_settings);
+                candidates.as_slice()
+            }
+        };
+        // The names as the look saw them, unless the heal waited or wrote since.
+        let names = look.filter(|_| free_at_once).map(|l| l.names);
+        sessions::check(db, blocking, names, config).await?;
     }
     let env = hooks::run_all(config, stop).await?;
     let migrating = config.migrate_cmd.is_some() || config.migrations_dir.is_some();

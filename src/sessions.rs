@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::clock::human;
@@ -53,36 +54,73 @@ impl Holder {
     }
 }
 
+/// The names a tool's advisory key is made of: database, current schema,
+/// search_path (three columns; catalog reads only). [`crate::look`] reads
+/// them in the guard's round trip.
+pub const NAMES: &str = "CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT), \
+     CAST(current_setting('search_path') AS TEXT)";
+
+/// The advisory keys other sessions hold in this database, as
+/// `classid:objid` pairs (a bigint key shows as classid, its high 32 bits,
+/// and objid, the low ones, with objsubid 1).
+const HELD: &str = "SELECT CAST(COALESCE(string_agg(CAST(l.classid AS TEXT) || ':' || CAST(l.objid AS TEXT), ','), '') AS TEXT) \
+     FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+     AND l.pid <> pg_backend_pid() \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// A row of [`NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    database: String,
+    /// The schema the tools name their keys after.
+    schema: String,
+}
+
+impl Names {
+    /// Reads [`NAMES`]' three columns of `row`, from column `from` on.
+    pub fn read(row: &AnyRow, from: usize) -> anyhow::Result<Names> {
+        let (database, schema, search_path): (String, Option<String>, String) = (
+            row.try_get(from)?,
+            row.try_get(from + 1)?,
+            row.try_get(from + 2)?,
+        );
+        // current_schema() is NULL while the schema the tool was told to use
+        // does not exist yet (a first deploy: the tool creates it under its
+        // lock); the tools name their lock after that schema all the same.
+        let schema = schema.unwrap_or_else(|| first_schema(&search_path));
+        Ok(Names { database, schema })
+    }
+}
+
 /// The sessions (other than ours) holding any of `tools`' advisory keys.
-pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec<Holder>> {
+/// `names`: [`NAMES`] as read just before, if it was (the guard's round
+/// trip). Reads nothing more when none of `tools` takes such a lock; else
+/// the keys held, and pg_stat_activity, dearer on a fresh backend, only
+/// when one of those is a tool's.
+pub async fn holders(
+    db: &mut Db,
+    tools: &[Box<dyn Tool>],
+    names: Option<Names>,
+) -> anyhow::Result<Vec<Holder>> {
     if db.kind != Kind::Postgres {
         return Ok(Vec::new());
     }
-    // One round trip on every start: the names the keys are made of, and
-    // the advisory keys other sessions hold in this database (a bigint key
-    // shows as classid, its high 32 bits, and objid, the low ones, with
-    // objsubid 1). pg_stat_activity, dearer on a fresh backend, is read
-    // only when one of them is a tool's.
-    let rows = db
-        .simple_rows(
-            "SELECT CAST(current_database() AS TEXT), CAST(current_schema() AS TEXT), \
-             CAST(current_setting('search_path') AS TEXT), CAST(COALESCE(string_agg(CAST(l.classid AS TEXT) || ':' || CAST(l.objid AS TEXT), ','), '') AS TEXT) \
-             FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-             AND l.pid <> pg_backend_pid() \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .await?;
-    let row = rows.first().context("no row")?;
-    let (database, schema, search_path, held): (String, Option<String>, String, String) = (
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-    );
-    // current_schema() is NULL while the schema the tool was told to use
-    // does not exist yet (a first deploy: the tool creates it under its
-    // lock); the tools name their lock after that schema all the same.
-    let schema = schema.unwrap_or_else(|| first_schema(&search_path));
+    let Names { database, schema } = match names {
+        Some(names) => names,
+        None => {
+            let rows = db.simple_rows(&format!("SELECT {NAMES}")).await?;
+            Names::read(rows.first().context("no row")?, 0)?
+        }
+    };
+    let keys: Vec<(&'static str, i64)> = tools
+        .iter()
+        .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = db.simple_rows(HELD).await?;
+    let held: String = rows.first().context("no row")?.try_get(0)?;
     // As (high, low) halves: an application's own keys may have the high
     // bit set, which a bigint sum in SQL would overflow on.
     let held: Vec<(u32, u32)> = held
@@ -90,9 +128,8 @@ pub async fn holders(db: &mut Db, tools: &[Box<dyn Tool>]) -> anyhow::Result<Vec
         .filter_map(|pair| pair.split_once(':'))
         .filter_map(|(high, low)| Some((high.parse().ok()?, low.parse().ok()?)))
         .collect();
-    let keys: Vec<(&'static str, i64)> = tools
-        .iter()
-        .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
+    let keys: Vec<(&'static str, i64)> = keys
+        .into_iter()
         .filter(|(_, k)| held.contains(&halves(*k)))
         .collect();
     if keys.is_empty() {
@@ -145,9 +182,15 @@ fn halves(key: i64) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
 }
 
-/// Reports every holder; ends the idle, stale ones when allowed.
-pub async fn check(db: &mut Db, tools: &[Box<dyn Tool>], config: &Config) -> anyhow::Result<()> {
-    for holder in holders(db, tools).await? {
+/// Reports every holder; ends the idle, stale ones when allowed. `names`:
+/// as for [`holders`].
+pub async fn check(
+    db: &mut Db,
+    tools: &[Box<dyn Tool>],
+    names: Option<Names>,
+    config: &Config,
+) -> anyhow::Result<()> {
+    for holder in holders(db, tools, names).await? {
         let stale = holder.idle_state() && holder.idle > config.lock_ttl;
         let ttl = human(config.lock_ttl);
         if stale && config.terminate_stale_sessions {

@@ -23,7 +23,7 @@ use sqlx::Row;
 
 use crate::db::Db;
 
-const TABLE: &str = "unlatch_state";
+pub const TABLE: &str = "unlatch_state";
 
 /// FNV-1a: a stable fingerprint, the same in every build of unlatch.
 fn fingerprint(argv: &[String]) -> String {

@@ -29,12 +29,12 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     if let Some(target) = &config.database {
         if let Some(mut db) = db::wait_for(target, config.wait_timeout, &mut stop).await? {
             let candidates = tools::candidates(config.tool, &config.tool_settings);
-            let holders = sessions::holders(&mut db, &candidates).await?;
+            let holders = sessions::holders(&mut db, &candidates, None).await?;
             report["sessions"] = holders
                 .iter()
                 .map(|h| json!({"tool": h.tool, "key": h.key, "pid": h.pid, "state": h.state, "idle_seconds": h.idle.as_secs()}))
                 .collect();
-            for tool in tools::detected(candidates, &mut db).await? {
+            for tool in tools::detected(candidates, &mut db, None).await? {
                 let state = tool.observe(&mut db, &config.lock_zone).await?;
                 let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
                 worst = worst.max(match verdict {

@@ -581,3 +581,43 @@ fn the_guard_file_of_another_user_still_guards() {
         stderr(&out)
     );
 }
+
+/// A replica that found the guard busy acts on what it reads once it has
+/// the guard, not on what its first try's read saw: here the replica it
+/// waited for made the lock table, and left a stale lock in it, just
+/// before letting go.
+#[test]
+fn a_replica_that_waited_reads_again_under_the_guard() {
+    let Some(db) = TestDb::new(Engine::Postgres, "km_waited_reads_again") else {
+        return;
+    };
+    let mut other = Command::new("psql")
+        .args([
+            "-q",
+            &db.url,
+            "-c",
+            &format!("SELECT pg_advisory_lock({})", unlatch::guard::PG_KEY),
+            "-c",
+            "SELECT pg_sleep(1.5)",
+            "-c",
+            "CREATE TABLE migrations_lock (lock_key varchar(191) PRIMARY KEY, locked boolean DEFAULT false, \
+             acquired_at timestamptz, released_at timestamptz)",
+            "-c",
+            "INSERT INTO migrations_lock VALUES ('km01', true, now() - interval '2 hours', NULL)",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run(base(&db)
+        .env("UNLATCH_LOCK_WAIT", "10s")
+        .env("UNLATCH_LOCK_TTL", "10m")
+        .env("UNLATCH_ON_STALE", "clear")
+        .args(["--", "true"]));
+    assert!(other.wait().unwrap().success());
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(err.contains("another replica is in its preflight"), "{err}");
+    assert!(err.contains("stale"), "{err}");
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "0", "{err}");
+}

@@ -118,3 +118,26 @@ fn an_active_holder_is_never_ended() {
         "the active session finished its work"
     );
 }
+
+/// Only the advisory lock of the tool the app uses is looked at: with
+/// knex-migrator's table here, Prisma's key held by another session (another
+/// app's, sharing the database) is not this app's to report or end.
+#[test]
+fn only_the_tool_found_is_checked() {
+    let Some(db) = TestDb::new(Engine::Postgres, "sessions_tool_found") else {
+        return;
+    };
+    db.create_knex_migrator_lock();
+    db.set_knex_migrator_lock(false, "NULL");
+    let mut holder = Holder::new(&db);
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &db.url)
+        .env("UNLATCH_LOCK_TTL", "1s")
+        .env("UNLATCH_TERMINATE_STALE_SESSIONS", "1")
+        .args(["--", "true"]));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(!err.contains("advisory lock"), "{err}");
+    assert!(holder.alive(), "another tool's session is left alone");
+}

@@ -253,12 +253,15 @@ pub trait Tool: Send + Sync {
 
 /// The tool whose lock to look after: the one named, or the one whose
 /// tables are found. `None`: nothing to heal (no lock table yet).
+/// `present`: which of the candidates' tables exist, when that was read
+/// just before under the guard ([`crate::look`]).
 pub async fn select(
     choice: ToolChoice,
     tables: &ToolSettings,
     db: &mut Db,
+    present: Option<&[String]>,
 ) -> anyhow::Result<Option<Box<dyn Tool>>> {
-    let found = detected(candidates(choice, tables), db).await?;
+    let found = detected(candidates(choice, tables), db, present).await?;
     if found.len() > 1 {
         let names: Vec<_> = found.iter().map(|t| t.name()).collect();
         return Err(Failure::new(
@@ -284,15 +287,23 @@ pub async fn select(
     Ok(found.pop())
 }
 
-/// The adapters among `tools` whose tables are in the database.
+/// The adapters among `tools` whose tables are in the database; `present`
+/// as for [`select`].
 pub async fn detected(
     tools: Vec<Box<dyn Tool>>,
     db: &mut Db,
+    present: Option<&[String]>,
 ) -> anyhow::Result<Vec<Box<dyn Tool>>> {
     // One catalog query for every candidate's table (a round trip each
-    // cost a few ms a start), then each present one confirmed.
-    let names: Vec<&str> = tools.iter().map(|t| t.table()).collect();
-    let present = db.existing_tables(&names).await?;
+    // cost a few ms a start), unless it was read already; then each
+    // present one confirmed.
+    let present = match present {
+        Some(present) => present.to_vec(),
+        None => {
+            let names: Vec<&str> = tools.iter().map(|t| t.table()).collect();
+            db.existing_tables(&names).await?
+        }
+    };
     let mut found = Vec::new();
     for tool in tools {
         let there = present.iter().any(|p| p.eq_ignore_ascii_case(tool.table()));
