@@ -145,6 +145,7 @@ impl Target {
             }
         }
         target.name = parsed.path().trim_start_matches('/').to_owned();
+        target.secrets.extend(target.saslprepped_password());
         if kind == Kind::Postgres {
             check_postgres_user(&parsed).map_err(&bad)?;
         }
@@ -233,9 +234,20 @@ impl Target {
 
     /// Options for a connection in `role`, with `sslmode` replaced when
     /// given.
-    fn options(&self, role: Role, sslmode: Option<&str>) -> anyhow::Result<AnyConnectOptions> {
+    fn options(
+        &self,
+        role: Role,
+        sslmode: Option<&str>,
+        password: Option<&str>,
+    ) -> anyhow::Result<AnyConnectOptions> {
         sqlx::any::install_default_drivers();
         let mut url = url::Url::parse(&self.url).context("database URL")?;
+        if let Some(password) = password {
+            let escaped =
+                percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+            url.set_password(Some(&escaped.to_string()))
+                .map_err(|()| anyhow::anyhow!("database URL: no password can be set"))?;
+        }
         if let Some(mode) = sslmode {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
@@ -265,7 +277,41 @@ impl Target {
     /// and `prefer`, a second attempt in the other mode when the server
     /// turns the first down, as libpq makes it.
     pub async fn connect_once(&self, role: Role) -> Result<AnyConnection, sqlx::Error> {
-        let first = self.connect_in_mode(role, None).await;
+        let result = self.connect_with_fallback(role, None).await;
+        let refused = matches!(&result, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28P01"));
+        match self.saslprepped_password() {
+            Some(prepared) if refused => {
+                log::debug!(
+                    "{}: password refused; trying it in SASLprep's normal form, as libpq sends it for SCRAM",
+                    self.redacted
+                );
+                self.connect_with_fallback(role, Some(&prepared))
+                    .await
+                    .or(result)
+            }
+            _ => result,
+        }
+    }
+
+    /// The password as SASLprep (RFC 4013) makes it, when that differs:
+    /// PostgreSQL prepares a password so before it keeps its SCRAM verifier,
+    /// and libpq prepares the one it sends, but sqlx sends it as it is.
+    fn saslprepped_password(&self) -> Option<String> {
+        let password = self
+            .password
+            .as_deref()
+            .filter(|_| self.kind == Kind::Postgres)?;
+        let prepared = stringprep::saslprep(password).ok()?;
+        (prepared != password).then(|| prepared.into_owned())
+    }
+
+    /// [`connect_once`](Self::connect_once) with `password` instead of the URL's.
+    async fn connect_with_fallback(
+        &self,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<AnyConnection, sqlx::Error> {
+        let first = self.connect_in_mode(role, None, password).await;
         let (Err(err), Some(mode)) = (&first, self.fallback_sslmode) else {
             return first;
         };
@@ -280,7 +326,7 @@ impl Target {
             if mode == "disable" { "prefer" } else { "allow" },
             self.scrub(&err.to_string())
         );
-        match self.connect_in_mode(role, Some(mode)).await {
+        match self.connect_in_mode(role, Some(mode), password).await {
             // The encrypted attempt's error is the one that tells.
             Err(_) if mode == "disable" => first,
             second => second,
@@ -291,9 +337,10 @@ impl Target {
         &self,
         role: Role,
         sslmode: Option<&str>,
+        password: Option<&str>,
     ) -> Result<AnyConnection, sqlx::Error> {
         let options = self
-            .options(role, sslmode)
+            .options(role, sslmode, password)
             .map_err(|e| sqlx::Error::Configuration(e.into()))?;
         AnyConnection::connect_with(&options).await
     }
@@ -458,6 +505,10 @@ enum Attempt {
     /// The TLS handshake failed, and why: a certificate that fails
     /// verification will not pass by waiting.
     Tls(String),
+    /// The server refused a setting the URL gives at connection start
+    /// (`options`, a schema for `search_path`), or one sqlx sends, which
+    /// a PgBouncer not told to ignore it refuses: waiting will not help.
+    Setting,
 }
 
 fn classify(err: &sqlx::Error) -> Attempt {
@@ -478,6 +529,12 @@ fn classify(err: &sqlx::Error) -> Attempt {
             match db.code().as_deref() {
                 Some("28P01" | "28000") => Attempt::Credentials,
                 Some("3D000") => Attempt::MissingDatabase,
+                // invalid_parameter_value, undefined_object (an unknown
+                // setting), cant_change_runtime_param.
+                Some("22023" | "42704" | "55P02") => Attempt::Setting,
+                Some("08P01") if db.message().contains("unsupported startup parameter") => {
+                    Attempt::Setting
+                }
                 _ => Attempt::Retry,
             }
         }
@@ -613,6 +670,18 @@ pub async fn connect_within(
                     format!(
                         "cannot connect to {} (from {}): {cause}",
                         target.redacted, target.source
+                    ),
+                )
+                .into())
+            }
+            Attempt::Setting => {
+                return Err(Failure::new(
+                    Code::Config,
+                    format!(
+                        "{}={}: the server refused a connection setting: {cause}; expected settings \
+                         the server takes (a PgBouncer refuses sqlx's extra_float_digits unless its \
+                         ignore_startup_parameters lists it: add it there, or give unlatch the direct URL)",
+                        target.source, target.redacted
                     ),
                 )
                 .into())

@@ -295,3 +295,33 @@ fn a_session_pooler_heals_as_the_server_itself() {
         assert_eq!(advisory_locks(&db), "0", "round {round}: guard released");
     }
 }
+
+/// A PgBouncer as installed, whose `ignore_startup_parameters` does not
+/// list sqlx's `extra_float_digits`, refuses every connection unlatch
+/// opens: said at once, with the way out, not waited on for
+/// UNLATCH_WAIT_TIMEOUT.
+#[test]
+fn a_pooler_refusing_sqlx_startup_parameter_is_said_at_once() {
+    let Some((db, before)) = stale_lock("pooler_startup_parameter") else {
+        return;
+    };
+    let Some(bouncer) = PgBouncer::start(
+        "pooler_startup_parameter",
+        &db,
+        "session",
+        &["ignore_startup_parameters ="],
+    ) else {
+        return;
+    };
+    let started = Instant::now();
+    let out = start(&bouncer.url(&db));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 64, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    assert!(
+        err.contains("unsupported startup parameter: extra_float_digits"),
+        "{err}"
+    );
+    assert!(err.contains("ignore_startup_parameters"), "{err}");
+    assert_eq!(db.knex_migrator_lock().unwrap(), before);
+}

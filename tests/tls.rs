@@ -409,3 +409,31 @@ fn ghost_ssl_in_the_config_file_with_a_client_certificate() {
     assert!(!all.contains(&key_body(&s.pki)), "the key showed: {all}");
     std::fs::remove_file(&file).unwrap();
 }
+
+/// A password that SASLprep changes (a no-break space is a space to it):
+/// PostgreSQL kept its SCRAM verifier of the prepared form, psql and libpq
+/// send that form, and so must unlatch (sqlx alone sends it as it is).
+#[test]
+fn postgres_password_in_saslprep_form() {
+    let Some(s) = TlsServers::get("postgres_saslprep") else {
+        return;
+    };
+    let password = "Unl4tch\u{a0}S3cret\u{fb01}";
+    s.postgres_sql(
+        "postgres",
+        &[
+            "DROP ROLE IF EXISTS prepped",
+            &format!("CREATE ROLE prepped LOGIN PASSWORD '{password}'"),
+        ],
+    );
+    let url = format!(
+        "postgres://prepped:{}@localhost:{}/test?sslmode=require",
+        enc(password),
+        s.postgres_port
+    );
+    let (out, _) = with_url(&url);
+    assert_ok(&out, "a password SASLprep changes");
+    let (out, _) = with_url(&url.replace("S3cret", "Wr0ng"));
+    assert_eq!(code(&out), 77, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("S3cret"), "{}", stderr(&out));
+}
