@@ -594,12 +594,7 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
 
 /// A table name as the `*_TABLE` variables take it.
 fn table_name(name: &str, value: &str) -> Result<String, Failure> {
-    let mut chars = value.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
+    if tools::is_table_name(value) {
         Ok(value.to_owned())
     } else {
         Err(config_error(format!(

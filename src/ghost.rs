@@ -336,8 +336,9 @@ fn ghost_path(filename: &str, cwd: &Path) -> PathBuf {
     normalize(&root.join(path))
 }
 
-/// Node's `path.normalize`: `.` and `..` resolved in the text.
-fn normalize(path: &Path) -> PathBuf {
+/// Node's `path.normalize`: `.` and `..` resolved in the text, without
+/// touching the file system (the file may not exist yet).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {

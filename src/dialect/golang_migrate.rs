@@ -85,12 +85,7 @@ pub(super) fn go_dsn_to_url(url: &str) -> Result<String, String> {
 
 /// A MySQL table name unlatch writes unquoted exactly as the tool quotes it.
 pub(super) fn mysql_table(key: &str, value: &str) -> Result<String, String> {
-    let mut chars = value.chars();
-    let plain = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if plain {
+    if crate::tools::is_table_name(value) {
         Ok(value.to_owned())
     } else {
         Err(format!(

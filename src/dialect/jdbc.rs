@@ -274,12 +274,6 @@ pub(super) fn jdbc_sqlite(tail: &str) -> Result<Located, String> {
         working_dir()?.join(path)
     };
     let mut located = Located::new(Kind::Sqlite, crate::ghost::sqlite_url(&path));
-    if !query.is_empty() {
-        let mut params = Params::default();
-        for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
-            params.drop_unused(&key);
-        }
-        located.warnings.extend(params.warning());
-    }
+    located.warnings.extend(Params::none_used(query));
     Ok(located)
 }

@@ -193,6 +193,16 @@ impl Params {
         }
     }
 
+    /// The warning for a query of which unlatch uses nothing (a SQLite
+    /// file's options).
+    pub(super) fn none_used(query: &str) -> Option<String> {
+        let mut params = Params::default();
+        for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
+            params.drop_unused(&key);
+        }
+        params.warning()
+    }
+
     /// The one warning that names what was dropped.
     pub(super) fn warning(&self) -> Option<String> {
         if self.unused.is_empty() {

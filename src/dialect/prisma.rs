@@ -154,33 +154,11 @@ pub(super) fn prisma_sqlite(rest: &str, cwd: &Path) -> Result<Located, String> {
             path.display(),
             dir.display()
         ));
-        normalize(&dir.join(path))
+        crate::ghost::normalize(&dir.join(path))
     };
     located.url = crate::ghost::sqlite_url(&file);
-    if !query.is_empty() {
-        let mut params = Params::default();
-        for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
-            params.drop_unused(&key);
-        }
-        located.warnings.extend(params.warning());
-    }
+    located.warnings.extend(Params::none_used(query));
     Ok(located)
-}
-
-/// `a/./b/../c` as `a/c`, without touching the file system (the file may
-/// not exist yet).
-pub(super) fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The folder of the Prisma schema, looked for as Prisma's CLI does:

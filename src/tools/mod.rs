@@ -70,6 +70,17 @@ impl Default for ToolSettings {
     }
 }
 
+/// A table name the `*_TABLE` settings take: ASCII letters, digits and
+/// `_`, not starting with a digit. The adapters write it unquoted, so it
+/// must mean the same quoted or not (on MySQL; on PostgreSQL, lowercase).
+pub fn is_table_name(value: &str) -> bool {
+    let mut chars = value.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl ToolSettings {
     /// Takes the tables a URL or a tool's own variables name, for the
     /// tools whose `UNLATCH_*_TABLE` left the default.
