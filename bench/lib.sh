@@ -19,6 +19,21 @@ build() {
   [ -n "${BENCH_BIN_DIR:-}" ] || cargo build --release --quiet --bin unlatch --example stale-lock --example pg-bare
 }
 
+# The build the Dockerfile ships (static glibc, not position-independent),
+# of unlatch and of the bare connection alike: STATIC_UNLATCH, STATIC_BARE.
+build_static() {
+  local triple dir
+  triple=$(rustc -vV | sed -n 's/^host: //p')
+  dir=$ROOT/target/$triple/release
+  if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    STATIC_UNLATCH=$BENCH_BIN_DIR/static/unlatch STATIC_BARE=$BENCH_BIN_DIR/static/pg-bare
+    return
+  fi
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+    cargo build --release --quiet --target "$triple" --bin unlatch --example pg-bare
+  STATIC_UNLATCH=$dir/unlatch STATIC_BARE=$dir/examples/pg-bare
+}
+
 # The fixture's node_modules (knex-migrator, better-sqlite3 compiled here:
 # about two minutes the first time).
 need_knexapp() {
