@@ -364,13 +364,19 @@ fn check_postgres_user(url: &url::Url) -> Result<(), String> {
     let decoded = percent_encoding::percent_decode_str(url.username())
         .decode_utf8_lossy()
         .into_owned();
-    match std::iter::once(decoded)
-        .chain(from_query)
-        .any(|user| user.chars().any(char::is_control))
-    {
-        true => Err(USER_CONTROL_CHARACTER.into()),
-        false => Ok(()),
+    for user in std::iter::once(decoded).chain(from_query) {
+        if user.chars().any(char::is_control) {
+            return Err(USER_CONTROL_CHARACTER.into());
+        }
+        // sqlx prepares the name with SASLprep and panics where that fails.
+        if stringprep::saslprep(&format!("n={user}")).is_err() {
+            return Err(format!(
+                "the user name {user:?} has characters SASLprep (RFC 4013) prohibits, which sqlx, \
+                 unlatch's driver, cannot carry in a SCRAM login; expected a user name without them"
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Why a user name with a control character is refused.

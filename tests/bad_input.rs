@@ -205,6 +205,16 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "DATABASE_URL=postgres://app%0A:***@db/app: the user name has a control character",
         ),
         (
+            vec![("DATABASE_URL", secret_url("postgres://%D7%90%D7%91:PW@db/app"))],
+            vec![],
+            "has characters SASLprep (RFC 4013) prohibits",
+        ),
+        (
+            vec![("DATABASE_URL", secret_url("postgres://app%EE%80%80:PW@db/app"))],
+            vec![],
+            "has characters SASLprep (RFC 4013) prohibits",
+        ),
+        (
             vec![
                 ("FLYWAY_URL", "jdbc:postgresql://db/app".into()),
                 ("FLYWAY_USER", "svc\r\n".into()),
