@@ -182,13 +182,14 @@ impl Image {
         run(&mut self.container(db, &argv, version))
     }
 
-    /// Everything in the content folder not owned by `uid`.
-    fn not_owned_by(&self, uid: u32) -> Vec<PathBuf> {
-        fn walk(dir: &Path, uid: u32, found: &mut Vec<PathBuf>) {
+    /// Everything in the content folder not owned by `uid`, with the
+    /// owner it has.
+    fn not_owned_by(&self, uid: u32) -> Vec<String> {
+        fn walk(dir: &Path, uid: u32, found: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
                 let meta = entry.path().symlink_metadata().unwrap();
                 if meta.uid() != uid {
-                    found.push(entry.path());
+                    found.push(format!("{} (uid {})", entry.path().display(), meta.uid()));
                 }
                 if meta.is_dir() {
                     walk(&entry.path(), uid, found);
@@ -240,8 +241,8 @@ fn fresh_volume_then_upgrade_with_a_stale_lock(engine: Engine) {
     );
     assert_eq!(
         image.not_owned_by(node),
-        Vec::<PathBuf>::new(),
-        "everything in content belongs to node"
+        Vec::<String>::new(),
+        "everything in content belongs to node ({node})"
     );
     assert!(
         image.content().join("themes/casper/index.hbs").exists(),
@@ -283,8 +284,8 @@ fn fresh_volume_then_upgrade_with_a_stale_lock(engine: Engine) {
     );
     assert_eq!(
         image.not_owned_by(node),
-        Vec::<PathBuf>::new(),
-        "backups and database still node's"
+        Vec::<String>::new(),
+        "backups and database still node's ({node})"
     );
     assert_eq!(
         image.health(&db),
