@@ -84,7 +84,8 @@ fn take_given(pairs: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String
     found
 }
 
-fn query_pairs(url: &Url) -> Vec<(String, String)> {
+/// A URL's query as owned pairs, in order.
+pub(crate) fn query_pairs(url: &Url) -> Vec<(String, String)> {
     url.query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()

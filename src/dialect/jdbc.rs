@@ -80,10 +80,7 @@ pub(super) fn credentials_from_query(
 /// `password`, `ssl`, `sslmode` and libpq's certificate parameters.
 pub(super) fn jdbc_postgres(tail: &str) -> Result<Located, String> {
     let mut url = jdbc_url("postgres", "postgresql", tail)?;
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = crate::tls::query_pairs(&url);
     let mut located = Located::new(Kind::Postgres, String::new());
     let mut params = Params::default();
     let (mut user, mut password, mut ssl, mut mode, mut trusting) =
@@ -196,10 +193,7 @@ pub fn jdbc_with(url: &str, extras: &JdbcExtras) -> Result<String, String> {
 pub(super) fn jdbc_mysql(sub: &str, tail: &str) -> Result<Located, String> {
     let mut url = jdbc_url("mysql", sub, tail)?;
     let mariadb = sub.eq_ignore_ascii_case("mariadb");
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = crate::tls::query_pairs(&url);
     let mut located = Located::new(Kind::MySql, String::new());
     let mut params = Params::default();
     let (mut user, mut password, mut mode, mut use_ssl, mut verify, mut trust) =

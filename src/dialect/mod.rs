@@ -251,13 +251,20 @@ pub const POOLER_REFUSAL: &str = "this URL goes through a transaction-mode poole
      where the session locks unlatch and the migration tools take cannot hold; give unlatch the direct URL \
      (Prisma's directUrl, the provider's non-pooled or session-mode URL) in UNLATCH_DATABASE_URL";
 
-fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let mut parsed = Url::parse(url).map_err(|e| e.to_string())?;
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+/// A URL's query as owned pairs, in order.
+type Pairs = Vec<(String, String)>;
+
+/// `url` parsed, its query's pairs, and whether it is Prisma's (named so,
+/// or carrying a parameter only Prisma reads).
+fn parse_with_query(url: &str, prisma_named: bool) -> Result<(Url, Pairs, bool), String> {
+    let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+    let pairs = crate::tls::query_pairs(&parsed);
     let prisma = prisma_named || pairs.iter().any(|(k, _)| PRISMA_ONLY.contains(&k.as_str()));
+    Ok((parsed, pairs, prisma))
+}
+
+fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
+    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::Postgres, String::new());
     let mut params = Params::default();
     let mut table = None;
@@ -326,12 +333,7 @@ pub(super) fn quoted_schema(name: &str) -> String {
 }
 
 fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let mut parsed = Url::parse(url).map_err(|e| e.to_string())?;
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let prisma = prisma_named || pairs.iter().any(|(k, _)| PRISMA_ONLY.contains(&k.as_str()));
+    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::MySql, String::new());
     let mut params = Params::default();
     let mut prisma_tls = PrismaTls::default();
