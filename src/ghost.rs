@@ -527,11 +527,16 @@ mod tests {
     }
 
     fn dir_with(file: &str, json: &str) -> PathBuf {
+        // A folder of its own per call: tests run at once, and some add
+        // to theirs (`current/`), which another test must not see.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "unlatch-ghost-{}-{file}-{}",
-            std::process::id(),
-            json.len()
+            "unlatch-ghost-{}-{call}-{file}",
+            std::process::id()
         ));
+        // A run before with the same process id may have left it.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(file), json).unwrap();
         dir
