@@ -3,62 +3,70 @@
 //! Everything that should end unlatch with a particular code returns a
 //! [`Failure`]; any other error is unexpected and exits with
 //! [`Code::Internal`]. Only `main` turns these into a process exit, so the
-//! codes are decided in one place and documented in one table (the README's).
-//! The numbers avoid 1 and 2 (what apps use), 126 and 127 (the shell's) and
-//! 128+n (death by signal).
+//! codes are decided in one place. They are listed in one place too, the
+//! `codes!` list below: `--help` prints it, and a test holds the README's
+//! table to it, row for row. The numbers avoid 1 and 2 (what apps use), 126
+//! and 127 (the shell's) and 128+n (death by signal).
 
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    /// A variable or argument is wrong; nothing was touched.
-    Config,
-    /// The database did not accept connections within `UNLATCH_WAIT_TIMEOUT`,
-    /// or its TLS certificate failed verification (at once: waiting would
-    /// not change it).
-    Unreachable,
-    /// The database rejected the credentials; not retried.
-    Credentials,
-    /// Unexpected error talking to the database, or inside unlatch.
-    Internal,
-    /// The migrate command exited non-zero.
-    MigrationFailed,
-    /// The migrate (or rollback) command ran past `UNLATCH_MIGRATE_TIMEOUT`.
-    MigrationTimedOut,
-    /// A hook failed, timed out, or was refused as untrusted.
-    HookFailed,
-    /// A live lock, or another replica's guard, outlasted `UNLATCH_LOCK_WAIT`.
-    LockStillHeld,
-    /// A stale lock was found and `UNLATCH_ON_STALE=fail` refused to heal it.
-    StaleRefused,
-    /// A dirty or failed migration, and `UNLATCH_ON_DIRTY=fail`.
-    DirtyRefused,
-    /// COMMAND exists but cannot be executed.
-    NotExecutable,
-    /// COMMAND was not found.
-    NotFound,
-    /// unlatch was stopped by signal n during the preflight: 128+n.
-    Signal(i32),
+/// Defines [`Code`] and [`TABLE`] from one list of `number Name "meaning"`,
+/// so that a code cannot be added without its number and its meaning.
+macro_rules! codes {
+    ($($number:literal $name:ident $meaning:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $(#[doc = $meaning] $name,)*
+            /// unlatch was stopped by signal n during the preflight: 128+n.
+            Signal(i32),
+        }
+
+        impl Code {
+            pub fn number(self) -> u8 {
+                match self {
+                    $(Code::$name => $number,)*
+                    Code::Signal(n) => signal_number(n),
+                }
+            }
+        }
+
+        /// Every exit code unlatch decides, with its meaning (Markdown, as
+        /// in the README), in order: success, the [`Code`]s, 128+n.
+        pub const TABLE: &[(&str, &str)] = &[
+            ("0", "success (`status`: lock free)"),
+            $((stringify!($number), $meaning),)*
+            ("128+n", "stopped by signal n during the preflight (143 for TERM)"),
+        ];
+    };
 }
 
-impl Code {
-    pub fn number(self) -> u8 {
-        match self {
-            Code::Config => 64,
-            Code::Unreachable => 69,
-            Code::Internal => 70,
-            Code::MigrationFailed => 71,
-            Code::MigrationTimedOut => 72,
-            Code::HookFailed => 73,
-            Code::LockStillHeld => 75,
-            Code::StaleRefused => 76,
-            Code::Credentials => 77,
-            Code::DirtyRefused => 78,
-            Code::NotExecutable => 126,
-            Code::NotFound => 127,
-            Code::Signal(n) => (128 + n).clamp(0, 255) as u8,
-        }
-    }
+codes! {
+    64 Config "configuration error; nothing was touched",
+    69 Unreachable "database unreachable within `UNLATCH_WAIT_TIMEOUT`, or its TLS certificate failed verification (at once, not retried)",
+    70 Internal "unexpected error",
+    71 MigrationFailed "`UNLATCH_MIGRATE_CMD` failed (its own code is logged)",
+    72 MigrationTimedOut "`UNLATCH_MIGRATE_CMD` (or the rollback command) timed out and was stopped",
+    73 HookFailed "a hook failed, timed out, or was refused (world-writable, or owned by another user)",
+    75 LockStillHeld "a live lock, or another replica's guard, still held after `UNLATCH_LOCK_WAIT`",
+    76 StaleRefused "stale lock refused (`UNLATCH_ON_STALE=fail`)",
+    77 Credentials "the database rejected the credentials (not retried)",
+    78 DirtyRefused "a dirty or failed migration, refused (`UNLATCH_ON_DIRTY=fail`)",
+    126 NotExecutable "COMMAND exists but is not executable",
+    127 NotFound "COMMAND not found",
+}
+
+/// The shell's number for death by signal `n`: 128+n. The one place it is
+/// worked out, for unlatch's own stop and for a supervised app's death.
+pub fn signal_number(n: i32) -> u8 {
+    (128 + n).clamp(0, 255) as u8
+}
+
+/// `--help`'s exit-code table: [`TABLE`], one code a line, as plain text.
+pub fn help() -> String {
+    TABLE
+        .iter()
+        .map(|(code, meaning)| format!("  {code:<6} {}\n", meaning.replace('`', "")))
+        .collect()
 }
 
 /// An error whose exit code is known. The message is one line for the user,

@@ -526,18 +526,20 @@ mod tests {
         Env::from_pairs(pairs)
     }
 
-    fn dir_with(file: &str, json: &str) -> PathBuf {
-        // A folder of its own per call: tests run at once, and some add
-        // to theirs (`current/`), which another test must not see.
-        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "unlatch-ghost-{}-{call}-{file}",
-            std::process::id()
-        ));
-        // A run before with the same process id may have left it.
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    /// A scratch folder, removed when dropped; it derefs to its path.
+    struct Scratch(tempfile::TempDir);
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    /// A folder of its own per call, holding `file`: tests run at once, and
+    /// some add to theirs (`current/`), which another test must not see.
+    fn dir_with(file: &str, json: &str) -> Scratch {
+        let dir = Scratch(tempfile::tempdir().unwrap());
         std::fs::write(dir.join(file), json).unwrap();
         dir
     }

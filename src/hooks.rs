@@ -257,10 +257,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn assignments() {
+    fn an_assignment_takes_the_value_literally_to_the_end_of_the_line() {
         assert_eq!(parse_assignment("A=1"), Some(("A", "1")));
         assert_eq!(parse_assignment("_x9=a=b c"), Some(("_x9", "a=b c")));
         assert_eq!(parse_assignment("EMPTY="), Some(("EMPTY", "")));
+    }
+
+    #[test]
+    fn a_line_that_is_not_key_value_is_no_assignment() {
         assert_eq!(parse_assignment("9A=1"), None);
         assert_eq!(parse_assignment("A B=1"), None);
         assert_eq!(parse_assignment("export A=1"), None);
@@ -268,19 +272,19 @@ mod tests {
     }
 
     #[test]
-    fn natural_order_and_files_only() {
-        let dir = std::env::temp_dir().join(format!("unlatch-hooks-order-{}", std::process::id()));
+    fn hooks_are_the_files_directly_in_the_folder_in_natural_order() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("5-a-folder")).unwrap();
         for name in ["10-b", "9-a", "1-z", "100-c"] {
             std::fs::write(dir.join(name), "").unwrap();
         }
         std::fs::write(dir.join("5-a-folder/2-inner"), "").unwrap();
-        let names: Vec<String> = list(&dir)
+        let names: Vec<String> = list(dir)
             .unwrap()
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["1-z", "9-a", "10-b", "100-c"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,17 +35,6 @@ Options:
 Environment variables:
 ";
 
-const EXIT_CODES: &str = "
-Exit codes:
-  0    success (status: lock free)          71   UNLATCH_MIGRATE_CMD failed
-  64   configuration error, nothing touched 72   UNLATCH_MIGRATE_CMD timed out
-  69   database unreachable in time         73   a hook failed, timed out or was refused
-  70   unexpected error                     75   lock still held after UNLATCH_LOCK_WAIT
-  77   database rejected the credentials    76   stale lock refused (UNLATCH_ON_STALE=fail)
-  126  COMMAND not executable; 127 not found
-  128+n  stopped by signal n during the preflight
-";
-
 enum Invocation {
     Help,
     Version,
@@ -143,7 +132,8 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     let invocation = parse_args(args)?;
     match invocation {
         Invocation::Help => {
-            print!("{USAGE}{}{EXIT_CODES}", config::variables_help());
+            print!("{USAGE}{}", config::variables_help());
+            print!("\nExit codes:\n{}", exit::help());
             return Ok(0);
         }
         Invocation::Version => {

@@ -569,14 +569,15 @@ mod tests {
         Ok((url, settled))
     }
 
-    fn ca_file() -> String {
-        let path = std::env::temp_dir().join(format!("unlatch-tls-ca-{}.pem", std::process::id()));
+    /// A root certificate file of this test's own, removed when dropped.
+    fn ca_file() -> tempfile::TempPath {
+        let file = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
         std::fs::write(
-            &path,
+            file.path(),
             "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        path.display().to_string()
+        file.into_temp_path()
     }
 
     #[test]
@@ -617,7 +618,8 @@ mod tests {
 
     #[test]
     fn a_root_certificate_makes_libpq_verify() {
-        let ca = ca_file();
+        let ca_file = ca_file();
+        let ca = ca_file.display().to_string();
         let (url, settled) = pg(
             &format!("postgres://u@h/d?sslmode=require&sslrootcert={ca}"),
             &[],
@@ -722,7 +724,8 @@ mod tests {
         assert!(my("mysql://u@h/d?ssl-mode=verify-full")
             .unwrap_err()
             .contains("expected DISABLED"));
-        let ca = ca_file();
+        let ca_file = ca_file();
+        let ca = ca_file.display().to_string();
         let (url, settled) = my(&format!("mysql://u@h/d?ssl-ca={ca}")).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert!(settled.only_given_roots);

@@ -643,7 +643,8 @@ mod tests {
         let l = read_plain("file:/data/dev.db?connection_limit=1");
         assert_eq!(l.url, "sqlite:///data/dev.db");
         assert!(l.warnings[0].contains("connection_limit"));
-        let dir = std::env::temp_dir().join(format!("unlatch-dialect-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("prisma")).unwrap();
         let err = prisma_sqlite("./dev.db", &dir).unwrap_err();
         assert!(err.contains("no Prisma schema was found"), "{err}");
@@ -661,6 +662,5 @@ mod tests {
         std::fs::write(dir.join("db/schema.prisma"), "").unwrap();
         let l = prisma_sqlite("dev.db", &dir).unwrap();
         assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("db/dev.db")));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
