@@ -1,7 +1,9 @@
 //! Process control: the signals unlatch answers during the preflight, the
-//! commands it runs (migrate, rollback) and the final exec of COMMAND.
-//!
-//! No other module touches signals or child processes. Every command runs in
+//! commands it runs (migrate, rollback, hooks), the final exec of COMMAND,
+//! and what a supervised COMMAND starts from: [`clean_command`], how a
+//! process ended ([`describe`], [`exit_code`]) and why it could not start
+//! ([`start_failure`]). `supervise`, the PID 1 loop, is the one other module
+//! that touches signals or child processes, and it uses these. Every command runs in
 //! a process group of its own, so stopping it stops whatever it started
 //! (`npm` and `sh -c` wrappers included): TERM to the group, a grace period,
 //! then KILL. Children start with default signal dispositions and an empty
@@ -17,6 +19,7 @@
 //! handlers and, at the end, its image (exec).
 
 use std::io::{self, Write};
+use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
@@ -386,7 +389,8 @@ impl Ended {
     }
 }
 
-/// `exited with 3`, `was killed by SIGKILL`.
+/// How a process ended, in words: `exited with 3`, `was killed by SIGKILL`.
+/// Said the same way for every command, supervised or not.
 pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with {code}"),
@@ -397,6 +401,16 @@ pub fn describe(status: ExitStatus) -> String {
             format!("was killed by {name}")
         }
         _ => "ended".to_owned(),
+    }
+}
+
+/// How a process ended, as a shell's exit code: its own, or 128+n if
+/// signal n killed it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(n)) => crate::exit::signal_number(n),
+        _ => 1,
     }
 }
 
@@ -413,16 +427,18 @@ fn internal(e: io::Error) -> Failure {
 }
 
 /// In the child, before exec: default dispositions, nothing blocked. The
-/// real-time signals count too; glibc keeps 32 and 33 for itself and will
-/// not let them be changed, so those two stay as inherited.
-fn reset_signal_state() -> io::Result<()> {
+/// real-time signals count too (`realtime`, asked of glibc before the fork);
+/// glibc keeps 32 and 33 for itself and will not let them be changed, so
+/// those two stay as inherited.
+fn reset_signal_state(realtime: RangeInclusive<i32>) -> io::Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: restoring the default disposition is async-signal-safe.
+        // SAFETY: SIG_DFL installs no handler, so no handler can be unsound;
+        // sigaction(2) is async-signal-safe.
         let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
     }
-    for n in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
-        // SAFETY: as above; signal(2) with SIG_DFL on a valid number.
+    for n in realtime {
+        // SAFETY: as above, with signal(2) on a number glibc gave.
         unsafe { nix::libc::signal(n, nix::libc::SIG_DFL) };
     }
     Ok(())
@@ -449,8 +465,13 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
     }
     command.envs(spec.env.iter().map(|(k, v)| (k, v)));
     crate::tls::restore_for_child(&mut command);
+    // Everything the child needs is made here, before the fork: after it, in
+    // a copy of a process that may have had other threads, only
+    // async-signal-safe calls are sound (another thread may have held the
+    // allocator's lock, say).
     let identity = spec.run_as.cloned();
     let pass_fd = spec.pass_fd.map(|fd| fd.as_raw_fd());
+    let realtime = nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX();
     let closure = move || {
         if terminal == Terminal::TakeForeground {
             take_terminal_foreground()?;
@@ -458,15 +479,17 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
         if let Some(fd) = pass_fd {
             keep_open_across_exec(fd)?;
         }
-        reset_signal_state()?;
+        reset_signal_state(realtime.clone())?;
         match &identity {
             Some(identity) => identity.apply(),
             None => Ok(()),
         }
     };
-    // SAFETY: the closure only makes async-signal-safe calls (tcsetpgrp,
-    // fcntl, signal, sigprocmask, setgroups, setgid, setuid); nothing
-    // allocates.
+    // SAFETY: the closure allocates nothing and takes no lock: it reads
+    // what was made before the fork and makes only async-signal-safe calls
+    // (isatty, tcsetpgrp, getpgrp, fcntl, sigaction, sigprocmask, and
+    // setgroups, setgid, setuid in RunAs::apply); its errors are OS error
+    // numbers, which io::Error holds without allocating.
     unsafe { command.pre_exec(closure) };
     command
 }
@@ -484,13 +507,16 @@ fn keep_open_across_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
 /// that calls tcsetpgrp gets SIGTTOU, so it is ignored for the call (the
 /// reset that follows restores it). No terminal is fine.
 fn take_terminal_foreground() -> io::Result<()> {
-    let stdin = std::io::stdin();
-    if !nix::unistd::isatty(&stdin).unwrap_or(false) {
+    // Not std::io::stdin(): its first use allocates a buffer.
+    // SAFETY: fd 0 is not -1, and std's own Stdin::as_fd borrows it the same
+    // way; if it is closed, isatty says so (EBADF) and it goes no further.
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    if !nix::unistd::isatty(stdin).unwrap_or(false) {
         return Ok(());
     }
-    // SAFETY: setting a disposition is async-signal-safe.
+    // SAFETY: SIG_IGN installs no handler; sigaction(2) is async-signal-safe.
     unsafe { nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)? };
-    match nix::unistd::tcsetpgrp(&stdin, nix::unistd::getpgrp()) {
+    match nix::unistd::tcsetpgrp(stdin, nix::unistd::getpgrp()) {
         Ok(()) | Err(nix::errno::Errno::ENOTTY | nix::errno::Errno::ENXIO) => Ok(()),
         Err(e) => Err(e.into()),
     }

@@ -28,13 +28,13 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
@@ -181,9 +181,13 @@ pub fn run(spec: Spec<'_>, settings: &Supervision) -> Result<u8, Failure> {
             break status;
         }
     };
-    let code = exit_code(status);
+    let code = process::exit_code(status);
     end_descendants(me, settings.grace, &mut signals);
-    log::debug!("{} {}; exiting with {code}", argv[0], describe(status));
+    log::debug!(
+        "{} {}; exiting with {code}",
+        argv[0],
+        process::describe(status)
+    );
     Ok(code)
 }
 
@@ -246,36 +250,26 @@ fn forward(sig: i32, child: Pid, target: SignalTarget) {
     }
 }
 
-/// Reaps every zombie; returns the main child's status if it was among them.
-fn reap(child: Pid) -> Option<WaitStatus> {
+/// Reaps every zombie; returns the main child's end if it was among them.
+fn reap(child: Pid) -> Option<ExitStatus> {
     let mut found = None;
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return found,
-            Ok(status) if status.pid() == Some(child) => found = Some(status),
-            Ok(status) => log::debug!("reaped {status:?}"),
+        let mut raw = 0;
+        // SAFETY: waitpid(2) writes to a local. Not nix's waitpid: its
+        // WaitStatus is a second way to tell how a process ended, and
+        // `process` tells it from std's ExitStatus, the status as it is.
+        let reaped = unsafe { nix::libc::waitpid(-1, &mut raw, nix::libc::WNOHANG) };
+        let status = ExitStatus::from_raw(raw);
+        match Errno::result(reaped) {
+            Ok(0) | Err(Errno::ECHILD) => return found,
+            Ok(pid) if pid == child.as_raw() => found = Some(status),
+            Ok(pid) => log::debug!("reaped {pid}, which {}", process::describe(status)),
             Err(Errno::EINTR) => {}
             Err(e) => {
                 log::warn!("waitpid: {e}");
                 return found;
             }
         }
-    }
-}
-
-fn exit_code(status: WaitStatus) -> u8 {
-    match status {
-        WaitStatus::Exited(_, code) => code as u8,
-        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32) as u8,
-        _ => 1,
-    }
-}
-
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with {code}"),
-        WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
-        other => format!("ended ({other:?})"),
     }
 }
 
@@ -399,16 +393,12 @@ mod tests {
     }
 
     #[test]
-    fn exit_codes_follow_the_shell() {
-        let pid = Pid::from_raw(9);
-        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), 3);
-        assert_eq!(
-            exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
-            137
-        );
-        assert_eq!(
-            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
-            143
-        );
+    fn the_apps_end_gives_the_shells_exit_code() {
+        // Wait statuses as waitpid(2) gives them: code << 8, or the signal
+        // (with 0x80 when it dumped core).
+        let ended = |raw| process::exit_code(ExitStatus::from_raw(raw));
+        assert_eq!(ended(3 << 8), 3);
+        assert_eq!(ended(Signal::SIGKILL as i32), 137);
+        assert_eq!(ended(Signal::SIGTERM as i32 | 0x80), 143);
     }
 }

@@ -28,19 +28,19 @@ fn help_lists_every_variable() {
     }
 }
 
-/// The rows of `unlatch::exit::TABLE`, with the Markdown taken out or not.
-fn exit_codes(markdown: bool) -> Vec<(String, String)> {
-    let text = |s: &str| if markdown { s.to_owned() } else { s.replace('`', "") };
-    unlatch::exit::TABLE
-        .iter()
-        .map(|(code, meaning)| (code.to_string(), text(meaning)))
+/// `unlatch::exit::TABLE`, each meaning through `text`.
+fn exit_codes(text: fn(&str) -> String) -> Vec<(String, String)> {
+    let rows = unlatch::exit::TABLE.iter();
+    rows.map(|(code, meaning)| (code.to_string(), text(meaning)))
         .collect()
 }
 
 #[test]
 fn help_lists_the_exit_codes_of_the_table_and_no_others() {
     let help = stdout(&run(unlatch().arg("--help")));
-    let (_, section) = help.split_once("\nExit codes:\n").expect("an Exit codes section");
+    let (_, section) = help
+        .split_once("\nExit codes:\n")
+        .expect("an Exit codes section");
     let listed: Vec<(String, String)> = section
         .lines()
         .map(|line| {
@@ -48,14 +48,16 @@ fn help_lists_the_exit_codes_of_the_table_and_no_others() {
             (code.to_owned(), meaning.trim().to_owned())
         })
         .collect();
-    assert_eq!(listed, exit_codes(false));
+    assert_eq!(listed, exit_codes(|m| m.replace('`', "")));
 }
 
 #[test]
 fn readme_lists_the_exit_codes_of_the_table_and_no_others() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let (_, section) = readme.split_once("\n## Exit codes\n").expect("an Exit codes section");
+    let (_, section) = readme
+        .split_once("\n## Exit codes\n")
+        .expect("an Exit codes section");
     let rows: Vec<(String, String)> = section
         .lines()
         .skip_while(|line| !line.starts_with('|'))
@@ -69,7 +71,7 @@ fn readme_lists_the_exit_codes_of_the_table_and_no_others() {
             (code.trim().to_owned(), meaning.trim().to_owned())
         })
         .collect();
-    assert_eq!(rows, exit_codes(true));
+    assert_eq!(rows, exit_codes(str::to_owned));
 }
 
 #[test]
@@ -87,8 +89,12 @@ fn readme_documents_every_variable() {
 }
 
 #[test]
-fn version_and_usage_errors() {
+fn version_prints_the_name() {
     assert!(stdout(&run(unlatch().arg("--version"))).starts_with("unlatch "));
+}
+
+#[test]
+fn an_unknown_option_is_a_usage_error_that_says_what_to_do() {
     let out = run(unlatch().arg("-x"));
     assert_eq!(code(&out), 64);
     assert!(
@@ -96,6 +102,10 @@ fn version_and_usage_errors() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn status_takes_no_option_but_json() {
     let out = run(unlatch().args(["status", "--yaml"]));
     assert_eq!(code(&out), 64);
 }

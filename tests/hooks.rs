@@ -107,11 +107,17 @@ fn untrusted_hooks_are_refused() {
     );
 }
 
+/// A folder whose one hook, `1-fails`, runs `script`.
+fn one_hook(scratch: &Scratch, script: &str) -> std::path::PathBuf {
+    let dir = hooks_dir(scratch);
+    hook(&dir, "1-fails", script, 0o755);
+    dir
+}
+
 #[test]
-fn failure_policy_and_timeout() {
+fn a_failed_hook_stops_the_start_with_73() {
     let scratch = Scratch::new("hooks_fail");
-    let dir = hooks_dir(&scratch);
-    hook(&dir, "1-fails", "exit 3", 0o755);
+    let dir = one_hook(&scratch, "exit 3");
     let out = run(unlatch()
         .env("UNLATCH_HOOKS_DIR", &dir)
         .args(["--", "echo", "app"]));
@@ -121,13 +127,23 @@ fn failure_policy_and_timeout() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn with_hook_failure_warn_a_failed_hook_lets_the_app_start() {
+    let scratch = Scratch::new("hooks_warn");
+    let dir = one_hook(&scratch, "exit 3");
     let out = run(unlatch()
         .env("UNLATCH_HOOKS_DIR", &dir)
         .env("UNLATCH_HOOK_FAILURE", "warn")
         .args(["--", "echo", "app"]));
     assert_eq!((code(&out), stdout(&out).as_str()), (0, "app\n"));
+}
 
-    hook(&dir, "1-fails", "exec sleep 30", 0o755);
+#[test]
+fn a_hook_past_its_timeout_is_stopped_and_stops_the_start() {
+    let scratch = Scratch::new("hooks_timeout");
+    let dir = one_hook(&scratch, "exec sleep 30");
     let out = run(unlatch()
         .env("UNLATCH_HOOKS_DIR", &dir)
         .env("UNLATCH_HOOK_TIMEOUT", "1s")

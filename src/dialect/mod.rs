@@ -646,12 +646,12 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path();
         std::fs::create_dir_all(dir.join("prisma")).unwrap();
-        let err = prisma_sqlite("./dev.db", &dir).unwrap_err();
+        let err = prisma_sqlite("./dev.db", dir).unwrap_err();
         assert!(err.contains("no Prisma schema was found"), "{err}");
         std::fs::write(dir.join("prisma/schema.prisma"), "").unwrap();
-        let l = prisma_sqlite("./dev.db", &dir).unwrap();
+        let l = prisma_sqlite("./dev.db", dir).unwrap();
         assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("prisma/dev.db")));
-        let l = prisma_sqlite("../data/dev.db", &dir).unwrap();
+        let l = prisma_sqlite("../data/dev.db", dir).unwrap();
         assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("data/dev.db")));
         std::fs::write(
             dir.join("package.json"),
@@ -660,7 +660,7 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(dir.join("db")).unwrap();
         std::fs::write(dir.join("db/schema.prisma"), "").unwrap();
-        let l = prisma_sqlite("dev.db", &dir).unwrap();
+        let l = prisma_sqlite("dev.db", dir).unwrap();
         assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("db/dev.db")));
     }
 }

@@ -55,10 +55,16 @@ impl Engine {
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
+    /// A new folder, never one an earlier run left (as a name keyed by
+    /// the process id could be); readable by the users tests run apps as.
     pub fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("unlatch_{tag}_"))
+            .permissions(std::fs::Permissions::from_mode(0o755))
+            .tempdir()
+            .unwrap();
+        Scratch(dir.keep())
     }
     pub fn path(&self) -> &Path {
         &self.0
