@@ -61,14 +61,6 @@ pub fn signal_number(n: i32) -> u8 {
     (128 + n).clamp(0, 255) as u8
 }
 
-/// `--help`'s exit-code table: [`TABLE`], one code a line, as plain text.
-pub fn help() -> String {
-    TABLE
-        .iter()
-        .map(|(code, meaning)| format!("  {code:<6} {}\n", meaning.replace('`', "")))
-        .collect()
-}
-
 /// An error whose exit code is known. The message is one line for the user,
 /// already free of passwords.
 #[derive(Debug)]

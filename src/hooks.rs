@@ -26,7 +26,7 @@
 //! May touch: the hooks it runs; its in-memory env file.
 
 use std::ffi::CStr;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -57,14 +57,17 @@ pub async fn run_all(config: &Config, stop: &mut Stop) -> anyhow::Result<HandedE
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !is_executable(&hook)? {
+        let meta = hook
+            .metadata()
+            .with_context(|| format!("cannot read the hook {}", hook.display()))?;
+        if meta.permissions().mode() & 0o111 == 0 {
             log::warn!(
                 "skipping hook {name}: not executable (chmod +x {} to run it)",
                 hook.display()
             );
             continue;
         }
-        check_trusted(&hook, &name, config)?;
+        check_trusted(&hook, &name, &meta, config)?;
         let argv = [hook.display().to_string()];
         let mut env = handed.clone();
         env.push(("UNLATCH_ENV_FILE".to_owned(), env_file.path()));
@@ -114,18 +117,8 @@ fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn is_executable(hook: &Path) -> anyhow::Result<bool> {
-    Ok(metadata(hook)?.permissions().mode() & 0o111 != 0)
-}
-
-fn metadata(hook: &Path) -> anyhow::Result<std::fs::Metadata> {
-    hook.metadata()
-        .with_context(|| format!("cannot read the hook {}", hook.display()))
-}
-
 /// Refuses a hook that someone other than root or its runner could change.
-fn check_trusted(hook: &Path, name: &str, config: &Config) -> anyhow::Result<()> {
-    let meta = metadata(hook)?;
+fn check_trusted(hook: &Path, name: &str, meta: &Metadata, config: &Config) -> anyhow::Result<()> {
     let refuse = |why: String| {
         Failure::new(
             Code::HookFailed,

@@ -133,7 +133,10 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     match invocation {
         Invocation::Help => {
             print!("{USAGE}{}", config::variables_help());
-            print!("\nExit codes:\n{}", exit::help());
+            println!("\nExit codes:");
+            for (code, meaning) in exit::TABLE {
+                println!("  {code:<6} {}", meaning.replace('`', ""));
+            }
             return Ok(0);
         }
         Invocation::Version => {

@@ -1,14 +1,16 @@
 //! Process control: the signals unlatch answers during the preflight, the
-//! commands it runs (migrate, rollback, hooks), the final exec of COMMAND,
-//! and what a supervised COMMAND starts from: [`clean_command`], how a
-//! process ended ([`describe`], [`exit_code`]) and why it could not start
-//! ([`start_failure`]). `supervise`, the PID 1 loop, is the one other module
-//! that touches signals or child processes, and it uses these. Every command runs in
-//! a process group of its own, so stopping it stops whatever it started
-//! (`npm` and `sh -c` wrappers included): TERM to the group, a grace period,
-//! then KILL. Children start with default signal dispositions and an empty
-//! signal mask, whatever unlatch itself ignores or blocks (Rust ignores
-//! SIGPIPE, and an ignored signal stays ignored across exec).
+//! commands it runs (migrate, rollback, hooks) and the final exec of
+//! COMMAND. The one other module that touches signals or child processes
+//! is `supervise` (the PID 1 loop), and it starts and ends its child with
+//! what is here: [`clean_command`], [`start_failure`], and how a process
+//! ended, in words ([`describe`]) and as a number ([`exit_code`]).
+//!
+//! Every command runs in a process group of its own, so stopping it stops
+//! whatever it started (`npm` and `sh -c` wrappers included): TERM to the
+//! group, a grace period, then KILL. Children start with default signal
+//! dispositions and an empty signal mask, whatever unlatch itself ignores
+//! or blocks (Rust ignores SIGPIPE, and an ignored signal stays ignored
+//! across exec).
 //!
 //! A command's end is its process exiting, not its output ending: a helper
 //! it started in a session of its own may keep its stdout open for hours.
@@ -20,7 +22,7 @@
 
 use std::io::{self, Write};
 use std::ops::RangeInclusive;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -121,16 +123,13 @@ pub async fn run(
 ) -> Result<Ended, Failure> {
     let mut command = clean_command(spec, Terminal::Leave);
     command.process_group(0);
-    let ends = match output {
-        Output::Prefixed(name) => Some((
-            name,
-            attach_pipes(&mut command).map_err(|e| {
-                Failure::new(
-                    Code::Internal,
-                    format!("cannot make the pipes for the output of {what}: {e}"),
-                )
-            })?,
-        )),
+    let mut pipes = match output {
+        Output::Prefixed(name) => Some(Pipes::attach(&mut command, name).map_err(|e| {
+            Failure::new(
+                Code::Internal,
+                format!("cannot make the pipes for the output of {what}: {e}"),
+            )
+        })?),
         Output::Inherit => None,
     };
     // The command, and with it this side's copy of the pipes' write ends,
@@ -152,18 +151,6 @@ pub async fn run(
         shell_words::join(spec.argv),
         human(limits.timeout)
     );
-    let mut pipes = match ends.map(|(name, (out, err))| Pipes::new(name, out, err)) {
-        None => None,
-        Some(Ok(pipes)) => Some(pipes),
-        Some(Err(e)) => {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = child.wait().await;
-            return Err(Failure::new(
-                Code::Internal,
-                format!("cannot read the output of {what}: {e}"),
-            ));
-        }
-    };
 
     let started = Instant::now();
     let mut ended = {
@@ -209,14 +196,6 @@ pub async fn run(
     Ok(ended)
 }
 
-/// New pipes as `command`'s stdout and stderr; their read ends.
-fn attach_pipes(command: &mut std::process::Command) -> io::Result<(OwnedFd, OwnedFd)> {
-    let (out_read, out_write) = io::pipe()?;
-    let (err_read, err_write) = io::pipe()?;
-    command.stdout(out_write).stderr(err_write);
-    Ok((out_read.into(), err_read.into()))
-}
-
 /// The command's stdout and stderr, each copied to ours line by line with
 /// `name: ` first. Output is bytes; it is printed lossily, so a line that is
 /// not UTF-8 is shown with U+FFFD where it is not, never dropped.
@@ -241,19 +220,22 @@ const LONGEST_LINE: usize = 64 * 1024;
 const DRAIN_AT_MOST: usize = 1024 * 1024;
 
 impl Pipes {
-    fn new(name: &str, out: OwnedFd, err: OwnedFd) -> io::Result<Pipes> {
-        let lines = |fd: OwnedFd, to_stderr| -> io::Result<Lines> {
-            Ok(Lines {
-                from: tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
+    /// New pipes as `command`'s stdout and stderr; this side reads them.
+    fn attach(command: &mut std::process::Command, name: &str) -> io::Result<Pipes> {
+        let lines = |to_stderr| -> io::Result<(Lines, io::PipeWriter)> {
+            let (read, write) = io::pipe()?;
+            let lines = Lines {
+                from: tokio::net::unix::pipe::Receiver::from_owned_fd(read.into())?,
                 prefix: format!("{name}: "),
                 to_stderr,
                 partial: Vec::new(),
-            })
+            };
+            Ok((lines, write))
         };
-        Ok(Pipes {
-            out: lines(out, false)?,
-            err: lines(err, true)?,
-        })
+        let (out, out_write) = lines(false)?;
+        let (err, err_write) = lines(true)?;
+        command.stdout(out_write).stderr(err_write);
+        Ok(Pipes { out, err })
     }
 
     /// Copies both until they are closed; cancelled when the command ends.
@@ -432,13 +414,10 @@ fn internal(e: io::Error) -> Failure {
 /// those two stay as inherited.
 fn reset_signal_state(realtime: RangeInclusive<i32>) -> io::Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: SIG_DFL installs no handler, so no handler can be unsound;
-        // sigaction(2) is async-signal-safe.
-        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
-    }
-    for n in realtime {
-        // SAFETY: as above, with signal(2) on a number glibc gave.
+    let standard = Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP));
+    for n in standard.map(|s| s as i32).chain(realtime) {
+        // SAFETY: SIG_DFL installs no handler, and signal() is
+        // async-signal-safe. (nix's signal() takes no real-time signal.)
         unsafe { nix::libc::signal(n, nix::libc::SIG_DFL) };
     }
     Ok(())
@@ -485,11 +464,12 @@ pub fn clean_command(spec: Spec<'_>, terminal: Terminal) -> std::process::Comman
             None => Ok(()),
         }
     };
-    // SAFETY: the closure allocates nothing and takes no lock: it reads
-    // what was made before the fork and makes only async-signal-safe calls
-    // (isatty, tcsetpgrp, getpgrp, fcntl, sigaction, sigprocmask, and
-    // setgroups, setgid, setuid in RunAs::apply); its errors are OS error
-    // numbers, which io::Error holds without allocating.
+    // SAFETY: the closure allocates nothing and takes no lock. It reads
+    // what was made before the fork, and calls only what POSIX lists as
+    // async-signal-safe (tcsetpgrp, getpgrp, fcntl, signal, sigprocmask,
+    // setgid, setuid) or what glibc makes one system call (isatty, and
+    // setgroups in RunAs::apply). Its errors are OS error numbers, which
+    // io::Error holds without allocating.
     unsafe { command.pre_exec(closure) };
     command
 }
@@ -514,7 +494,7 @@ fn take_terminal_foreground() -> io::Result<()> {
     if !nix::unistd::isatty(stdin).unwrap_or(false) {
         return Ok(());
     }
-    // SAFETY: SIG_IGN installs no handler; sigaction(2) is async-signal-safe.
+    // SAFETY: SIG_IGN installs no handler; signal() is async-signal-safe.
     unsafe { nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)? };
     match nix::unistd::tcsetpgrp(stdin, nix::unistd::getpgrp()) {
         Ok(()) | Err(nix::errno::Errno::ENOTTY | nix::errno::Errno::ENXIO) => Ok(()),

@@ -9,7 +9,8 @@
 //! `waitpid(-1)` pass: this loop is the one owner of every PID, so no exit
 //! status is lost to a second waiter. When the child exits, what is left of
 //! its descendants gets TERM, then KILL after `UNLATCH_KILL_GRACE`, and
-//! unlatch exits with the child's code, or 128+n if signal n killed it.
+//! unlatch exits with the child's code, or 128+n if signal n killed it
+//! ([`process::exit_code`]: the child starts and ends as `process` says).
 //!
 //! Not forwarded: SIGCHLD (ours), the fault signals (ILL, FPE, SEGV, BUS,
 //! ABRT, TRAP, SYS: they concern this process only), SIGPIPE (a write of
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
@@ -227,23 +228,16 @@ fn wait_for_signals(signals: &mut Signals, timeout: Duration) -> Vec<i32> {
 }
 
 fn forward(sig: i32, child: Pid, target: SignalTarget) {
-    let Ok(signal) = Signal::try_from(sig) else {
-        // A real-time signal: nix's Signal has no variant for it.
-        let pid = if target == SignalTarget::Group {
-            -child.as_raw()
-        } else {
-            child.as_raw()
-        };
-        // SAFETY: kill(2) with a valid signal number.
-        unsafe { nix::libc::kill(pid, sig) };
-        return;
+    let pid = match target {
+        SignalTarget::Child => child.as_raw(),
+        SignalTarget::Group => -child.as_raw(),
     };
-    let sent = match target {
-        SignalTarget::Child => kill(child, signal),
-        SignalTarget::Group => killpg(child, signal),
-    };
+    // Not nix's kill: its Signal has no real-time signals.
+    // SAFETY: kill(2) takes no pointers; any number is safe to ask for.
+    let sent = Errno::result(unsafe { nix::libc::kill(pid, sig) });
+    let signal = Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.to_string());
     match sent {
-        Ok(()) => log::debug!("forwarded {signal} to {child}"),
+        Ok(_) => log::debug!("forwarded {signal} to {child}"),
         // The child just exited; its status is on the way.
         Err(Errno::ESRCH) => {}
         Err(e) => log::warn!("forwarding {signal} to {child}: {e}"),
@@ -333,33 +327,34 @@ fn end_descendants(me: Pid, grace: Duration, signals: &mut Signals) {
         let _ = kill(*pid, Signal::SIGTERM);
         let _ = kill(*pid, Signal::SIGCONT);
     }
-    let deadline = Instant::now() + grace;
+    let left = reap_until_gone(me, grace, signals);
+    if left.is_empty() {
+        return;
+    }
+    log::warn!(
+        "{} process(es) still running {} after SIGTERM: sending SIGKILL",
+        left.len(),
+        crate::clock::human(grace)
+    );
+    for pid in &left {
+        let _ = kill(*pid, Signal::SIGKILL);
+    }
+    // KILL cannot be refused; collect the zombies.
+    reap_until_gone(me, Duration::from_secs(2), signals);
+}
+
+/// Reaps, waking on signals, until nothing is left below `me` or `limit`
+/// has passed; returns what is left.
+fn reap_until_gone(me: Pid, limit: Duration, signals: &mut Signals) -> Vec<Pid> {
+    let deadline = Instant::now() + limit;
     loop {
         reap(Pid::from_raw(0));
         let left = descendants(me);
-        if left.is_empty() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            log::warn!(
-                "{} process(es) still running {} after SIGTERM: sending SIGKILL",
-                left.len(),
-                crate::clock::human(grace)
-            );
-            for pid in &left {
-                let _ = kill(*pid, Signal::SIGKILL);
-            }
-            break;
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
         }
         wait_for_signals(signals, Duration::from_millis(20));
     }
-    // KILL cannot be refused; collect the zombies.
-    let until = Instant::now() + Duration::from_secs(2);
-    while !descendants(me).is_empty() && Instant::now() < until {
-        reap(Pid::from_raw(0));
-        wait_for_signals(signals, Duration::from_millis(20));
-    }
-    reap(Pid::from_raw(0));
 }
 
 #[cfg(test)]

@@ -569,15 +569,18 @@ mod tests {
         Ok((url, settled))
     }
 
-    /// A root certificate file of this test's own, removed when dropped.
-    fn ca_file() -> tempfile::TempPath {
+    /// A root certificate file of this test's own, removed when the first
+    /// half is dropped, and its path.
+    fn ca_file() -> (tempfile::TempPath, String) {
         let file = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
         std::fs::write(
             file.path(),
             "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        file.into_temp_path()
+        let path = file.into_temp_path();
+        let name = path.display().to_string();
+        (path, name)
     }
 
     #[test]
@@ -618,8 +621,7 @@ mod tests {
 
     #[test]
     fn a_root_certificate_makes_libpq_verify() {
-        let ca_file = ca_file();
-        let ca = ca_file.display().to_string();
+        let (_file, ca) = ca_file();
         let (url, settled) = pg(
             &format!("postgres://u@h/d?sslmode=require&sslrootcert={ca}"),
             &[],
@@ -724,8 +726,7 @@ mod tests {
         assert!(my("mysql://u@h/d?ssl-mode=verify-full")
             .unwrap_err()
             .contains("expected DISABLED"));
-        let ca_file = ca_file();
-        let ca = ca_file.display().to_string();
+        let (_file, ca) = ca_file();
         let (url, settled) = my(&format!("mysql://u@h/d?ssl-ca={ca}")).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert!(settled.only_given_roots);
