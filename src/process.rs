@@ -376,14 +376,14 @@ impl Ended {
 pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with {code}"),
-        (None, Some(n)) => {
-            let name = Signal::try_from(n)
-                .map(|s| s.as_str())
-                .unwrap_or("a signal");
-            format!("was killed by {name}")
-        }
+        (None, Some(n)) => format!("was killed by {}", signal_name(n)),
         _ => "ended".to_owned(),
     }
+}
+
+/// `SIGTERM`, or `signal 40` for one without a name (a real-time signal).
+pub fn signal_name(n: i32) -> String {
+    Signal::try_from(n).map_or_else(|_| format!("signal {n}"), |s| s.as_str().to_owned())
 }
 
 /// How a process ended, as a shell's exit code: its own, or 128+n if
@@ -520,4 +520,29 @@ pub fn start_failure(argv: &[String], e: &io::Error) -> Failure {
 pub fn exec(spec: Spec<'_>) -> Failure {
     // Exec keeps unlatch's process group and terminal: it is the same process.
     start_failure(spec.argv, &clean_command(spec, Terminal::Leave).exec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait status as waitpid(2) gives it: code << 8, or the signal (with
+    /// 0x80 when it dumped core).
+    fn ended(raw: i32) -> ExitStatus {
+        ExitStatus::from_raw(raw)
+    }
+
+    #[test]
+    fn an_end_is_numbered_as_the_shell_numbers_it() {
+        assert_eq!(exit_code(ended(3 << 8)), 3);
+        assert_eq!(exit_code(ended(Signal::SIGKILL as i32)), 137);
+        assert_eq!(exit_code(ended(Signal::SIGTERM as i32 | 0x80)), 143);
+    }
+
+    #[test]
+    fn an_end_is_told_in_words_with_the_signals_name() {
+        assert_eq!(describe(ended(3 << 8)), "exited with 3");
+        assert_eq!(describe(ended(9)), "was killed by SIGKILL");
+        assert_eq!(describe(ended(40)), "was killed by signal 40");
+    }
 }

@@ -181,13 +181,15 @@ fn command_starts_with_default_signals_and_empty_mask() {
         "grep -E '^Sig(Blk|Ign):' /proc/self/status",
     )
     .args(["--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    // SAFETY: signal() with SIG_IGN and sigprocmask() are async-signal-safe,
+    // and nothing here allocates.
     unsafe {
         cmd.pre_exec(|| {
             use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-            signal(Signal::SIGUSR1, SigHandler::SigIgn).unwrap();
+            signal(Signal::SIGUSR1, SigHandler::SigIgn)?;
             let mut set = SigSet::empty();
             set.add(Signal::SIGUSR2);
-            sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+            sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
             Ok(())
         });
     }

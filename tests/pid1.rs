@@ -43,6 +43,8 @@ fn can_run(init: Init, test: &str) -> bool {
 fn as_pid_1(init: Init, app: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+    // SAFETY: only signal() with SIG_DFL, which is async-signal-safe;
+    // nothing allocates.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
@@ -527,6 +529,8 @@ fn ctrl_c_on_a_terminal_reaches_the_app() {
         );
         let io = || Stdio::from(pty.slave.try_clone().unwrap());
         cmd.stdin(io()).stdout(io()).stderr(io());
+        // SAFETY: setsid() and ioctl() are single system calls; nothing
+        // allocates.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(move || {
