@@ -4,9 +4,9 @@
 //! [`Failure`]; any other error is unexpected and exits with
 //! [`Code::Internal`]. Only `main` turns these into a process exit, so the
 //! codes are decided in one place. They are listed in one place too, the
-//! `codes!` list below: `--help` prints it, and a test holds the README's
-//! table to it, row for row. The numbers avoid 1 and 2 (what apps use), 126
-//! and 127 (the shell's) and 128+n (death by signal).
+//! `codes!` list below: `--help` prints it, and tests hold `--help` and the
+//! README's table to it, row for row. The numbers avoid 1 and 2 (what apps
+//! use) and 128+n (death by signal); 126 and 127 mean what the shell's do.
 
 use std::fmt;
 
@@ -14,6 +14,7 @@ use std::fmt;
 /// so that a code cannot be added without its number and its meaning.
 macro_rules! codes {
     ($($number:literal $name:ident $meaning:literal,)*) => {
+        /// Why unlatch ends; [`Code::number`] is its exit code.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Code {
             $(#[doc = $meaning] $name,)*
@@ -99,4 +100,16 @@ pub fn code_of(err: &anyhow::Error) -> Code {
     err.chain()
         .find_map(|e| e.downcast_ref::<Failure>())
         .map_or(Code::Internal, |f| f.code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_code_means_one_thing_and_none_is_an_apps_own() {
+        let codes: Vec<&str> = super::TABLE.iter().map(|(code, _)| *code).collect();
+        for (i, code) in codes.iter().enumerate() {
+            assert!(!codes[..i].contains(code), "{code} twice");
+            assert!(!["1", "2"].contains(code), "{code} is what apps exit with");
+        }
+    }
 }

@@ -147,11 +147,9 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let config = Config::from_env(&env, &cwd)?;
-    if let Some(password) = config.database.as_ref().and_then(|t| t.password()) {
-        logging::hide(password);
-    }
-    for secret in config.database.iter().flat_map(|t| t.secrets()) {
-        logging::hide(secret);
+    if let Some(target) = &config.database {
+        target.password().into_iter().for_each(logging::hide);
+        target.secrets().iter().for_each(|s| logging::hide(s));
     }
     // Before the runtime starts any thread: this changes the environment.
     unlatch::tls::confine_roots(config.database.as_ref().is_some_and(|t| t.only_given_roots));

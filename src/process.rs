@@ -134,16 +134,9 @@ pub async fn run(
     };
     // The command, and with it this side's copy of the pipes' write ends,
     // is gone after this statement: the command's end closes them.
-    let spawned = tokio::process::Command::from(command).spawn();
-    let mut child = match spawned {
+    let mut child = match tokio::process::Command::from(command).spawn() {
         Ok(child) => child,
-        Err(e) => {
-            return Ok(Ended::CouldNotStart(format!(
-                "cannot run {}: {}",
-                spec.argv[0],
-                spawn_error(&e)
-            )))
-        }
+        Err(e) => return Ok(Ended::CouldNotStart(cannot_run(&spec.argv[0], &e))),
     };
     let group = Pid::from_raw(child.id().expect("a child just spawned has a pid") as i32);
     log::info!(
@@ -396,12 +389,14 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
-fn spawn_error(e: &io::Error) -> String {
-    match e.kind() {
+/// The message for a command that could not be started.
+fn cannot_run(program: &str, e: &io::Error) -> String {
+    let why = match e.kind() {
         io::ErrorKind::NotFound => "not found (is it installed, and on PATH?)".to_owned(),
         io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".to_owned(),
         _ => e.to_string(),
-    }
+    };
+    format!("cannot run {program}: {why}")
 }
 
 fn internal(e: io::Error) -> Failure {
@@ -510,10 +505,7 @@ pub fn start_failure(argv: &[String], e: &io::Error) -> Failure {
     } else {
         Code::NotExecutable
     };
-    Failure::new(
-        code,
-        format!("cannot run COMMAND {}: {}", argv[0], spawn_error(e)),
-    )
+    Failure::new(code, cannot_run(&format!("COMMAND {}", argv[0]), e))
 }
 
 /// Replaces unlatch with COMMAND (same PID); returns only if that fails.
