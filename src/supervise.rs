@@ -121,20 +121,10 @@ pub fn fresh_image_args(args: &[String]) -> Option<(Supervision, Option<&str>, &
 
 /// The signals passed on to the child.
 fn forwarded() -> Vec<i32> {
+    use Signal::*;
     let skip = [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGCHLD,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGABRT,
-        Signal::SIGTRAP,
-        Signal::SIGSYS,
-        Signal::SIGPIPE,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
+        SIGKILL, SIGSTOP, SIGCHLD, SIGILL, SIGFPE, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS,
+        SIGPIPE, SIGTTIN, SIGTTOU,
     ];
     Signal::iterator()
         .filter(|s| !skip.contains(s))
@@ -363,25 +353,12 @@ mod tests {
 
     #[test]
     fn forwarded_signals_leave_out_ours_and_the_faults() {
+        use Signal::*;
         let set = forwarded();
-        for sig in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-            Signal::SIGWINCH,
-        ] {
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH] {
             assert!(set.contains(&(sig as i32)), "{sig}");
         }
-        for sig in [
-            Signal::SIGCHLD,
-            Signal::SIGKILL,
-            Signal::SIGSEGV,
-            Signal::SIGPIPE,
-            Signal::SIGTTOU,
-        ] {
+        for sig in [SIGCHLD, SIGKILL, SIGSEGV, SIGPIPE, SIGTTOU] {
             assert!(!set.contains(&(sig as i32)), "{sig}");
         }
         assert!(set.contains(&nix::libc::SIGRTMIN()));
