@@ -124,7 +124,7 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
 }
 
 #[test]
-fn exit_codes_and_deaths_by_signal() {
+fn the_apps_exit_code_is_kept_and_death_by_signal_n_is_128_plus_n() {
     for init in BOTH {
         if !can_run(init, "exit_codes") {
             continue;
@@ -138,6 +138,15 @@ fn exit_codes_and_deaths_by_signal() {
         ] {
             let out = run(&mut as_pid_1(init, &["sh", "-c", script]));
             assert_eq!(code(&out), expected, "{init:?}: {script}");
+        }
+    }
+}
+
+#[test]
+fn an_app_not_found_is_127_and_one_not_executable_126() {
+    for init in BOTH {
+        if !can_run(init, "start_failures") {
+            continue;
         }
         let out = run(&mut as_pid_1(init, &["/nonexistent/app"]));
         assert_eq!(code(&out), 127, "{init:?}: not found");
