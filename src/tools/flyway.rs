@@ -14,9 +14,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool, Variable};
 use crate::clock;
 use crate::db::Db;
+
+const TABLE: Variable = Variable::table(
+    "UNLATCH_FLYWAY_TABLE",
+    "flyway_schema_history",
+    "Flyway's history table",
+);
+
+pub const ENTRY: Entry = Entry {
+    name: Flyway::NAME,
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Flyway {
+            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+        })
+    },
+};
 
 pub struct Flyway {
     pub table: String,

@@ -18,9 +18,30 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Stuck, Tool};
+use super::{Entry, Lock, LockState, Stuck, Tool, Variable};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
+
+const TABLE: Variable = Variable::table(
+    "UNLATCH_GOLANG_MIGRATE_TABLE",
+    "schema_migrations",
+    "golang-migrate's version table",
+);
+const PATH: Variable = Variable::folder(
+    "UNLATCH_GOLANG_MIGRATE_PATH",
+    "golang-migrate's migrations folder, to find the version before a dirty one",
+);
+
+pub const ENTRY: Entry = Entry {
+    name: "golang-migrate",
+    variables: &[TABLE, PATH],
+    build: |s| {
+        Box::new(GolangMigrate {
+            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+            path: s.get(PATH.name).map(PathBuf::from),
+        })
+    },
+};
 
 pub struct GolangMigrate {
     pub table: String,
@@ -28,7 +49,6 @@ pub struct GolangMigrate {
 }
 
 impl GolangMigrate {
-    pub const NAME: &'static str = "golang-migrate";
 
     /// The version before `dirty` among the folder's `<version>_*.up.*`
     /// files; `None` when there is none (golang-migrate's nil version).
@@ -53,9 +73,9 @@ impl GolangMigrate {
         Failure::new(
             Code::Config,
             format!(
-                "{}: marking a dirty golang-migrate version as not applied needs UNLATCH_GOLANG_MIGRATE_PATH, \
+                "{}: marking a dirty golang-migrate version as not applied needs {}, \
                  the migrations folder, to find the version before it",
-                self.table
+                self.table, PATH.name
             ),
         )
     }
@@ -64,7 +84,7 @@ impl GolangMigrate {
 #[async_trait]
 impl Tool for GolangMigrate {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {

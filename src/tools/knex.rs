@@ -15,21 +15,33 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool, Variable};
 use crate::db::Db;
+
+const TABLE: Variable = Variable::table(
+    "UNLATCH_KNEX_TABLE",
+    "knex_migrations",
+    "knex's tableName (its lock table is this plus _lock)",
+);
+
+pub const ENTRY: Entry = Entry {
+    name: "knex",
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Knex {
+            table: format!("{}_lock", s.get(TABLE.name).unwrap_or_default()),
+        })
+    },
+};
 
 pub struct Knex {
     pub table: String,
 }
 
-impl Knex {
-    pub const NAME: &'static str = "knex";
-}
-
 #[async_trait]
 impl Tool for Knex {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {

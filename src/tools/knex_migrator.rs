@@ -14,23 +14,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
 
 const TABLE: &str = "migrations_lock";
 const KEY: &str = "km01";
 
-pub struct KnexMigrator;
+pub const ENTRY: Entry = Entry {
+    name: "knex-migrator",
+    variables: &[],
+    build: |_| Box::new(KnexMigrator),
+};
 
-impl KnexMigrator {
-    pub const NAME: &'static str = "knex-migrator";
-}
+pub struct KnexMigrator;
 
 #[async_trait]
 impl Tool for KnexMigrator {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {

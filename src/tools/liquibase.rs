@@ -15,9 +15,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool, Variable};
 use crate::clock;
 use crate::db::Db;
+
+const TABLE: Variable = Variable::table(
+    "UNLATCH_LIQUIBASE_TABLE",
+    "DATABASECHANGELOGLOCK",
+    "Liquibase's lock table",
+);
+
+pub const ENTRY: Entry = Entry {
+    name: Liquibase::NAME,
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Liquibase {
+            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+        })
+    },
+};
 
 pub struct Liquibase {
     pub table: String,

@@ -1,73 +1,206 @@
 //! Migration tools: how each one records that it holds its lock, and how to
 //! free that lock exactly as the tool's own repair would.
 //!
-//! One file per tool, each implementing [`Tool`]; [`all`] lists them, and
-//! that list is the only place a new tool is added. An adapter reads and
-//! writes only its tool's own tables, and never decides anything: whether a
-//! lock is stale, and what to do about it, is `heal`'s job.
+//! One file per tool, each implementing [`Tool`] and declaring its
+//! [`Entry`]: its name, its variables (`UNLATCH_<TOOL>_TABLE` and the like,
+//! with their defaults) and how it is built from them. [`REGISTRY`] lists
+//! the entries; the names `UNLATCH_TOOL` takes, the variables `--help`
+//! shows and `config` reads, and the order `auto` tries the tools all come
+//! from it, so a new tool is a file and a line there. An adapter reads and
+//! writes only its tool's own tables, and never decides anything: whether
+//! a lock is stale, and what to do about it, is `heal`'s job.
 //!
 //! Error semantics: `Err` means the database could not be read or written
 //! (unlatch stops); a lock that changed between look and swap is not an
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
 
-mod flyway;
-mod golang_migrate;
-mod knex;
-mod knex_migrator;
-mod liquibase;
-mod prisma;
-mod sqlx_tool;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-
-use crate::clock::LockZone;
 use jiff::Timestamp;
 
-use crate::config::ToolChoice;
+use crate::clock::LockZone;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 
+/// Declares each tool's module and lists its [`Entry`], in the order
+/// `auto` tries them.
+macro_rules! registry {
+    ($($tool:ident),* $(,)?) => {
+        $(mod $tool;)*
+        /// Every tool unlatch knows, in the order `auto` tries them.
+        pub const REGISTRY: &[Entry] = &[$($tool::ENTRY),*];
+    };
+}
+
+registry!(
+    knex_migrator,
+    knex,
+    liquibase,
+    golang_migrate,
+    prisma,
+    flyway,
+    sqlx_tool,
+);
+
+// Named elsewhere: config reads Liquibase's and Flyway's own variables,
+// and a test drives knex-migrator's adapter directly.
 pub use flyway::Flyway;
-pub use golang_migrate::GolangMigrate;
-pub use knex::Knex;
 pub use knex_migrator::KnexMigrator;
 pub use liquibase::Liquibase;
-pub use prisma::Prisma;
-pub use sqlx_tool::Sqlx;
 
-/// The names `UNLATCH_TOOL` accepts besides `auto`.
-pub const NAMES: &[&str] = &[
-    KnexMigrator::NAME,
-    Knex::NAME,
-    Liquibase::NAME,
-    GolangMigrate::NAME,
-    Prisma::NAME,
-    Flyway::NAME,
-    Sqlx::NAME,
-];
-
-/// What the tools let users change (`UNLATCH_*_TABLE`), and where
-/// golang-migrate's migrations are (to find the version before a dirty one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolSettings {
-    /// knex's `tableName`; its lock table is this plus `_lock`.
-    pub knex: String,
-    pub liquibase_lock: String,
-    pub golang_migrate: String,
-    pub flyway: String,
-    pub golang_migrate_path: Option<std::path::PathBuf>,
+/// A tool as the registry lists it.
+pub struct Entry {
+    /// As `UNLATCH_TOOL` spells it.
+    pub name: &'static str,
+    pub variables: &'static [Variable],
+    /// The adapter, with the values [`ToolSettings`] read.
+    pub build: fn(&ToolSettings) -> Box<dyn Tool>,
 }
+
+/// A variable a tool reads.
+pub struct Variable {
+    pub name: &'static str,
+    /// `None`: unset unless given.
+    pub default: Option<&'static str>,
+    /// For `--help`.
+    pub meaning: &'static str,
+    pub kind: Kind,
+}
+
+/// What a [`Variable`]'s value must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A table name ([`is_table_name`]); a URL or the tool's own variables
+    /// may name it instead, when it is left at its default.
+    Table,
+    /// An existing folder of the tool's migrations.
+    Folder,
+}
+
+impl Variable {
+    pub const fn table(name: &'static str, default: &'static str, meaning: &'static str) -> Self {
+        Variable {
+            name,
+            default: Some(default),
+            meaning,
+            kind: Kind::Table,
+        }
+    }
+
+    pub const fn folder(name: &'static str, meaning: &'static str) -> Self {
+        Variable {
+            name,
+            default: None,
+            meaning,
+            kind: Kind::Folder,
+        }
+    }
+}
+
+/// Which migration tool's lock to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    Named(&'static str),
+}
+
+/// The values of the tools' variables, by variable name, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSettings(BTreeMap<&'static str, String>);
 
 impl Default for ToolSettings {
     fn default() -> ToolSettings {
-        ToolSettings {
-            knex: "knex_migrations".into(),
-            liquibase_lock: "DATABASECHANGELOGLOCK".into(),
-            golang_migrate: "schema_migrations".into(),
-            flyway: "flyway_schema_history".into(),
-            golang_migrate_path: None,
+        ToolSettings(
+            tool_variables()
+                .filter_map(|(_, v)| Some((v.name, v.default?.to_owned())))
+                .collect(),
+        )
+    }
+}
+
+impl ToolSettings {
+    /// The value of the variable `name`, or its default.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Takes the tables a URL or a tool's own variables name, for the
+    /// tools whose table variable left the default.
+    pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
+        for (tool, table) in named {
+            let variable =
+                tool_variables().find(|(entry, v)| entry.name == *tool && v.kind == Kind::Table);
+            if let Some((_, v)) = variable {
+                if self.get(v.name) == v.default {
+                    self.0.insert(v.name, table.clone());
+                }
+            }
         }
     }
+}
+
+fn tool_variables() -> impl Iterator<Item = (&'static Entry, &'static Variable)> {
+    REGISTRY
+        .iter()
+        .flat_map(|entry| entry.variables.iter().map(move |v| (entry, v)))
+}
+
+/// Reads `UNLATCH_TOOL` and every tool's variables through `get` (a
+/// variable's value, `None` when unset or empty), checked.
+pub fn settings_from<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(ToolChoice, ToolSettings), Failure> {
+    let choice = match get("UNLATCH_TOOL").unwrap_or("auto") {
+        "auto" => ToolChoice::Auto,
+        name => known(name).map(ToolChoice::Named).ok_or_else(|| {
+            let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+            Failure::new(
+                Code::Config,
+                format!(
+                    "UNLATCH_TOOL={name}: expected auto or one of: {}",
+                    names.join(", ")
+                ),
+            )
+        })?,
+    };
+    let mut settings = ToolSettings::default();
+    for (entry, variable) in tool_variables() {
+        let Some(value) = get(variable.name) else {
+            continue;
+        };
+        let value = match variable.kind {
+            Kind::Table => table_name(variable.name, value)?,
+            Kind::Folder if Path::new(value).is_dir() => value.to_owned(),
+            Kind::Folder => {
+                return Err(Failure::new(
+                    Code::Config,
+                    format!(
+                        "{}={value}: expected the folder of {}'s migrations",
+                        variable.name, entry.name
+                    ),
+                ))
+            }
+        };
+        settings.0.insert(variable.name, value);
+    }
+    Ok((choice, settings))
+}
+
+/// `UNLATCH_TOOL`'s row of the variables table, then each tool's
+/// variables: (name, default, meaning).
+pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
+    static TOOL: LazyLock<String> = LazyLock::new(|| {
+        let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+        format!("migration tool to look after: auto, {}", names.join(", "))
+    });
+    let tools = tool_variables().map(|(_, v)| (v.name, v.default.unwrap_or("(unset)"), v.meaning));
+    std::iter::once(("UNLATCH_TOOL", "auto", TOOL.as_str()))
+        .chain(tools)
+        .collect()
 }
 
 /// A table name the `*_TABLE` settings take: ASCII letters, digits and
@@ -81,60 +214,30 @@ pub fn is_table_name(value: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl ToolSettings {
-    /// Takes the tables a URL or a tool's own variables name, for the
-    /// tools whose `UNLATCH_*_TABLE` left the default.
-    pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
-        let defaults = ToolSettings::default();
-        for (tool, table) in named {
-            let (slot, default) = match *tool {
-                GolangMigrate::NAME => (&mut self.golang_migrate, defaults.golang_migrate.as_str()),
-                Flyway::NAME => (&mut self.flyway, defaults.flyway.as_str()),
-                Liquibase::NAME => (&mut self.liquibase_lock, defaults.liquibase_lock.as_str()),
-                Knex::NAME => (&mut self.knex, defaults.knex.as_str()),
-                _ => continue,
-            };
-            if slot == default {
-                slot.clone_from(table);
-            }
-        }
+/// `value` of the variable `name`, if it is a table name.
+pub fn table_name(name: &str, value: &str) -> Result<String, Failure> {
+    if is_table_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Failure::new(
+            Code::Config,
+            format!("{name}={value}: expected a table name of letters, digits and _"),
+        ))
     }
-}
-
-/// Every adapter, in the order `auto` tries them.
-pub fn all(tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
-    vec![
-        Box::new(KnexMigrator),
-        Box::new(Knex {
-            table: format!("{}_lock", tables.knex),
-        }),
-        Box::new(Liquibase {
-            table: tables.liquibase_lock.clone(),
-        }),
-        Box::new(GolangMigrate {
-            table: tables.golang_migrate.clone(),
-            path: tables.golang_migrate_path.clone(),
-        }),
-        Box::new(Prisma),
-        Box::new(Flyway {
-            table: tables.flyway.clone(),
-        }),
-        Box::new(Sqlx),
-    ]
 }
 
 /// The canonical name for `name`, if it is a tool unlatch knows.
 pub fn known(name: &str) -> Option<&'static str> {
-    NAMES.iter().copied().find(|n| *n == name)
+    REGISTRY.iter().map(|e| e.name).find(|n| *n == name)
 }
 
-/// The adapters `choice` allows.
-pub fn candidates(choice: ToolChoice, tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
-    let all = all(tables);
-    match choice {
-        ToolChoice::Named(name) => all.into_iter().filter(|t| t.name() == name).collect(),
-        ToolChoice::Auto => all,
-    }
+/// The adapters `choice` allows, in the order `auto` tries them.
+pub fn candidates(choice: ToolChoice, settings: &ToolSettings) -> Vec<Box<dyn Tool>> {
+    REGISTRY
+        .iter()
+        .filter(|e| choice == ToolChoice::Auto || choice == ToolChoice::Named(e.name))
+        .map(|e| (e.build)(settings))
+        .collect()
 }
 
 /// What a tool left in the database.
@@ -217,12 +320,54 @@ impl Lock {
     }
 
     /// Everything observed, in one string: the same lock, the same string.
+    /// `unlatch_state` keeps it as the key of a first sighting, so its form
+    /// is spelled out here, not left to `Debug`. It is the form `{:?}` gave
+    /// before (`Lock|km01|Some("…")|None`), so that a sighting recorded by an
+    /// older unlatch still matches; see [`quoted`] for the one exception.
     pub fn signature(&self) -> String {
+        let stuck = match &self.stuck {
+            Stuck::Lock => "Lock".to_owned(),
+            Stuck::Dirty { migration } => format!("Dirty {{ migration: {} }}", quoted(migration)),
+        };
+        let optional = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map_or("None".to_owned(), |v| format!("Some({})", quoted(v)))
+        };
         format!(
-            "{:?}|{}|{:?}|{:?}",
-            self.stuck, self.key, self.acquired_at, self.holder
+            "{stuck}|{}|{}|{}",
+            self.key,
+            optional(&self.acquired_at),
+            optional(&self.holder)
         )
     }
+}
+
+/// `text` in double quotes, escaped as Rust's `Debug` did for [`Lock::signature`]
+/// before it was spelled out. Where they differ (a combining or invisible
+/// non-ASCII character, which `Debug` escapes and this keeps) an older
+/// sighting is recorded anew once: the lock then looks younger than it is,
+/// so unlatch waits longer before healing it, never less.
+fn quoted(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[async_trait]
@@ -323,4 +468,63 @@ pub async fn detected(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_is_the_form_debug_gave_before() {
+        let odd = "it's \"quoted\", a\\b, tab\t, newline\n, nul\0, esc\u{1b}, é";
+        let mut holder = Lock::row("km01", Some("2024-01-01 00:00:00".into()), None);
+        holder.holder = Some(odd.to_owned());
+        for lock in [
+            Lock::row("1", None, None),
+            holder,
+            Lock::dirty(odd, "20240103", None, None),
+        ] {
+            // The form an older unlatch stored, hashed, in `unlatch_state`.
+            let before = format!(
+                "{:?}|{}|{:?}|{:?}",
+                lock.stuck, lock.key, lock.acquired_at, lock.holder
+            );
+            assert_eq!(lock.signature(), before);
+        }
+        let dirty = Lock::dirty("version 2 (create posts)", "2", Some("x".into()), None);
+        assert_eq!(
+            dirty.signature(),
+            r#"Dirty { migration: "version 2 (create posts)" }|2|Some("x")|None"#
+        );
+    }
+
+    #[test]
+    fn names_and_variables_are_each_declared_once() {
+        let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+        let variables: Vec<_> = variables().iter().map(|(n, _, _)| *n).collect();
+        for list in [&names, &variables] {
+            let mut sorted = list.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), list.len(), "{list:?}");
+        }
+        for entry in REGISTRY {
+            assert_eq!((entry.build)(&ToolSettings::default()).name(), entry.name);
+        }
+    }
+
+    #[test]
+    fn a_table_named_elsewhere_replaces_only_a_default() {
+        let get = |name: &str| (name == "UNLATCH_KNEX_TABLE").then_some("mine");
+        let (choice, mut settings) = settings_from(get).unwrap();
+        assert_eq!(choice, ToolChoice::Auto);
+        settings.take_tables(&[
+            ("knex", "theirs".into()),
+            ("flyway", "history".into()),
+            ("prisma", "ignored".into()),
+        ]);
+        assert_eq!(settings.get("UNLATCH_KNEX_TABLE"), Some("mine"));
+        assert_eq!(settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
+        assert_eq!(settings.get("UNLATCH_GOLANG_MIGRATE_PATH"), None);
+    }
 }

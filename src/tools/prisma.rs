@@ -16,22 +16,24 @@ use jiff::tz::TimeZone;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
 
 const TABLE: &str = "_prisma_migrations";
 
-pub struct Prisma;
+pub const ENTRY: Entry = Entry {
+    name: "prisma",
+    variables: &[],
+    build: |_| Box::new(Prisma),
+};
 
-impl Prisma {
-    pub const NAME: &'static str = "prisma";
-}
+pub struct Prisma;
 
 #[async_trait]
 impl Tool for Prisma {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {

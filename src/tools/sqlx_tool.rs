@@ -12,22 +12,24 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::Db;
 
 const TABLE: &str = "_sqlx_migrations";
 
-pub struct Sqlx;
+pub const ENTRY: Entry = Entry {
+    name: "sqlx",
+    variables: &[],
+    build: |_| Box::new(Sqlx),
+};
 
-impl Sqlx {
-    pub const NAME: &'static str = "sqlx";
-}
+pub struct Sqlx;
 
 #[async_trait]
 impl Tool for Sqlx {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
