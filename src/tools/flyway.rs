@@ -14,15 +14,16 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Entry, Lock, LockState, Tool, Variable};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::clock;
 use crate::db::Db;
 
-const TABLE: Variable = Variable::table(
-    "UNLATCH_FLYWAY_TABLE",
-    "flyway_schema_history",
-    "Flyway's history table",
-);
+const TABLE: Variable = Variable {
+    name: "UNLATCH_FLYWAY_TABLE",
+    default: Some("flyway_schema_history"),
+    meaning: "Flyway's history table",
+    value: Value::Table,
+};
 
 pub const ENTRY: Entry = Entry {
     name: Flyway::NAME,

@@ -18,19 +18,22 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Entry, Lock, LockState, Stuck, Tool, Variable};
+use super::{Entry, Lock, LockState, Stuck, Tool, Value, Variable};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 
-const TABLE: Variable = Variable::table(
-    "UNLATCH_GOLANG_MIGRATE_TABLE",
-    "schema_migrations",
-    "golang-migrate's version table",
-);
-const PATH: Variable = Variable::folder(
-    "UNLATCH_GOLANG_MIGRATE_PATH",
-    "golang-migrate's migrations folder, to find the version before a dirty one",
-);
+const TABLE: Variable = Variable {
+    name: "UNLATCH_GOLANG_MIGRATE_TABLE",
+    default: Some("schema_migrations"),
+    meaning: "golang-migrate's version table",
+    value: Value::Table,
+};
+const PATH: Variable = Variable {
+    name: "UNLATCH_GOLANG_MIGRATE_PATH",
+    default: None,
+    meaning: "golang-migrate's migrations folder, to find the version before a dirty one",
+    value: Value::Folder,
+};
 
 pub const ENTRY: Entry = Entry {
     name: "golang-migrate",

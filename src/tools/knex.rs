@@ -15,14 +15,15 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Entry, Lock, LockState, Tool, Variable};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
 
-const TABLE: Variable = Variable::table(
-    "UNLATCH_KNEX_TABLE",
-    "knex_migrations",
-    "knex's tableName (its lock table is this plus _lock)",
-);
+const TABLE: Variable = Variable {
+    name: "UNLATCH_KNEX_TABLE",
+    default: Some("knex_migrations"),
+    meaning: "knex's tableName (its lock table is this plus _lock)",
+    value: Value::Table,
+};
 
 pub const ENTRY: Entry = Entry {
     name: "knex",

@@ -15,15 +15,16 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Entry, Lock, LockState, Tool, Variable};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::clock;
 use crate::db::Db;
 
-const TABLE: Variable = Variable::table(
-    "UNLATCH_LIQUIBASE_TABLE",
-    "DATABASECHANGELOGLOCK",
-    "Liquibase's lock table",
-);
+const TABLE: Variable = Variable {
+    name: "UNLATCH_LIQUIBASE_TABLE",
+    default: Some("DATABASECHANGELOGLOCK"),
+    meaning: "Liquibase's lock table",
+    value: Value::Table,
+};
 
 pub const ENTRY: Entry = Entry {
     name: Liquibase::NAME,

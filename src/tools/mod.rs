@@ -68,37 +68,17 @@ pub struct Variable {
     pub default: Option<&'static str>,
     /// For `--help`.
     pub meaning: &'static str,
-    pub kind: Kind,
+    pub value: Value,
 }
 
 /// What a [`Variable`]'s value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Value {
     /// A table name ([`is_table_name`]); a URL or the tool's own variables
     /// may name it instead, when it is left at its default.
     Table,
     /// An existing folder of the tool's migrations.
     Folder,
-}
-
-impl Variable {
-    pub const fn table(name: &'static str, default: &'static str, meaning: &'static str) -> Self {
-        Variable {
-            name,
-            default: Some(default),
-            meaning,
-            kind: Kind::Table,
-        }
-    }
-
-    pub const fn folder(name: &'static str, meaning: &'static str) -> Self {
-        Variable {
-            name,
-            default: None,
-            meaning,
-            kind: Kind::Folder,
-        }
-    }
 }
 
 /// Which migration tool's lock to look at.
@@ -133,7 +113,7 @@ impl ToolSettings {
     pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
         for (tool, table) in named {
             let variable =
-                tool_variables().find(|(entry, v)| entry.name == *tool && v.kind == Kind::Table);
+                tool_variables().find(|(entry, v)| entry.name == *tool && v.value == Value::Table);
             if let Some((_, v)) = variable {
                 if self.get(v.name) == v.default {
                     self.0.insert(v.name, table.clone());
@@ -156,26 +136,26 @@ pub fn settings_from<'a>(
 ) -> Result<(ToolChoice, ToolSettings), Failure> {
     let choice = match get("UNLATCH_TOOL").unwrap_or("auto") {
         "auto" => ToolChoice::Auto,
-        name => known(name).map(ToolChoice::Named).ok_or_else(|| {
-            let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
-            Failure::new(
-                Code::Config,
-                format!(
-                    "UNLATCH_TOOL={name}: expected auto or one of: {}",
-                    names.join(", ")
-                ),
-            )
-        })?,
+        name => match REGISTRY.iter().find(|e| e.name == name) {
+            Some(entry) => ToolChoice::Named(entry.name),
+            None => {
+                let expected = format!("expected auto or one of: {}", names());
+                return Err(Failure::new(
+                    Code::Config,
+                    format!("UNLATCH_TOOL={name}: {expected}"),
+                ));
+            }
+        },
     };
     let mut settings = ToolSettings::default();
     for (entry, variable) in tool_variables() {
         let Some(value) = get(variable.name) else {
             continue;
         };
-        let value = match variable.kind {
-            Kind::Table => table_name(variable.name, value)?,
-            Kind::Folder if Path::new(value).is_dir() => value.to_owned(),
-            Kind::Folder => {
+        let value = match variable.value {
+            Value::Table => table_name(variable.name, value)?,
+            Value::Folder if Path::new(value).is_dir() => value.to_owned(),
+            Value::Folder => {
                 return Err(Failure::new(
                     Code::Config,
                     format!(
@@ -193,10 +173,8 @@ pub fn settings_from<'a>(
 /// `UNLATCH_TOOL`'s row of the variables table, then each tool's
 /// variables: (name, default, meaning).
 pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
-    static TOOL: LazyLock<String> = LazyLock::new(|| {
-        let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
-        format!("migration tool to look after: auto, {}", names.join(", "))
-    });
+    static TOOL: LazyLock<String> =
+        LazyLock::new(|| format!("migration tool to look after: auto, {}", names()));
     let tools = tool_variables().map(|(_, v)| (v.name, v.default.unwrap_or("(unset)"), v.meaning));
     std::iter::once(("UNLATCH_TOOL", "auto", TOOL.as_str()))
         .chain(tools)
@@ -226,9 +204,10 @@ pub fn table_name(name: &str, value: &str) -> Result<String, Failure> {
     }
 }
 
-/// The canonical name for `name`, if it is a tool unlatch knows.
-pub fn known(name: &str) -> Option<&'static str> {
-    REGISTRY.iter().map(|e| e.name).find(|n| *n == name)
+/// The tools' names, in the registry's order: `knex-migrator, knex, ...`.
+fn names() -> String {
+    let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+    names.join(", ")
 }
 
 /// The adapters `choice` allows, in the order `auto` tries them.
@@ -255,10 +234,10 @@ pub enum LockState {
 /// What kind of thing blocks the tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stuck {
-    /// A lock row that survives its holder (knex, knex-migrator, Liquibase).
+    /// A lock row that survives its holder, such as knex's.
     Lock,
-    /// A migration marked dirty or failed, named (golang-migrate, Prisma,
-    /// Flyway, sqlx): not a lock, and healed only with `UNLATCH_ON_DIRTY`.
+    /// A migration marked dirty or failed, named, such as golang-migrate's:
+    /// not a lock, and healed only with `UNLATCH_ON_DIRTY`.
     Dirty { migration: String },
 }
 
