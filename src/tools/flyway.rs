@@ -15,7 +15,6 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::clock;
 use crate::db::Db;
 
 const TABLE: Variable = Variable {
@@ -30,7 +29,7 @@ pub const ENTRY: Entry = Entry {
     variables: &[TABLE],
     build: |s| {
         Box::new(Flyway {
-            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+            table: s.table(&TABLE),
         })
     },
 };
@@ -71,17 +70,15 @@ impl Tool for Flyway {
         let version: Option<String> = row.try_get(1)?;
         let description: Option<String> = row.try_get(2)?;
         let installed_on: Option<String> = row.try_get(3)?;
-        let taken = match &installed_on {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
         let name = format!(
             "version {} ({})",
             version.as_deref().unwrap_or("repeatable"),
             description.as_deref().unwrap_or("")
         );
         Ok(LockState::Held(
-            Lock::dirty(&name, &rank, installed_on, taken).read_by("the database's clock"),
+            Lock::dirty(&name, &rank, installed_on, None)
+                .by_database_clock(db)
+                .await?,
         ))
     }
 

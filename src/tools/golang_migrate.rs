@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Entry, Lock, LockState, Stuck, Tool, Value, Variable};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 
@@ -40,7 +40,7 @@ pub const ENTRY: Entry = Entry {
     variables: &[TABLE, PATH],
     build: |s| {
         Box::new(GolangMigrate {
-            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+            table: s.table(&TABLE),
             path: s.get(PATH.name).map(PathBuf::from),
         })
     },
@@ -130,13 +130,7 @@ impl Tool for GolangMigrate {
         seen: &LockState,
         _zone: &LockZone,
     ) -> anyhow::Result<bool> {
-        let LockState::Held(
-            lock @ Lock {
-                stuck: Stuck::Dirty { .. },
-                ..
-            },
-        ) = seen
-        else {
+        let LockState::Held(lock) = seen else {
             return Ok(false);
         };
         let path = self.path.as_ref().ok_or_else(|| self.needs_path())?;

@@ -30,7 +30,7 @@ pub const ENTRY: Entry = Entry {
     variables: &[TABLE],
     build: |s| {
         Box::new(Knex {
-            table: format!("{}_lock", s.get(TABLE.name).unwrap_or_default()),
+            table: format!("{}_lock", s.table(&TABLE)),
         })
     },
 };

@@ -16,7 +16,6 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::clock;
 use crate::db::Db;
 
 const TABLE: Variable = Variable {
@@ -31,7 +30,7 @@ pub const ENTRY: Entry = Entry {
     variables: &[TABLE],
     build: |s| {
         Box::new(Liquibase {
-            table: s.get(TABLE.name).unwrap_or_default().to_owned(),
+            table: s.table(&TABLE),
         })
     },
 };
@@ -72,14 +71,8 @@ impl Tool for Liquibase {
         }
         let granted: Option<String> = row.try_get(1)?;
         let holder: Option<String> = row.try_get(2)?;
-        let taken = match &granted {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
-        Ok(LockState::Held(Lock {
-            holder,
-            ..Lock::row("1", granted, taken).read_by("the database's clock")
-        }))
+        let lock = Lock::row("1", granted, None).by_database_clock(db).await?;
+        Ok(LockState::Held(Lock { holder, ..lock }))
     }
 
     async fn release(

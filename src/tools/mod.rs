@@ -15,7 +15,6 @@
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -106,6 +105,11 @@ impl ToolSettings {
     /// The value of the variable `name`, or its default.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// The table a [`Value::Table`] variable names.
+    pub fn table(&self, variable: &Variable) -> String {
+        self.get(variable.name).unwrap_or_default().to_owned()
     }
 
     /// Takes the tables a URL or a tool's own variables name, for the
@@ -278,15 +282,10 @@ impl Lock {
         acquired_at: Option<String>,
         taken: Option<Timestamp>,
     ) -> Lock {
+        let migration = migration.to_owned();
         Lock {
-            stuck: Stuck::Dirty {
-                migration: migration.to_owned(),
-            },
-            key: key.to_owned(),
-            acquired_at,
-            taken,
-            holder: None,
-            clock: None,
+            stuck: Stuck::Dirty { migration },
+            ..Lock::row(key, acquired_at, taken)
         }
     }
 
@@ -298,11 +297,20 @@ impl Lock {
         }
     }
 
+    /// The same, its timestamp written by the database's own clock (`NOW()`
+    /// into a zone-less column), so read against that clock now.
+    async fn by_database_clock(mut self, db: &mut Db) -> anyhow::Result<Lock> {
+        if let Some(text) = &self.acquired_at {
+            self.taken = crate::clock::by_database_clock(text, &db.now_naive().await?);
+        }
+        Ok(self.read_by("the database's clock"))
+    }
+
     /// Everything observed, in one string: the same lock, the same string.
     /// `unlatch_state` keeps it as the key of a first sighting, so its form
     /// is spelled out here, not left to `Debug`. It is the form `{:?}` gave
     /// before (`Lock|km01|Some("…")|None`), so that a sighting recorded by an
-    /// older unlatch still matches; see [`quoted`] for the one exception.
+    /// older unlatch still matches.
     pub fn signature(&self) -> String {
         let stuck = match &self.stuck {
             Stuck::Lock => "Lock".to_owned(),
@@ -322,27 +330,15 @@ impl Lock {
     }
 }
 
-/// `text` in double quotes, escaped as Rust's `Debug` did for [`Lock::signature`]
-/// before it was spelled out. Where they differ (a combining or invisible
-/// non-ASCII character, which `Debug` escapes and this keeps) an older
-/// sighting is recorded anew once: the lock then looks younger than it is,
-/// so unlatch waits longer before healing it, never less.
+/// `text` in double quotes, escaped as `Debug` for `str` does it: each
+/// character as [`char::escape_debug`] gives it, but for `'`, left alone.
 fn quoted(text: &str) -> String {
     let mut out = String::from('"');
     for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
+        if c == '\'' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
         }
     }
     out.push('"');
@@ -455,7 +451,7 @@ mod tests {
 
     #[test]
     fn a_signature_is_the_form_debug_gave_before() {
-        let odd = "it's \"quoted\", a\\b, tab\t, newline\n, nul\0, esc\u{1b}, é";
+        let odd = "it's \"quoted\", a\\b\t\n\0\u{1b}, é, e\u{301}, zero\u{200b}width";
         let mut holder = Lock::row("km01", Some("2024-01-01 00:00:00".into()), None);
         holder.holder = Some(odd.to_owned());
         for lock in [

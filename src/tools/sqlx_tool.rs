@@ -13,7 +13,6 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool};
-use crate::clock;
 use crate::db::Db;
 
 const TABLE: &str = "_sqlx_migrations";
@@ -53,17 +52,13 @@ impl Tool for Sqlx {
         let version: String = row.try_get(0)?;
         let description: String = row.try_get(1)?;
         let installed_on: Option<String> = row.try_get(2)?;
-        let taken = match &installed_on {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
         let lock = Lock::dirty(
             &format!("{version} {description}"),
             &version,
             installed_on,
-            taken,
+            None,
         );
-        Ok(LockState::Held(lock.read_by("the database's clock")))
+        Ok(LockState::Held(lock.by_database_clock(db).await?))
     }
 
     async fn release(
