@@ -82,15 +82,7 @@ impl Tool for Flyway {
         ))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let sql = format!(
             "DELETE FROM {} WHERE {} = ? AND NOT success",
             self.table,

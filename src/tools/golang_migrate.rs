@@ -124,15 +124,7 @@ impl Tool for GolangMigrate {
         })
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let path = self.path.as_ref().ok_or_else(|| self.needs_path())?;
         let previous = Self::previous_version(path, lock.key.parse()?)?.map(|v| v.to_string());
         let delete = format!(

@@ -70,15 +70,7 @@ impl Tool for Knex {
         })
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let index = db.kind.quote("index");
         let sql = format!(
             "UPDATE {} SET is_locked = 0 WHERE {} = ? AND is_locked <> 0",

@@ -83,40 +83,25 @@ impl Tool for KnexMigrator {
         )))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        match seen {
-            LockState::Free => Ok(false),
-            LockState::Missing => {
-                let sql = format!(
-                    "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
-                     WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
-                    if db.kind == Kind::MySql {
-                        " FROM DUAL"
-                    } else {
-                        ""
-                    }
-                );
-                Ok(db.exec(&sql, &[]).await? == 1)
-            }
-            LockState::Held(lock) => {
-                let now = clock::now_text(zone, db.kind == Kind::Postgres);
-                let sql = format!(
-                    "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
-                     WHERE lock_key = '{KEY}' AND locked AND {}",
-                    db.kind.timestamp_param(),
-                    db.kind.same(&db.kind.text("acquired_at"), "?"),
-                );
-                Ok(db
-                    .exec(&sql, &[Some(&now), lock.acquired_at.as_deref()])
-                    .await?
-                    == 1)
-            }
-        }
+    async fn restore(&self, db: &mut Db) -> anyhow::Result<bool> {
+        let sql = format!(
+            "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
+             WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
+            if db.kind == Kind::MySql { " FROM DUAL" } else { "" }
+        );
+        Ok(db.exec(&sql, &[]).await? == 1)
+    }
+
+    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool> {
+        let now = clock::now_text(zone, db.kind == Kind::Postgres);
+        let sql = format!(
+            "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
+             WHERE lock_key = '{KEY}' AND locked AND {}",
+            db.kind.timestamp_param(),
+            db.kind.same(&db.kind.text("acquired_at"), "?"),
+        );
+        let acquired_at = lock.acquired_at.as_deref();
+        Ok(db.exec(&sql, &[Some(&now), acquired_at]).await? == 1)
     }
 
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String {

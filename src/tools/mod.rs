@@ -368,8 +368,27 @@ pub trait Tool: Send + Sync {
     /// Frees the lock, or marks the failed migration as not applied, the way
     /// the tool's own repair does, if and only if it is still exactly as
     /// `seen` (a compare-and-swap). `Ok(false)`: it changed; nothing written.
-    async fn release(&self, db: &mut Db, seen: &LockState, zone: &LockZone)
-        -> anyhow::Result<bool>;
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        zone: &LockZone,
+    ) -> anyhow::Result<bool> {
+        match seen {
+            LockState::Held(lock) => self.free(db, lock, zone).await,
+            LockState::Missing => self.restore(db).await,
+            LockState::Free => Ok(false),
+        }
+    }
+
+    /// [`Tool::release`] of a held lock or a dirty marker.
+    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool>;
+
+    /// [`Tool::release`] of a missing lock row: put back, unlocked, by the
+    /// tools whose own repair does that.
+    async fn restore(&self, _db: &mut Db) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 
     /// What a person would run to do the same by hand: the tool's own
     /// repair command, or the statement.

@@ -64,15 +64,7 @@ impl Tool for Prisma {
         ))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         // The same representation Prisma uses for its own timestamps.
         let now = match db.kind {
             Kind::Postgres => "CURRENT_TIMESTAMP",

@@ -61,15 +61,7 @@ impl Tool for Sqlx {
         Ok(LockState::Held(lock.by_database_clock(db).await?))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let sql = format!(
             "DELETE FROM {TABLE} WHERE {} = ? AND NOT success",
             db.kind.text("version")
