@@ -1,18 +1,18 @@
 //! Migration tools: how each one records that it holds its lock, and how to
 //! free that lock exactly as the tool's own repair would.
 //!
-//! One file per tool, each implementing [`Tool`] and declaring its
-//! [`Entry`]: its name, its variables (`UNLATCH_<TOOL>_TABLE` and the like,
-//! with their defaults) and how it is built from them. [`REGISTRY`] lists
-//! the entries; the names `UNLATCH_TOOL` takes, the variables `--help`
-//! shows and `config` reads, and the order `auto` tries the tools all come
-//! from it, so a new tool is a file and a line there. An adapter reads and
-//! writes only its tool's own tables, and never decides anything: whether
-//! a lock is stale, and what to do about it, is `heal`'s job.
+//! One file per tool: its [`Tool`], and its [`Entry`] (name, variables with
+//! their defaults, how it is built from them). [`REGISTRY`] lists the
+//! entries; `UNLATCH_TOOL`'s names, the tools' variables (read here, shown
+//! by `--help`) and the order `auto` tries the tools all come from it, so a
+//! new tool is a file and a line there. An adapter never decides anything:
+//! whether a lock is stale, and what to do about it, is `heal`'s job.
 //!
 //! Error semantics: `Err` means the database could not be read or written
 //! (unlatch stops); a lock that changed between look and swap is not an
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
+//!
+//! May touch: each tool's own tables, through its adapter only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -411,28 +411,22 @@ pub async fn select(
     db: &mut Db,
     present: Option<&[String]>,
 ) -> anyhow::Result<Option<Box<dyn Tool>>> {
-    let found = detected(candidates(choice, tables), db, present).await?;
+    let candidates = candidates(choice, tables);
+    let looked: Vec<_> = candidates
+        .iter()
+        .map(|t| format!("{} {}", t.name(), t.place()))
+        .collect();
+    let mut found = detected(candidates, db, present).await?;
     if found.len() > 1 {
         let names: Vec<_> = found.iter().map(|t| t.name()).collect();
-        return Err(Failure::new(
-            Code::Config,
-            format!(
-                "found the lock tables of {}; set UNLATCH_TOOL to the one this app uses",
-                names.join(" and ")
-            ),
-        )
-        .into());
+        let names = names.join(" and ");
+        let message =
+            format!("found the lock tables of {names}; set UNLATCH_TOOL to the one this app uses");
+        return Err(Failure::new(Code::Config, message).into());
     }
-    let mut found = found;
     if found.is_empty() {
-        let looked: Vec<_> = candidates(choice, tables)
-            .iter()
-            .map(|t| format!("{} {}", t.name(), t.place()))
-            .collect();
-        log::info!(
-            "no migration lock table found (looked for {}): nothing to heal",
-            looked.join(", ")
-        );
+        let looked = looked.join(", ");
+        log::info!("no migration lock table found (looked for {looked}): nothing to heal");
     }
     Ok(found.pop())
 }
