@@ -71,17 +71,6 @@ impl GolangMigrate {
         }
         Ok(best)
     }
-
-    fn needs_path(&self) -> Failure {
-        Failure::new(
-            Code::Config,
-            format!(
-                "{}: marking a dirty golang-migrate version as not applied needs {}, \
-                 the migrations folder, to find the version before it",
-                self.table, PATH.name
-            ),
-        )
-    }
 }
 
 #[async_trait]
@@ -125,7 +114,14 @@ impl Tool for GolangMigrate {
     }
 
     async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
-        let path = self.path.as_ref().ok_or_else(|| self.needs_path())?;
+        let Some(path) = &self.path else {
+            let why = format!(
+                "{}: marking a dirty golang-migrate version as not applied needs {}, \
+                 the migrations folder, to find the version before it",
+                self.table, PATH.name
+            );
+            return Err(Failure::new(Code::Config, why).into());
+        };
         let previous = Self::previous_version(path, lock.key.parse()?)?.map(|v| v.to_string());
         let delete = format!(
             "DELETE FROM {} WHERE {} = ? AND dirty",

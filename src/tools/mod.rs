@@ -87,24 +87,15 @@ pub enum ToolChoice {
     Named(&'static str),
 }
 
-/// The values of the tools' variables, by variable name, defaults filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The values given to the tools' variables, by variable name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolSettings(BTreeMap<&'static str, String>);
-
-impl Default for ToolSettings {
-    fn default() -> ToolSettings {
-        ToolSettings(
-            tool_variables()
-                .filter_map(|(_, v)| Some((v.name, v.default?.to_owned())))
-                .collect(),
-        )
-    }
-}
 
 impl ToolSettings {
     /// The value of the variable `name`, or its default.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        let default = || tool_variables().find(|(_, v)| v.name == name)?.1.default;
+        self.0.get(name).map(String::as_str).or_else(default)
     }
 
     /// The table a [`Value::Table`] variable names.
