@@ -21,12 +21,12 @@ use serde::Deserialize;
 use crate::clock::LockZone;
 use crate::db::Target;
 use crate::exit::{Code, Failure};
-use crate::tools::ToolSettings;
+use crate::tools::{ToolChoice, ToolSettings};
 use crate::user::RunAs;
 use crate::{ghost, tools};
 
-/// Every variable unlatch reads: name, default, meaning. `--help` prints
-/// this table, and a test checks that the README documents each row.
+/// The variables unlatch reads, but for the tools' (see [`variables`]):
+/// name, default, meaning.
 #[rustfmt::skip]
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:, Prisma's file:, jdbc:"),
@@ -48,7 +48,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("PGCHANNELBINDING", "prefer", "libpq's channel_binding, for a postgres: URL without one; require verifies the server's certificate instead"),
     ("database__connection__ssl__*", "(unset)", "Ghost's TLS for MySQL as mysql2 reads it: ssl__ca, ssl__cert, ssl__key (PEM text), ssl__rejectUnauthorized=false (encrypted, not verified), ssl__verifyIdentity"),
     ("UNLATCH_WAIT_TIMEOUT", "60s", "how long to wait for the database to accept connections"),
-    ("UNLATCH_TOOL", "auto", "migration tool to look after: auto, knex-migrator, knex, liquibase, golang-migrate, prisma, flyway, sqlx"),
     ("UNLATCH_LOCK_TTL", "15m", "a lock held longer than this is stale and may be healed"),
     ("UNLATCH_LOCK_WAIT", "UNLATCH_LOCK_TTL", "how long to wait for a live lock, or another replica, before giving up"),
     ("UNLATCH_LOCK_TIMEZONE", "$TZ, else /etc/localtime, else UTC", "zone of the naive timestamps the tool writes"),
@@ -56,11 +55,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
     ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
     ("UNLATCH_TERMINATE_STALE_SESSIONS", "0", "1: end a PostgreSQL session that holds a tool's advisory lock, idle longer than the TTL"),
-    ("UNLATCH_KNEX_TABLE", "knex_migrations", "knex's tableName (its lock table is this plus _lock)"),
-    ("UNLATCH_LIQUIBASE_TABLE", "DATABASECHANGELOGLOCK", "Liquibase's lock table"),
-    ("UNLATCH_GOLANG_MIGRATE_TABLE", "schema_migrations", "golang-migrate's version table"),
-    ("UNLATCH_GOLANG_MIGRATE_PATH", "(unset)", "golang-migrate's migrations folder, to find the version before a dirty one"),
-    ("UNLATCH_FLYWAY_TABLE", "flyway_schema_history", "Flyway's history table"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
     ("UNLATCH_MIGRATIONS_DIR", "(unset)", "folder of plain SQL migrations (sqlx's format) for the built-in runner"),
     ("UNLATCH_MIGRATE_TIMEOUT", "10m", "time limit for the migrate and rollback commands"),
@@ -78,6 +72,19 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_LOG_FORMAT", "text", "text (one `unlatch:` line per decision) or json (one object a line)"),
     ("UNLATCH_TERMINATION_LOG", TERMINATION_LOG, "a failed start writes its reason here, if the file exists (Kubernetes' terminationMessagePath)"),
 ];
+
+/// Every variable unlatch reads: [`VARIABLES`], with the tools' own
+/// ([`tools::variables`]) after `UNLATCH_WAIT_TIMEOUT`. `--help` prints
+/// this table, and a test checks that the README documents each row.
+pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut all = VARIABLES.to_vec();
+    let at = all
+        .iter()
+        .position(|(name, _, _)| *name == "UNLATCH_WAIT_TIMEOUT");
+    let at = at.map_or(all.len(), |i| i + 1);
+    all.splice(at..at, tools::variables());
+    all
+}
 
 /// Kubernetes' default `terminationMessagePath`.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -134,13 +141,6 @@ pub enum OnDirty {
     Retry,
 }
 
-/// Which migration tool's lock to look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolChoice {
-    Auto,
-    Named(&'static str),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -193,7 +193,6 @@ pub struct Config {
 struct Raw {
     database_url: Option<String>,
     wait_timeout: Option<String>,
-    tool: Option<String>,
     lock_ttl: Option<String>,
     lock_wait: Option<String>,
     lock_timezone: Option<String>,
@@ -214,11 +213,6 @@ struct Raw {
     sqlite_backup_keep: Option<String>,
     on_dirty: Option<String>,
     terminate_stale_sessions: Option<String>,
-    knex_table: Option<String>,
-    liquibase_table: Option<String>,
-    golang_migrate_table: Option<String>,
-    golang_migrate_path: Option<String>,
-    flyway_table: Option<String>,
 }
 
 /// A snapshot of the environment: valid UTF-8, empty values dropped.
@@ -358,7 +352,7 @@ impl Config {
         };
 
         let database = database(env, raw.database_url.as_deref(), cwd)?;
-        let mut tool_settings = tool_settings(&raw)?;
+        let (tool, mut tool_settings) = tools::settings_from(|name| env.get(name))?;
         if let Some(target) = &database {
             warnings.extend(target.warnings.iter().cloned());
             tool_settings.take_tables(&target.tables);
@@ -367,7 +361,7 @@ impl Config {
         Ok(Config {
             database,
             wait_timeout: duration("UNLATCH_WAIT_TIMEOUT", raw.wait_timeout.as_deref(), "60s")?,
-            tool: tool(raw.tool.as_deref())?,
+            tool,
             lock_ttl,
             lock_wait,
             lock_zone: lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?,
@@ -446,7 +440,7 @@ impl Config {
 }
 
 fn unknown_variables(env: &Env) -> Vec<String> {
-    let known: Vec<&str> = VARIABLES.iter().map(|(name, _, _)| *name).collect();
+    let known: Vec<&str> = variables().iter().map(|(name, _, _)| *name).collect();
     let mut unknown: Vec<String> = env
         .with_prefix("UNLATCH_")
         // UNLATCH_TEST_* belong to the test suite, not to unlatch.
@@ -582,7 +576,7 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
     if let Some(table) = env.get(chosen.table) {
         target
             .tables
-            .push((chosen.tool, table_name(chosen.table, table)?));
+            .push((chosen.tool, tools::table_name(chosen.table, table)?));
     }
     log::debug!(
         "database from {}{}",
@@ -590,17 +584,6 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
         schema.map_or(String::new(), |s| format!(", tables in schema {s}"))
     );
     Ok(Some(target))
-}
-
-/// A table name as the `*_TABLE` variables take it.
-fn table_name(name: &str, value: &str) -> Result<String, Failure> {
-    if tools::is_table_name(value) {
-        Ok(value.to_owned())
-    } else {
-        Err(config_error(format!(
-            "{name}={value}: expected a table name of letters, digits and _"
-        )))
-    }
 }
 
 /// The built-in runner's folder; it and a migrate command exclude each other.
@@ -627,38 +610,6 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, Failure> {
         "1" | "true" => Ok(true),
         other => Err(config_error(format!("{name}={other}: expected 1 or 0"))),
     }
-}
-
-fn tool_settings(raw: &Raw) -> Result<ToolSettings, Failure> {
-    let defaults = ToolSettings::default();
-    let table = |name: &str, value: &Option<String>, default: String| match value {
-        Some(value) => table_name(name, value),
-        None => Ok(default),
-    };
-    let golang_migrate_path = match &raw.golang_migrate_path {
-        Some(p) if Path::new(p).is_dir() => Some(PathBuf::from(p)),
-        Some(p) => {
-            return Err(config_error(format!(
-            "UNLATCH_GOLANG_MIGRATE_PATH={p}: expected the folder of golang-migrate's migrations"
-        )))
-        }
-        None => None,
-    };
-    Ok(ToolSettings {
-        knex: table("UNLATCH_KNEX_TABLE", &raw.knex_table, defaults.knex)?,
-        liquibase_lock: table(
-            "UNLATCH_LIQUIBASE_TABLE",
-            &raw.liquibase_table,
-            defaults.liquibase_lock,
-        )?,
-        golang_migrate: table(
-            "UNLATCH_GOLANG_MIGRATE_TABLE",
-            &raw.golang_migrate_table,
-            defaults.golang_migrate,
-        )?,
-        flyway: table("UNLATCH_FLYWAY_TABLE", &raw.flyway_table, defaults.flyway)?,
-        golang_migrate_path,
-    })
 }
 
 /// `UNLATCH_HOOKS_DIR` must be a folder; unset, `/entrypoint.d` is used
@@ -708,18 +659,6 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration, Failure> {
     }
     humantime::parse_duration(value.trim())
         .map_err(|e| config_error(format!("{name}={value}: {expected} ({e})")))
-}
-
-fn tool(value: Option<&str>) -> Result<ToolChoice, Failure> {
-    match value.unwrap_or("auto") {
-        "auto" => Ok(ToolChoice::Auto),
-        name => tools::known(name).map(ToolChoice::Named).ok_or_else(|| {
-            config_error(format!(
-                "UNLATCH_TOOL={name}: expected auto or one of: {}",
-                tools::NAMES.join(", ")
-            ))
-        }),
-    }
 }
 
 fn on_stale(value: Option<&str>, rollback_cmd: Option<&str>) -> Result<OnStale, Failure> {
@@ -789,8 +728,9 @@ fn zone_named(name: &str) -> Option<TimeZone> {
 
 /// The help text's table of variables.
 pub fn variables_help() -> String {
-    let width = VARIABLES.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
-    VARIABLES
+    let variables = variables();
+    let width = variables.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
+    variables
         .iter()
         .map(|(name, default, meaning)| {
             format!("  {name:width$}  {meaning} [default: {default}]\n")
@@ -980,7 +920,10 @@ mod tests {
             ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"),
         ];
         let c = config(&liquibase).unwrap();
-        assert_eq!(c.tool_settings.liquibase_lock, "app_lock");
+        assert_eq!(
+            c.tool_settings.get("UNLATCH_LIQUIBASE_TABLE"),
+            Some("app_lock")
+        );
         let target = c.database.unwrap();
         assert_eq!(target.source, "LIQUIBASE_COMMAND_URL");
         assert_eq!(target.schema.as_deref(), Some("billing"));
@@ -999,7 +942,7 @@ mod tests {
             ("FLYWAY_TABLE", "history"),
         ];
         let c = config(&flyway).unwrap();
-        assert_eq!(c.tool_settings.flyway, "history");
+        assert_eq!(c.tool_settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
         // Flyway quotes the name: its case is kept.
         assert_eq!(c.database.unwrap().schema.as_deref(), Some("\"Tenant\""));
 
@@ -1083,8 +1026,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.on_dirty, c.tool_settings.knex.as_str()),
-            (OnDirty::Retry, "my_migrations")
+            (c.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
+            (OnDirty::Retry, Some("my_migrations"))
         );
         assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
         let m = message(&[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")]);

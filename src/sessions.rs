@@ -1,5 +1,5 @@
-//! Sessions: the PostgreSQL advisory locks the tools migrate under (sqlx,
-//! golang-migrate, Prisma, Flyway).
+//! Sessions: the PostgreSQL advisory locks some tools migrate under (those
+//! whose adapter gives an [`advisory_key`](crate::tools::Tool::advisory_key)).
 //!
 //! Such a lock dies with its session, so it cannot go stale the way a lock
 //! row does; yet it sticks when the server keeps a dead client's session

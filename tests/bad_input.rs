@@ -643,7 +643,7 @@ fn every_variable_has_a_bad_input_case() {
         .find("fn every_variable_has_a_bad_input_case")
         .unwrap()];
     let mut missing = Vec::new();
-    for (names, _, _) in unlatch::config::VARIABLES {
+    for (names, _, _) in unlatch::config::variables() {
         for name in names.split(", ") {
             let name = name.trim_end_matches('*');
             let exempt = NO_BAD_VALUE.iter().any(|(n, _)| *n == name);

@@ -1,6 +1,8 @@
 //! Every tool adapter on SQLite, MariaDB and PostgreSQL, on tables made with
 //! each tool's own DDL (the versions are named beside each), through the
-//! binary: stuck state found, refused or healed as configured.
+//! binary: stuck state found, refused or healed as configured. Every tool in
+//! the registry, a new one too, is looked for on each engine, by name and
+//! by `auto` in the registry's order.
 
 #[macro_use]
 mod common;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use common::*;
 
 on_every_engine!(
+    every_registered_tool_is_looked_for_by_name_and_by_auto,
     knex_lock_ages_across_restarts_then_heals,
     liquibase_stale_lock_is_released_and_live_one_kept,
     golang_migrate_dirty_is_refused_then_forced_to_the_previous_version,
@@ -38,6 +41,29 @@ fn boolean(db: &TestDb, value: bool) -> &'static str {
 
 fn first(db: &TestDb, query: &str) -> Option<String> {
     db.row(query).map(|r| r[0].clone())
+}
+
+fn every_registered_tool_is_looked_for_by_name_and_by_auto(db: &TestDb) {
+    use unlatch::tools::{ToolSettings, REGISTRY};
+    let looked_for: Vec<String> = REGISTRY
+        .iter()
+        .map(|entry| {
+            let tool = (entry.build)(&ToolSettings::default());
+            format!("{} {}", entry.name, tool.place())
+        })
+        .collect();
+    let out = run(base(db).args(["--", "true"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let all = format!("(looked for {}): nothing to heal", looked_for.join(", "));
+    assert!(stderr(&out).contains(&all), "{}", stderr(&out));
+    for (entry, one) in REGISTRY.iter().zip(&looked_for) {
+        let out = run(base(db)
+            .env("UNLATCH_TOOL", entry.name)
+            .args(["--", "true"]));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let only = format!("(looked for {one}): nothing to heal");
+        assert!(stderr(&out).contains(&only), "{}", stderr(&out));
+    }
 }
 
 fn knex_lock_ages_across_restarts_then_heals(db: &TestDb) {

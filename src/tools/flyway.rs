@@ -14,9 +14,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
-use crate::clock;
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
+
+const TABLE: Variable = Variable {
+    name: "UNLATCH_FLYWAY_TABLE",
+    default: Some("flyway_schema_history"),
+    meaning: "Flyway's history table",
+    value: Value::Table,
+};
+
+pub const ENTRY: Entry = Entry {
+    name: Flyway::NAME,
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Flyway {
+            table: s.table(&TABLE),
+        })
+    },
+};
 
 pub struct Flyway {
     pub table: String,
@@ -54,29 +70,19 @@ impl Tool for Flyway {
         let version: Option<String> = row.try_get(1)?;
         let description: Option<String> = row.try_get(2)?;
         let installed_on: Option<String> = row.try_get(3)?;
-        let taken = match &installed_on {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
         let name = format!(
             "version {} ({})",
             version.as_deref().unwrap_or("repeatable"),
             description.as_deref().unwrap_or("")
         );
         Ok(LockState::Held(
-            Lock::dirty(&name, &rank, installed_on, taken).read_by("the database's clock"),
+            Lock::dirty(&name, &rank, installed_on, None)
+                .by_database_clock(db)
+                .await?,
         ))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let sql = format!(
             "DELETE FROM {} WHERE {} = ? AND NOT success",
             self.table,

@@ -18,9 +18,33 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Stuck, Tool};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
+
+const TABLE: Variable = Variable {
+    name: "UNLATCH_GOLANG_MIGRATE_TABLE",
+    default: Some("schema_migrations"),
+    meaning: "golang-migrate's version table",
+    value: Value::Table,
+};
+const PATH: Variable = Variable {
+    name: "UNLATCH_GOLANG_MIGRATE_PATH",
+    default: None,
+    meaning: "golang-migrate's migrations folder, to find the version before a dirty one",
+    value: Value::Folder,
+};
+
+pub const ENTRY: Entry = Entry {
+    name: "golang-migrate",
+    variables: &[TABLE, PATH],
+    build: |s| {
+        Box::new(GolangMigrate {
+            table: s.table(&TABLE),
+            path: s.get(PATH.name).map(PathBuf::from),
+        })
+    },
+};
 
 pub struct GolangMigrate {
     pub table: String,
@@ -28,7 +52,6 @@ pub struct GolangMigrate {
 }
 
 impl GolangMigrate {
-    pub const NAME: &'static str = "golang-migrate";
 
     /// The version before `dirty` among the folder's `<version>_*.up.*`
     /// files; `None` when there is none (golang-migrate's nil version).
@@ -48,23 +71,12 @@ impl GolangMigrate {
         }
         Ok(best)
     }
-
-    fn needs_path(&self) -> Failure {
-        Failure::new(
-            Code::Config,
-            format!(
-                "{}: marking a dirty golang-migrate version as not applied needs UNLATCH_GOLANG_MIGRATE_PATH, \
-                 the migrations folder, to find the version before it",
-                self.table
-            ),
-        )
-    }
 }
 
 #[async_trait]
 impl Tool for GolangMigrate {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
@@ -101,22 +113,15 @@ impl Tool for GolangMigrate {
         })
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(
-            lock @ Lock {
-                stuck: Stuck::Dirty { .. },
-                ..
-            },
-        ) = seen
-        else {
-            return Ok(false);
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+        let Some(path) = &self.path else {
+            let why = format!(
+                "{}: marking a dirty golang-migrate version as not applied needs {}, \
+                 the migrations folder, to find the version before it",
+                self.table, PATH.name
+            );
+            return Err(Failure::new(Code::Config, why).into());
         };
-        let path = self.path.as_ref().ok_or_else(|| self.needs_path())?;
         let previous = Self::previous_version(path, lock.key.parse()?)?.map(|v| v.to_string());
         let delete = format!(
             "DELETE FROM {} WHERE {} = ? AND dirty",

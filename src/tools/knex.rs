@@ -15,21 +15,34 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
+
+const TABLE: Variable = Variable {
+    name: "UNLATCH_KNEX_TABLE",
+    default: Some("knex_migrations"),
+    meaning: "knex's tableName (its lock table is this plus _lock)",
+    value: Value::Table,
+};
+
+pub const ENTRY: Entry = Entry {
+    name: "knex",
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Knex {
+            table: format!("{}_lock", s.table(&TABLE)),
+        })
+    },
+};
 
 pub struct Knex {
     pub table: String,
 }
 
-impl Knex {
-    pub const NAME: &'static str = "knex";
-}
-
 #[async_trait]
 impl Tool for Knex {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
@@ -57,15 +70,7 @@ impl Tool for Knex {
         })
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let index = db.kind.quote("index");
         let sql = format!(
             "UPDATE {} SET is_locked = 0 WHERE {} = ? AND is_locked <> 0",

@@ -14,23 +14,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
 
 const TABLE: &str = "migrations_lock";
 const KEY: &str = "km01";
 
-pub struct KnexMigrator;
+pub const ENTRY: Entry = Entry {
+    name: "knex-migrator",
+    variables: &[],
+    build: |_| Box::new(KnexMigrator),
+};
 
-impl KnexMigrator {
-    pub const NAME: &'static str = "knex-migrator";
-}
+pub struct KnexMigrator;
 
 #[async_trait]
 impl Tool for KnexMigrator {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
@@ -81,40 +83,25 @@ impl Tool for KnexMigrator {
         )))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        match seen {
-            LockState::Free => Ok(false),
-            LockState::Missing => {
-                let sql = format!(
-                    "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
-                     WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
-                    if db.kind == Kind::MySql {
-                        " FROM DUAL"
-                    } else {
-                        ""
-                    }
-                );
-                Ok(db.exec(&sql, &[]).await? == 1)
-            }
-            LockState::Held(lock) => {
-                let now = clock::now_text(zone, db.kind == Kind::Postgres);
-                let sql = format!(
-                    "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
-                     WHERE lock_key = '{KEY}' AND locked AND {}",
-                    db.kind.timestamp_param(),
-                    db.kind.same(&db.kind.text("acquired_at"), "?"),
-                );
-                Ok(db
-                    .exec(&sql, &[Some(&now), lock.acquired_at.as_deref()])
-                    .await?
-                    == 1)
-            }
-        }
+    async fn restore(&self, db: &mut Db) -> anyhow::Result<bool> {
+        let sql = format!(
+            "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
+             WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
+            if db.kind == Kind::MySql { " FROM DUAL" } else { "" }
+        );
+        Ok(db.exec(&sql, &[]).await? == 1)
+    }
+
+    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool> {
+        let now = clock::now_text(zone, db.kind == Kind::Postgres);
+        let sql = format!(
+            "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
+             WHERE lock_key = '{KEY}' AND locked AND {}",
+            db.kind.timestamp_param(),
+            db.kind.same(&db.kind.text("acquired_at"), "?"),
+        );
+        let acquired_at = lock.acquired_at.as_deref();
+        Ok(db.exec(&sql, &[Some(&now), acquired_at]).await? == 1)
     }
 
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String {

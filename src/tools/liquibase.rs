@@ -15,9 +15,25 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
-use crate::clock;
+use super::{Entry, Lock, LockState, Tool, Value, Variable};
 use crate::db::Db;
+
+const TABLE: Variable = Variable {
+    name: "UNLATCH_LIQUIBASE_TABLE",
+    default: Some("DATABASECHANGELOGLOCK"),
+    meaning: "Liquibase's lock table",
+    value: Value::Table,
+};
+
+pub const ENTRY: Entry = Entry {
+    name: Liquibase::NAME,
+    variables: &[TABLE],
+    build: |s| {
+        Box::new(Liquibase {
+            table: s.table(&TABLE),
+        })
+    },
+};
 
 pub struct Liquibase {
     pub table: String,
@@ -55,25 +71,11 @@ impl Tool for Liquibase {
         }
         let granted: Option<String> = row.try_get(1)?;
         let holder: Option<String> = row.try_get(2)?;
-        let taken = match &granted {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
-        Ok(LockState::Held(Lock {
-            holder,
-            ..Lock::row("1", granted, taken).read_by("the database's clock")
-        }))
+        let lock = Lock::row("1", granted, None).by_database_clock(db).await?;
+        Ok(LockState::Held(Lock { holder, ..lock }))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let sql = format!(
             "UPDATE {} SET LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL WHERE ID = 1 AND LOCKED AND {} AND {}",
             self.table,

@@ -1,73 +1,179 @@
 //! Migration tools: how each one records that it holds its lock, and how to
 //! free that lock exactly as the tool's own repair would.
 //!
-//! One file per tool, each implementing [`Tool`]; [`all`] lists them, and
-//! that list is the only place a new tool is added. An adapter reads and
-//! writes only its tool's own tables, and never decides anything: whether a
-//! lock is stale, and what to do about it, is `heal`'s job.
+//! One file per tool: its [`Tool`], and its [`Entry`] (name, variables with
+//! their defaults, how it is built from them). [`REGISTRY`] lists the
+//! entries; `UNLATCH_TOOL`'s names, the tools' variables (read here, shown
+//! by `--help`) and the order `auto` tries the tools all come from it, so a
+//! new tool is a file and a line there. An adapter never decides anything:
+//! whether a lock is stale, and what to do about it, is `heal`'s job.
 //!
 //! Error semantics: `Err` means the database could not be read or written
 //! (unlatch stops); a lock that changed between look and swap is not an
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
+//!
+//! May touch: each tool's own tables, through its adapter only.
 
-mod flyway;
-mod golang_migrate;
-mod knex;
-mod knex_migrator;
-mod liquibase;
-mod prisma;
-mod sqlx_tool;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-
-use crate::clock::LockZone;
 use jiff::Timestamp;
 
-use crate::config::ToolChoice;
+use crate::clock::LockZone;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 
-pub use flyway::Flyway;
-pub use golang_migrate::GolangMigrate;
-pub use knex::Knex;
-pub use knex_migrator::KnexMigrator;
-pub use liquibase::Liquibase;
-pub use prisma::Prisma;
-pub use sqlx_tool::Sqlx;
-
-/// The names `UNLATCH_TOOL` accepts besides `auto`.
-pub const NAMES: &[&str] = &[
-    KnexMigrator::NAME,
-    Knex::NAME,
-    Liquibase::NAME,
-    GolangMigrate::NAME,
-    Prisma::NAME,
-    Flyway::NAME,
-    Sqlx::NAME,
-];
-
-/// What the tools let users change (`UNLATCH_*_TABLE`), and where
-/// golang-migrate's migrations are (to find the version before a dirty one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolSettings {
-    /// knex's `tableName`; its lock table is this plus `_lock`.
-    pub knex: String,
-    pub liquibase_lock: String,
-    pub golang_migrate: String,
-    pub flyway: String,
-    pub golang_migrate_path: Option<std::path::PathBuf>,
+/// Declares each tool's module and lists its [`Entry`], in the order
+/// `auto` tries them.
+macro_rules! registry {
+    ($($tool:ident),* $(,)?) => {
+        $(mod $tool;)*
+        /// Every tool unlatch knows, in the order `auto` tries them.
+        pub const REGISTRY: &[Entry] = &[$($tool::ENTRY),*];
+    };
 }
 
-impl Default for ToolSettings {
-    fn default() -> ToolSettings {
-        ToolSettings {
-            knex: "knex_migrations".into(),
-            liquibase_lock: "DATABASECHANGELOGLOCK".into(),
-            golang_migrate: "schema_migrations".into(),
-            flyway: "flyway_schema_history".into(),
-            golang_migrate_path: None,
+registry!(
+    knex_migrator,
+    knex,
+    liquibase,
+    golang_migrate,
+    prisma,
+    flyway,
+    sqlx_tool,
+);
+
+// Named elsewhere: config reads Liquibase's and Flyway's own variables,
+// and a test drives knex-migrator's adapter directly.
+pub use flyway::Flyway;
+pub use knex_migrator::KnexMigrator;
+pub use liquibase::Liquibase;
+
+/// A tool as the registry lists it.
+pub struct Entry {
+    /// As `UNLATCH_TOOL` spells it.
+    pub name: &'static str,
+    pub variables: &'static [Variable],
+    /// The adapter, with the values [`ToolSettings`] read.
+    pub build: fn(&ToolSettings) -> Box<dyn Tool>,
+}
+
+/// A variable a tool reads.
+pub struct Variable {
+    pub name: &'static str,
+    /// `None`: unset unless given.
+    pub default: Option<&'static str>,
+    /// For `--help`.
+    pub meaning: &'static str,
+    pub value: Value,
+}
+
+/// What a [`Variable`]'s value must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// A table name ([`is_table_name`]); a URL or the tool's own variables
+    /// may name it instead, when it is left at its default.
+    Table,
+    /// An existing folder of the tool's migrations.
+    Folder,
+}
+
+/// Which migration tool's lock to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    Named(&'static str),
+}
+
+/// The values given to the tools' variables, by variable name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolSettings(BTreeMap<&'static str, String>);
+
+impl ToolSettings {
+    /// The value of the variable `name`, or its default.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let default = || tool_variables().find(|(_, v)| v.name == name)?.1.default;
+        self.0.get(name).map(String::as_str).or_else(default)
+    }
+
+    /// The table a [`Value::Table`] variable names.
+    pub fn table(&self, variable: &Variable) -> String {
+        self.get(variable.name).unwrap_or_default().to_owned()
+    }
+
+    /// Takes the tables a URL or a tool's own variables name, for the
+    /// tools whose table variable left the default.
+    pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
+        for (tool, table) in named {
+            let variable =
+                tool_variables().find(|(entry, v)| entry.name == *tool && v.value == Value::Table);
+            if let Some((_, v)) = variable {
+                if self.get(v.name) == v.default {
+                    self.0.insert(v.name, table.clone());
+                }
+            }
         }
     }
+}
+
+fn tool_variables() -> impl Iterator<Item = (&'static Entry, &'static Variable)> {
+    REGISTRY
+        .iter()
+        .flat_map(|entry| entry.variables.iter().map(move |v| (entry, v)))
+}
+
+/// Reads `UNLATCH_TOOL` and every tool's variables through `get` (a
+/// variable's value, `None` when unset or empty), checked.
+pub fn settings_from<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(ToolChoice, ToolSettings), Failure> {
+    let choice = match get("UNLATCH_TOOL").unwrap_or("auto") {
+        "auto" => ToolChoice::Auto,
+        name => match REGISTRY.iter().find(|e| e.name == name) {
+            Some(entry) => ToolChoice::Named(entry.name),
+            None => {
+                let expected = format!("expected auto or one of: {}", names());
+                return Err(Failure::new(
+                    Code::Config,
+                    format!("UNLATCH_TOOL={name}: {expected}"),
+                ));
+            }
+        },
+    };
+    let mut settings = ToolSettings::default();
+    for (entry, variable) in tool_variables() {
+        let Some(value) = get(variable.name) else {
+            continue;
+        };
+        let value = match variable.value {
+            Value::Table => table_name(variable.name, value)?,
+            Value::Folder if Path::new(value).is_dir() => value.to_owned(),
+            Value::Folder => {
+                return Err(Failure::new(
+                    Code::Config,
+                    format!(
+                        "{}={value}: expected the folder of {}'s migrations",
+                        variable.name, entry.name
+                    ),
+                ))
+            }
+        };
+        settings.0.insert(variable.name, value);
+    }
+    Ok((choice, settings))
+}
+
+/// `UNLATCH_TOOL`'s row of the variables table, then each tool's
+/// variables: (name, default, meaning).
+pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
+    static TOOL: LazyLock<String> =
+        LazyLock::new(|| format!("migration tool to look after: auto, {}", names()));
+    let tools = tool_variables().map(|(_, v)| (v.name, v.default.unwrap_or("(unset)"), v.meaning));
+    std::iter::once(("UNLATCH_TOOL", "auto", TOOL.as_str()))
+        .chain(tools)
+        .collect()
 }
 
 /// A table name the `*_TABLE` settings take: ASCII letters, digits and
@@ -81,60 +187,31 @@ pub fn is_table_name(value: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl ToolSettings {
-    /// Takes the tables a URL or a tool's own variables name, for the
-    /// tools whose `UNLATCH_*_TABLE` left the default.
-    pub fn take_tables(&mut self, named: &[(&'static str, String)]) {
-        let defaults = ToolSettings::default();
-        for (tool, table) in named {
-            let (slot, default) = match *tool {
-                GolangMigrate::NAME => (&mut self.golang_migrate, defaults.golang_migrate.as_str()),
-                Flyway::NAME => (&mut self.flyway, defaults.flyway.as_str()),
-                Liquibase::NAME => (&mut self.liquibase_lock, defaults.liquibase_lock.as_str()),
-                Knex::NAME => (&mut self.knex, defaults.knex.as_str()),
-                _ => continue,
-            };
-            if slot == default {
-                slot.clone_from(table);
-            }
-        }
+/// `value` of the variable `name`, if it is a table name.
+pub fn table_name(name: &str, value: &str) -> Result<String, Failure> {
+    if is_table_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Failure::new(
+            Code::Config,
+            format!("{name}={value}: expected a table name of letters, digits and _"),
+        ))
     }
 }
 
-/// Every adapter, in the order `auto` tries them.
-pub fn all(tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
-    vec![
-        Box::new(KnexMigrator),
-        Box::new(Knex {
-            table: format!("{}_lock", tables.knex),
-        }),
-        Box::new(Liquibase {
-            table: tables.liquibase_lock.clone(),
-        }),
-        Box::new(GolangMigrate {
-            table: tables.golang_migrate.clone(),
-            path: tables.golang_migrate_path.clone(),
-        }),
-        Box::new(Prisma),
-        Box::new(Flyway {
-            table: tables.flyway.clone(),
-        }),
-        Box::new(Sqlx),
-    ]
+/// The tools' names, in the registry's order: `knex-migrator, knex, ...`.
+fn names() -> String {
+    let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+    names.join(", ")
 }
 
-/// The canonical name for `name`, if it is a tool unlatch knows.
-pub fn known(name: &str) -> Option<&'static str> {
-    NAMES.iter().copied().find(|n| *n == name)
-}
-
-/// The adapters `choice` allows.
-pub fn candidates(choice: ToolChoice, tables: &ToolSettings) -> Vec<Box<dyn Tool>> {
-    let all = all(tables);
-    match choice {
-        ToolChoice::Named(name) => all.into_iter().filter(|t| t.name() == name).collect(),
-        ToolChoice::Auto => all,
-    }
+/// The adapters `choice` allows, in the order `auto` tries them.
+pub fn candidates(choice: ToolChoice, settings: &ToolSettings) -> Vec<Box<dyn Tool>> {
+    REGISTRY
+        .iter()
+        .filter(|e| choice == ToolChoice::Auto || choice == ToolChoice::Named(e.name))
+        .map(|e| (e.build)(settings))
+        .collect()
 }
 
 /// What a tool left in the database.
@@ -152,10 +229,10 @@ pub enum LockState {
 /// What kind of thing blocks the tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stuck {
-    /// A lock row that survives its holder (knex, knex-migrator, Liquibase).
+    /// A lock row that survives its holder, such as knex's.
     Lock,
-    /// A migration marked dirty or failed, named (golang-migrate, Prisma,
-    /// Flyway, sqlx): not a lock, and healed only with `UNLATCH_ON_DIRTY`.
+    /// A migration marked dirty or failed, named, such as golang-migrate's:
+    /// not a lock, and healed only with `UNLATCH_ON_DIRTY`.
     Dirty { migration: String },
 }
 
@@ -196,15 +273,10 @@ impl Lock {
         acquired_at: Option<String>,
         taken: Option<Timestamp>,
     ) -> Lock {
+        let migration = migration.to_owned();
         Lock {
-            stuck: Stuck::Dirty {
-                migration: migration.to_owned(),
-            },
-            key: key.to_owned(),
-            acquired_at,
-            taken,
-            holder: None,
-            clock: None,
+            stuck: Stuck::Dirty { migration },
+            ..Lock::row(key, acquired_at, taken)
         }
     }
 
@@ -216,13 +288,52 @@ impl Lock {
         }
     }
 
+    /// The same, its timestamp written by the database's own clock (`NOW()`
+    /// into a zone-less column), so read against that clock now.
+    async fn by_database_clock(mut self, db: &mut Db) -> anyhow::Result<Lock> {
+        if let Some(text) = &self.acquired_at {
+            self.taken = crate::clock::by_database_clock(text, &db.now_naive().await?);
+        }
+        Ok(self.read_by("the database's clock"))
+    }
+
     /// Everything observed, in one string: the same lock, the same string.
+    /// `unlatch_state` keeps it as the key of a first sighting, so its form
+    /// is spelled out here, not left to `Debug`. It is the form `{:?}` gave
+    /// before (`Lock|km01|Some("…")|None`), so that a sighting recorded by an
+    /// older unlatch still matches.
     pub fn signature(&self) -> String {
+        let stuck = match &self.stuck {
+            Stuck::Lock => "Lock".to_owned(),
+            Stuck::Dirty { migration } => format!("Dirty {{ migration: {} }}", quoted(migration)),
+        };
+        let optional = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map_or("None".to_owned(), |v| format!("Some({})", quoted(v)))
+        };
         format!(
-            "{:?}|{}|{:?}|{:?}",
-            self.stuck, self.key, self.acquired_at, self.holder
+            "{stuck}|{}|{}|{}",
+            self.key,
+            optional(&self.acquired_at),
+            optional(&self.holder)
         )
     }
+}
+
+/// `text` in double quotes, escaped as `Debug` for `str` does it: each
+/// character as [`char::escape_debug`] gives it, but for `'`, left alone.
+fn quoted(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[async_trait]
@@ -248,8 +359,27 @@ pub trait Tool: Send + Sync {
     /// Frees the lock, or marks the failed migration as not applied, the way
     /// the tool's own repair does, if and only if it is still exactly as
     /// `seen` (a compare-and-swap). `Ok(false)`: it changed; nothing written.
-    async fn release(&self, db: &mut Db, seen: &LockState, zone: &LockZone)
-        -> anyhow::Result<bool>;
+    async fn release(
+        &self,
+        db: &mut Db,
+        seen: &LockState,
+        zone: &LockZone,
+    ) -> anyhow::Result<bool> {
+        match seen {
+            LockState::Held(lock) => self.free(db, lock, zone).await,
+            LockState::Missing => self.restore(db).await,
+            LockState::Free => Ok(false),
+        }
+    }
+
+    /// [`Tool::release`] of a held lock or a dirty marker.
+    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool>;
+
+    /// [`Tool::release`] of a missing lock row: put back, unlocked, by the
+    /// tools whose own repair does that.
+    async fn restore(&self, _db: &mut Db) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 
     /// What a person would run to do the same by hand: the tool's own
     /// repair command, or the statement.
@@ -272,28 +402,22 @@ pub async fn select(
     db: &mut Db,
     present: Option<&[String]>,
 ) -> anyhow::Result<Option<Box<dyn Tool>>> {
-    let found = detected(candidates(choice, tables), db, present).await?;
+    let candidates = candidates(choice, tables);
+    let looked: Vec<_> = candidates
+        .iter()
+        .map(|t| format!("{} {}", t.name(), t.place()))
+        .collect();
+    let mut found = detected(candidates, db, present).await?;
     if found.len() > 1 {
         let names: Vec<_> = found.iter().map(|t| t.name()).collect();
-        return Err(Failure::new(
-            Code::Config,
-            format!(
-                "found the lock tables of {}; set UNLATCH_TOOL to the one this app uses",
-                names.join(" and ")
-            ),
-        )
-        .into());
+        let names = names.join(" and ");
+        let message =
+            format!("found the lock tables of {names}; set UNLATCH_TOOL to the one this app uses");
+        return Err(Failure::new(Code::Config, message).into());
     }
-    let mut found = found;
     if found.is_empty() {
-        let looked: Vec<_> = candidates(choice, tables)
-            .iter()
-            .map(|t| format!("{} {}", t.name(), t.place()))
-            .collect();
-        log::info!(
-            "no migration lock table found (looked for {}): nothing to heal",
-            looked.join(", ")
-        );
+        let looked = looked.join(", ");
+        log::info!("no migration lock table found (looked for {looked}): nothing to heal");
     }
     Ok(found.pop())
 }
@@ -323,4 +447,61 @@ pub async fn detected(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_is_the_form_debug_gave_before() {
+        let odd = "it's \"quoted\", a\\b\t\n\0\u{1b}, é, e\u{301}, zero\u{200b}width";
+        let mut holder = Lock::row("km01", Some("2024-01-01 00:00:00".into()), None);
+        holder.holder = Some(odd.to_owned());
+        for lock in [
+            Lock::row("1", None, None),
+            holder,
+            Lock::dirty(odd, "20240103", None, None),
+        ] {
+            // The form an older unlatch stored, hashed, in `unlatch_state`.
+            let before = format!(
+                "{:?}|{}|{:?}|{:?}",
+                lock.stuck, lock.key, lock.acquired_at, lock.holder
+            );
+            assert_eq!(lock.signature(), before);
+        }
+        let dirty = Lock::dirty("version 2 (create posts)", "2", Some("x".into()), None);
+        assert_eq!(
+            dirty.signature(),
+            r#"Dirty { migration: "version 2 (create posts)" }|2|Some("x")|None"#
+        );
+    }
+
+    #[test]
+    fn names_and_variables_are_each_declared_once() {
+        let mut names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+        names.extend(variables().iter().map(|(name, _, _)| *name));
+        let declared = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), declared, "a name or variable declared twice");
+        for entry in REGISTRY {
+            assert_eq!((entry.build)(&ToolSettings::default()).name(), entry.name);
+        }
+    }
+
+    #[test]
+    fn a_table_named_elsewhere_replaces_only_a_default() {
+        let get = |name: &str| (name == "UNLATCH_KNEX_TABLE").then_some("mine");
+        let (choice, mut settings) = settings_from(get).unwrap();
+        assert_eq!(choice, ToolChoice::Auto);
+        settings.take_tables(&[
+            ("knex", "theirs".into()),
+            ("flyway", "history".into()),
+            ("prisma", "ignored".into()),
+        ]);
+        assert_eq!(settings.get("UNLATCH_KNEX_TABLE"), Some("mine"));
+        assert_eq!(settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
+        assert_eq!(settings.get("UNLATCH_GOLANG_MIGRATE_PATH"), None);
+    }
 }

@@ -16,22 +16,24 @@ use jiff::tz::TimeZone;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
+use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
 
 const TABLE: &str = "_prisma_migrations";
 
-pub struct Prisma;
+pub const ENTRY: Entry = Entry {
+    name: "prisma",
+    variables: &[],
+    build: |_| Box::new(Prisma),
+};
 
-impl Prisma {
-    pub const NAME: &'static str = "prisma";
-}
+pub struct Prisma;
 
 #[async_trait]
 impl Tool for Prisma {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
@@ -62,15 +64,7 @@ impl Tool for Prisma {
         ))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         // The same representation Prisma uses for its own timestamps.
         let now = match db.kind {
             Kind::Postgres => "CURRENT_TIMESTAMP",

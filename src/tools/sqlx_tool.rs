@@ -12,22 +12,23 @@ use async_trait::async_trait;
 use crate::clock::LockZone;
 use sqlx::Row;
 
-use super::{Lock, LockState, Tool};
-use crate::clock;
+use super::{Entry, Lock, LockState, Tool};
 use crate::db::Db;
 
 const TABLE: &str = "_sqlx_migrations";
 
-pub struct Sqlx;
+pub const ENTRY: Entry = Entry {
+    name: "sqlx",
+    variables: &[],
+    build: |_| Box::new(Sqlx),
+};
 
-impl Sqlx {
-    pub const NAME: &'static str = "sqlx";
-}
+pub struct Sqlx;
 
 #[async_trait]
 impl Tool for Sqlx {
     fn name(&self) -> &'static str {
-        Self::NAME
+        ENTRY.name
     }
 
     fn table(&self) -> &str {
@@ -51,28 +52,16 @@ impl Tool for Sqlx {
         let version: String = row.try_get(0)?;
         let description: String = row.try_get(1)?;
         let installed_on: Option<String> = row.try_get(2)?;
-        let taken = match &installed_on {
-            Some(text) => clock::by_database_clock(text, &db.now_naive().await?),
-            None => None,
-        };
         let lock = Lock::dirty(
             &format!("{version} {description}"),
             &version,
             installed_on,
-            taken,
+            None,
         );
-        Ok(LockState::Held(lock.read_by("the database's clock")))
+        Ok(LockState::Held(lock.by_database_clock(db).await?))
     }
 
-    async fn release(
-        &self,
-        db: &mut Db,
-        seen: &LockState,
-        _zone: &LockZone,
-    ) -> anyhow::Result<bool> {
-        let LockState::Held(lock) = seen else {
-            return Ok(false);
-        };
+    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
         let sql = format!(
             "DELETE FROM {TABLE} WHERE {} = ? AND NOT success",
             db.kind.text("version")
