@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::exit::{Code, Failure};
 
 const FIELDS: &[&str] = &[

@@ -19,12 +19,33 @@ use jiff::Timestamp;
 
 use crate::backup;
 use crate::clock::{self, human};
-use crate::config::{Config, OnDirty, OnStale};
+use crate::config::Config;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
+
+/// What to do with a lock held longer than the TTL (`UNLATCH_ON_STALE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnStale {
+    /// Compare-and-swap the lock back to free.
+    Clear,
+    /// Run this command first, then clear the lock if it is still held.
+    Rollback(Vec<String>),
+    /// Change nothing and stop.
+    Fail,
+}
+
+/// What to do with a dirty or failed migration (`UNLATCH_ON_DIRTY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDirty {
+    /// Change nothing; name the migration and the tool's repair command.
+    Fail,
+    /// Mark it not applied, as the tool's repair does, then migrate.
+    Retry,
+}
 
 /// How often a live lock is looked at, and how often the wait is logged.
 const POLL: Duration = Duration::from_secs(1);

@@ -33,9 +33,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::{Config, HookFailure};
+use crate::config::Config;
 use crate::exit::{Code, Failure};
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
+
+/// What a failed hook does to the start (`UNLATCH_HOOK_FAILURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFailure {
+    Stop,
+    Warn,
+}
 
 /// Variables the hooks handed on, in the order they were written.
 pub type HandedEnv = Vec<(String, String)>;

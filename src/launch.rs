@@ -14,10 +14,20 @@
 //!
 //! May touch: this process's image, or its children.
 
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::process::{self, Spec};
 use crate::supervise::{self, Supervision};
 use crate::Prepared;
+
+/// How COMMAND is started after the preflight (`UNLATCH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Supervise when PID 1, exec otherwise.
+    Auto,
+    Supervise,
+    Exec,
+}
 
 /// Runs after the preflight; returns the exit code, or an error when
 /// COMMAND could not be started.

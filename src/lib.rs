@@ -6,8 +6,8 @@
 //! The pipeline runs in this order; each module opens with its job and what
 //! it may touch.
 //!
-//! - [`config`]: every setting, from the environment, checked up front
-//!   ([`ghost`] maps Ghost's own database settings).
+//! - [`config`]: every setting, from the environment ([`env`]), checked up
+//!   front ([`ghost`] maps Ghost's own database settings).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
 //! - [`guard`]: unlatch's own session lock, so replicas take turns
@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dialect;
+pub mod env;
 pub mod exit;
 pub mod ghost;
 pub mod guard;

@@ -20,9 +20,44 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::config::{LogFormat, Logging};
+/// How to log (`UNLATCH_LOG`, `UNLATCH_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub level: log::LevelFilter,
+    pub format: LogFormat,
+}
 
-pub fn init(settings: Logging) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The least severe level logged, as `UNLATCH_LOG` names it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Off,
+}
+
+impl From<Level> for log::LevelFilter {
+    fn from(level: Level) -> log::LevelFilter {
+        match level {
+            Level::Error => log::LevelFilter::Error,
+            Level::Warn => log::LevelFilter::Warn,
+            Level::Info => log::LevelFilter::Info,
+            Level::Debug => log::LevelFilter::Debug,
+            Level::Off => log::LevelFilter::Off,
+        }
+    }
+}
+
+pub fn init(settings: Settings) {
     let json = settings.format == LogFormat::Json;
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Off)

@@ -30,8 +30,8 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use crate::config::Env;
 use crate::db::Kind;
+use crate::env::Env;
 
 use golang_migrate::{go_dsn_to_url, migrations_table, mysql_table, GoTls};
 use jdbc::jdbc;
