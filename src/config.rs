@@ -25,13 +25,10 @@ use crate::db::Target;
 pub use crate::env::Env;
 use crate::exit::{Code, Failure};
 use crate::heal::{OnDirty, OnStale};
-use crate::hooks::HookFailure;
-use crate::launch::Mode;
 use crate::logging::{self, LogFormat};
-use crate::supervise::SignalTarget;
 use crate::tools::ToolSettings;
 use crate::user::RunAs;
-use crate::{ghost, tools};
+use crate::{ghost, hooks, launch, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -122,13 +119,10 @@ pub struct Config {
     pub migrations_dir: Option<PathBuf>,
     pub migrate_timeout: Duration,
     pub kill_grace: Duration,
-    pub mode: Mode,
-    pub signal_target: SignalTarget,
-    pub run_as: Option<RunAs>,
+    /// `UNLATCH_MIGRATE_RUN_AS`, else `UNLATCH_RUN_AS`.
     pub migrate_run_as: Option<RunAs>,
-    pub hooks_dir: Option<PathBuf>,
-    pub hook_timeout: Duration,
-    pub hook_failure: HookFailure,
+    pub hooks: hooks::Settings,
+    pub launch: launch::Settings,
     /// Copy a SQLite database before migrating (it is always copied before a heal).
     pub sqlite_backup: bool,
     pub sqlite_backup_keep: usize,
@@ -232,6 +226,7 @@ impl Config {
             Some(spec) => resolve_run_as("UNLATCH_MIGRATE_RUN_AS", Some(spec))?,
             None => run_as.clone(),
         };
+        let kill_grace = setting("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), duration)?;
         let migrate_cmd = optional("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref(), command)?;
         let migrations_dir = optional(
             "UNLATCH_MIGRATIONS_DIR",
@@ -281,29 +276,36 @@ impl Config {
                 raw.migrate_timeout.as_deref(),
                 above_zero,
             )?,
-            kill_grace: setting("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), duration)?,
-            mode: setting("UNLATCH_MODE", raw.mode.as_deref(), choice)?,
-            signal_target: setting(
-                "UNLATCH_SIGNAL_TARGET",
-                raw.signal_target.as_deref(),
-                choice,
-            )?,
-            run_as,
-            migrate_run_as,
-            hooks_dir: match raw.hooks_dir.as_deref() {
-                Some(value) => Some(setting(
-                    "UNLATCH_HOOKS_DIR",
-                    Some(value),
-                    folder("a folder of executable hooks"),
-                )?),
-                None => Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir()),
+            kill_grace,
+            hooks: hooks::Settings {
+                hooks_dir: match raw.hooks_dir.as_deref() {
+                    Some(value) => Some(setting(
+                        "UNLATCH_HOOKS_DIR",
+                        Some(value),
+                        folder("a folder of executable hooks"),
+                    )?),
+                    None => Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir()),
+                },
+                hook_timeout: setting(
+                    "UNLATCH_HOOK_TIMEOUT",
+                    raw.hook_timeout.as_deref(),
+                    above_zero,
+                )?,
+                hook_failure: setting("UNLATCH_HOOK_FAILURE", raw.hook_failure.as_deref(), choice)?,
+                migrate_run_as: migrate_run_as.clone(),
+                kill_grace,
             },
-            hook_timeout: setting(
-                "UNLATCH_HOOK_TIMEOUT",
-                raw.hook_timeout.as_deref(),
-                above_zero,
-            )?,
-            hook_failure: setting("UNLATCH_HOOK_FAILURE", raw.hook_failure.as_deref(), choice)?,
+            launch: launch::Settings {
+                mode: setting("UNLATCH_MODE", raw.mode.as_deref(), choice)?,
+                signal_target: setting(
+                    "UNLATCH_SIGNAL_TARGET",
+                    raw.signal_target.as_deref(),
+                    choice,
+                )?,
+                run_as,
+                kill_grace,
+            },
+            migrate_run_as,
             sqlite_backup: setting("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref(), flag)?,
             sqlite_backup_keep: setting(
                 "UNLATCH_SQLITE_BACKUP_KEEP",
@@ -737,6 +739,9 @@ pub fn variables_help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::HookFailure;
+    use crate::launch::Mode;
+    use crate::supervise::SignalTarget;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs)
@@ -757,7 +762,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert!(c.database.is_none());
         assert!(c.migrate_cmd.is_none());
-        assert!(c.run_as.is_none() && c.migrate_run_as.is_none());
+        assert!(c.launch.run_as.is_none() && c.migrate_run_as.is_none());
         assert!(!c.sqlite_backup);
     }
 
@@ -769,7 +774,11 @@ mod tests {
         assert_eq!(c.lock_wait, c.lock_ttl);
         assert_eq!(c.migrate_timeout, Duration::from_secs(600));
         assert_eq!(c.kill_grace, Duration::from_secs(10));
-        assert_eq!(c.hook_timeout, Duration::from_secs(300));
+        assert_eq!(
+            (c.hooks.kill_grace, c.launch.kill_grace),
+            (c.kill_grace, c.kill_grace)
+        );
+        assert_eq!(c.hooks.hook_timeout, Duration::from_secs(300));
     }
 
     #[test]
@@ -778,8 +787,11 @@ mod tests {
         assert_eq!(c.on_stale, OnStale::Clear);
         assert_eq!(c.on_dirty, OnDirty::Fail);
         assert_eq!(c.tool, ToolChoice::Auto);
-        assert_eq!((c.mode, c.signal_target), (Mode::Auto, SignalTarget::Child));
-        assert_eq!(c.hook_failure, HookFailure::Stop);
+        assert_eq!(
+            (c.launch.mode, c.launch.signal_target),
+            (Mode::Auto, SignalTarget::Child)
+        );
+        assert_eq!(c.hooks.hook_failure, HookFailure::Stop);
         assert_eq!(c.sqlite_backup_keep, 3);
         assert_eq!(c.tool_settings, ToolSettings::default());
     }
@@ -904,8 +916,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.on_stale, OnStale::Clear);
         assert_eq!(c.on_dirty, OnDirty::Retry);
-        assert_eq!((c.mode, c.signal_target), (Mode::Exec, SignalTarget::Group));
-        assert_eq!(c.hook_failure, HookFailure::Warn);
+        assert_eq!(
+            (c.launch.mode, c.launch.signal_target),
+            (Mode::Exec, SignalTarget::Group)
+        );
+        assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
         assert!(c.sqlite_backup);
         let l = logging(&env(&[
             ("UNLATCH_LOG", "DEBUG"),
@@ -1150,7 +1165,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.mode, c.signal_target),
+            (c.launch.mode, c.launch.signal_target),
             (Mode::Supervise, SignalTarget::Group)
         );
     }
@@ -1158,9 +1173,9 @@ mod tests {
     #[test]
     fn the_migrate_user_defaults_to_the_run_as_user() {
         let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
-        assert_eq!(c.run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
         assert_eq!(
-            c.migrate_run_as, c.run_as,
+            c.migrate_run_as, c.launch.run_as,
             "the migrate user defaults to UNLATCH_RUN_AS"
         );
         let c = config(&[
@@ -1168,7 +1183,11 @@ mod tests {
             ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
         ])
         .unwrap();
-        assert_eq!(c.migrate_run_as.unwrap().spec, "nobody");
+        assert_eq!(c.migrate_run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(
+            c.hooks.migrate_run_as, c.migrate_run_as,
+            "hooks run as migrations do"
+        );
         assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
             .starts_with("UNLATCH_MIGRATE_RUN_AS=ghost-user-x"));
     }

@@ -73,7 +73,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
             "no database configured (UNLATCH_DATABASE_URL, DATABASE_URL, Ghost's database__* variables or \
              config.$NODE_ENV.json): skipping the database steps"
         );
-        let env = hooks::run_all(config, &mut stop).await?;
+        let env = hooks::run_all(&config.hooks, &mut stop).await?;
         if let Some(argv) = &config.migrate_cmd {
             migrate::run(argv, &env, None, config, &mut stop).await?;
         }
@@ -171,7 +171,7 @@ async fn under_guard(
         let names = look.filter(|_| free_at_once).map(|l| l.names);
         sessions::check(db, blocking, names, config).await?;
     }
-    let env = hooks::run_all(config, stop).await?;
+    let env = hooks::run_all(&config.hooks, stop).await?;
     let migrating = config.migrate_cmd.is_some() || config.migrations_dir.is_some();
     if let (true, true, Some(db)) = (migrating, config.sqlite_backup, db.as_mut()) {
         backup::sqlite(
@@ -258,7 +258,7 @@ fn give_to_app_user(
     file: &std::path::Path,
     config: &Config,
 ) -> anyhow::Result<()> {
-    let Some(identity) = &config.run_as else {
+    let Some(identity) = &config.launch.run_as else {
         return Ok(());
     };
     let given = std::os::unix::fs::fchown(

@@ -163,7 +163,7 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     // Before the runtime starts any thread: this changes the environment.
     unlatch::tls::confine_roots(config.database.as_ref().is_some_and(|t| t.only_given_roots));
     if let (Invocation::Run { command }, unlatch::launch::Mode::Supervise) =
-        (&invocation, config.mode)
+        (&invocation, config.launch.mode)
     {
         if command.is_empty() {
             return Err(Failure::new(
@@ -194,7 +194,7 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
             drop(runtime);
             // Single-threaded again: the app gets SSL_CERT_* as they were.
             unlatch::tls::release_roots();
-            launch::start(&command, &config, &prepared)
+            launch::start(&command, &config.launch, &prepared)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     }
