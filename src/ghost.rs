@@ -652,7 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_client_and_missing_fields_are_named() {
+    fn an_unknown_client_is_named() {
         let err = database_url(&env(&[("database__client", "pg")]), Path::new("/x")).unwrap_err();
         assert!(
             err.message
@@ -660,6 +660,10 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn outside_ghosts_environments_a_missing_field_is_named() {
         // Outside Ghost's own environments there are no defaults to fill in.
         let err = database_url(
             &env(&[("NODE_ENV", "staging"), ("database__client", "sqlite3")]),
@@ -685,6 +689,10 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_named() {
         let err = database_url(
             &env(&[
                 ("database__client", "mysql"),
@@ -825,17 +833,25 @@ mod tests {
     }
 
     #[test]
-    fn ssl_as_mysql2_reads_it() {
+    fn a_ca_verifies_the_server() {
         let ca = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
         let url = mysql_with(&[("database__connection__ssl__ca", ca)]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert_eq!(param(&url, "ssl-ca").as_deref(), Some(ca));
+    }
+
+    #[test]
+    fn only_reject_unauthorized_false_turns_verification_off() {
         let url =
             mysql_with(&[("database__connection__ssl__rejectUnauthorized", "false")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
         // Only the boolean false turns verification off, as in mysql2.
         let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "0")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+    }
+
+    #[test]
+    fn ssl_as_an_object_or_false_is_read_as_mysql2_reads_it() {
         let url = mysql_with(&[(
             "database__connection__ssl",
             r#"{"ca":"x","verifyIdentity":true}"#,
@@ -844,6 +860,10 @@ mod tests {
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_IDENTITY"));
         let url = mysql_with(&[("database__connection__ssl", "false")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("DISABLED"));
+    }
+
+    #[test]
+    fn ssl_true_or_a_profile_name_needs_a_ca_and_a_lone_key_is_refused() {
         for value in ["true", "Amazon RDS"] {
             let err = mysql_with(&[("database__connection__ssl", value)]).unwrap_err();
             assert_eq!(err.code, Code::Config);
