@@ -186,7 +186,12 @@ fn raw(env: &Env) -> Result<Raw, Failure> {
 pub fn logging(env: &Env) -> Result<logging::Settings, Failure> {
     let raw = raw(env)?;
     Ok(logging::Settings {
-        level: setting("UNLATCH_LOG", raw.log.as_deref(), choice::<logging::Level>)?.into(),
+        // log's own names, in any case (trace too: harmless, and undocumented).
+        level: setting("UNLATCH_LOG", raw.log.as_deref(), |value| {
+            value
+                .parse()
+                .map_err(|_| "expected error, warn, info, debug or off".to_owned())
+        })?,
         format: setting(
             "UNLATCH_LOG_FORMAT",
             raw.log_format.as_deref(),
@@ -541,7 +546,7 @@ fn tool_settings(raw: &Raw) -> Result<ToolSettings, Failure> {
 }
 
 fn tool(value: &str) -> Result<ToolChoice, String> {
-    match value {
+    match value.to_ascii_lowercase().as_str() {
         "auto" => Ok(ToolChoice::Auto),
         name => tools::known(name)
             .map(ToolChoice::Named)
@@ -912,6 +917,7 @@ mod tests {
             ("UNLATCH_SIGNAL_TARGET", "Group\r\n"),
             ("UNLATCH_HOOK_FAILURE", "WARN"),
             ("UNLATCH_SQLITE_BACKUP", "TRUE\n"),
+            ("UNLATCH_TOOL", "Knex-Migrator "),
         ])
         .unwrap();
         assert_eq!(c.on_stale, OnStale::Clear);
@@ -922,6 +928,7 @@ mod tests {
         );
         assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
         assert!(c.sqlite_backup);
+        assert_eq!(c.tool, ToolChoice::Named("knex-migrator"));
         let l = logging(&env(&[
             ("UNLATCH_LOG", "DEBUG"),
             ("UNLATCH_LOG_FORMAT", "Json\n"),

@@ -34,29 +34,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The least severe level logged, as `UNLATCH_LOG` names it.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Off,
-}
-
-impl From<Level> for log::LevelFilter {
-    fn from(level: Level) -> log::LevelFilter {
-        match level {
-            Level::Error => log::LevelFilter::Error,
-            Level::Warn => log::LevelFilter::Warn,
-            Level::Info => log::LevelFilter::Info,
-            Level::Debug => log::LevelFilter::Debug,
-            Level::Off => log::LevelFilter::Off,
-        }
-    }
-}
-
 pub fn init(settings: Settings) {
     let json = settings.format == LogFormat::Json;
     env_logger::Builder::new()

@@ -114,7 +114,10 @@ const SQLX_MYSQL: &[&str] = &[
 /// `UNLATCH_TOOL`. `Err` is the reason, which the caller wraps with the
 /// variable's name.
 pub fn read(url: &str, env: &Env) -> Result<Located, String> {
-    let prisma_named = env.get("UNLATCH_TOOL") == Some("prisma");
+    // As config reads it: trimmed, in any case.
+    let prisma_named = env
+        .get("UNLATCH_TOOL")
+        .is_some_and(|tool| tool.trim().eq_ignore_ascii_case("prisma"));
     if let Some(rest) = strip_prefix_ignore_case(url, "jdbc:") {
         return jdbc(rest);
     }
