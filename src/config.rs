@@ -723,10 +723,14 @@ fn zone_named(name: &str) -> Option<TimeZone> {
     TimeZone::get(name).ok()
 }
 
-/// A TZif file, named after the zone its path ends in (`.../zoneinfo/Europe/Berlin`).
+/// A TZif file, named after the zone its path, or the link's target
+/// (`/etc/localtime`), ends in: `.../zoneinfo/Europe/Berlin`.
 fn zone_file(path: &str) -> Result<TimeZone, String> {
     let data = std::fs::read(path).map_err(|e| e.to_string())?;
-    let name = path.rsplit_once("zoneinfo/").map_or(path, |(_, name)| name);
+    let real = std::fs::canonicalize(path).map_or(path.to_owned(), |p| p.display().to_string());
+    let name = real
+        .rsplit_once("zoneinfo/")
+        .map_or(real.as_str(), |(_, name)| name);
     TimeZone::tzif(name, &data).map_err(|e| e.to_string())
 }
 
@@ -1058,8 +1062,11 @@ mod tests {
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, tzif(3600)).unwrap();
         let path = file.to_str().unwrap();
-        // `:/etc/localtime` and `/usr/share/zoneinfo/Europe/Berlin` alike.
-        for tz in [format!(":{path}"), path.to_owned()] {
+        let link = dir.path().join("localtime");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let link = link.to_str().unwrap();
+        // `/usr/share/zoneinfo/Europe/Berlin` and `:/etc/localtime` alike.
+        for tz in [format!(":{path}"), path.to_owned(), format!(":{link}")] {
             let c = config(&[("TZ", &tz)]).unwrap();
             assert_eq!(c.lock_zone.iana_name(), Some("Test/Plus_One"), "{tz}");
             let offset = c.lock_zone.to_offset(jiff::Timestamp::UNIX_EPOCH);
