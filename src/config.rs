@@ -24,11 +24,11 @@ use crate::clock::LockZone;
 use crate::db::Target;
 pub use crate::env::Env;
 use crate::exit::{Code, Failure};
-use crate::heal::{OnDirty, OnStale};
+use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
 use crate::tools::ToolSettings;
 use crate::user::RunAs;
-use crate::{ghost, hooks, launch, tools};
+use crate::{backup, ghost, guard, heal, hooks, launch, runner, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -102,30 +102,23 @@ pub enum ToolChoice {
     Named(&'static str),
 }
 
-/// The whole, validated configuration.
+/// The whole, validated configuration: each stage's own settings, and
+/// what the pipeline itself reads.
 #[derive(Debug)]
 pub struct Config {
     pub database: Option<Target>,
     pub wait_timeout: Duration,
     pub tool: ToolChoice,
-    pub lock_ttl: Duration,
-    pub lock_wait: Duration,
-    pub lock_zone: LockZone,
-    pub on_stale: OnStale,
-    pub on_dirty: OnDirty,
-    pub terminate_stale_sessions: bool,
     pub tool_settings: ToolSettings,
+    pub guard: guard::Settings,
+    pub heal: heal::Settings,
+    pub hooks: hooks::Settings,
     pub migrate_cmd: Option<Vec<String>>,
     pub migrations_dir: Option<PathBuf>,
-    pub migrate_timeout: Duration,
-    pub kill_grace: Duration,
-    /// `UNLATCH_MIGRATE_RUN_AS`, else `UNLATCH_RUN_AS`.
-    pub migrate_run_as: Option<RunAs>,
-    pub hooks: hooks::Settings,
+    pub runner: runner::Settings,
     pub launch: launch::Settings,
     /// Copy a SQLite database before migrating (it is always copied before a heal).
     pub sqlite_backup: bool,
-    pub sqlite_backup_keep: usize,
     /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
     /// effect), logged once logging is up.
     pub warnings: Vec<String>,
@@ -254,34 +247,51 @@ impl Config {
             tool_settings.take_tables(&target.tables);
         }
 
+        let wait_timeout = setting(
+            "UNLATCH_WAIT_TIMEOUT",
+            raw.wait_timeout.as_deref(),
+            duration,
+        )?;
+        let lock_wait = optional("UNLATCH_LOCK_WAIT", raw.lock_wait.as_deref(), duration)?;
+        let lock_wait = lock_wait.unwrap_or(lock_ttl);
+        let migrate_timeout = setting(
+            "UNLATCH_MIGRATE_TIMEOUT",
+            raw.migrate_timeout.as_deref(),
+            above_zero,
+        )?;
         Ok(Config {
-            database,
-            wait_timeout: setting(
-                "UNLATCH_WAIT_TIMEOUT",
-                raw.wait_timeout.as_deref(),
-                duration,
-            )?,
-            tool,
-            lock_ttl,
-            lock_wait: optional("UNLATCH_LOCK_WAIT", raw.lock_wait.as_deref(), duration)?
-                .unwrap_or(lock_ttl),
-            lock_zone,
-            on_stale,
-            on_dirty: setting("UNLATCH_ON_DIRTY", raw.on_dirty.as_deref(), choice)?,
-            tool_settings,
-            terminate_stale_sessions: setting(
-                "UNLATCH_TERMINATE_STALE_SESSIONS",
-                raw.terminate_stale_sessions.as_deref(),
-                flag,
-            )?,
-            migrate_cmd,
-            migrations_dir,
-            migrate_timeout: setting(
-                "UNLATCH_MIGRATE_TIMEOUT",
-                raw.migrate_timeout.as_deref(),
-                above_zero,
-            )?,
-            kill_grace,
+            sqlite_backup: setting("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref(), flag)?,
+            heal: heal::Settings {
+                lock_ttl,
+                lock_wait,
+                lock_zone,
+                on_stale,
+                on_dirty: setting("UNLATCH_ON_DIRTY", raw.on_dirty.as_deref(), choice)?,
+                terminate_stale_sessions: setting(
+                    "UNLATCH_TERMINATE_STALE_SESSIONS",
+                    raw.terminate_stale_sessions.as_deref(),
+                    flag,
+                )?,
+                migrate_timeout,
+                kill_grace,
+                migrate_run_as: migrate_run_as.clone(),
+                backup: backup::Settings {
+                    sqlite_file: database.as_ref().and_then(|t| t.sqlite_file.clone()),
+                    sqlite_backup_keep: setting(
+                        "UNLATCH_SQLITE_BACKUP_KEEP",
+                        raw.sqlite_backup_keep.as_deref(),
+                        copies,
+                    )?,
+                },
+            },
+            guard: guard::Settings {
+                lock_wait,
+                wait_timeout,
+            },
+            runner: runner::Settings {
+                wait_timeout,
+                migrate_timeout,
+            },
             hooks: hooks::Settings {
                 hooks_dir: match raw.hooks_dir.as_deref() {
                     Some(value) => Some(setting(
@@ -297,7 +307,7 @@ impl Config {
                     above_zero,
                 )?,
                 hook_failure: setting("UNLATCH_HOOK_FAILURE", raw.hook_failure.as_deref(), choice)?,
-                migrate_run_as: migrate_run_as.clone(),
+                migrate_run_as,
                 kill_grace,
             },
             launch: launch::Settings {
@@ -310,13 +320,12 @@ impl Config {
                 run_as,
                 kill_grace,
             },
-            migrate_run_as,
-            sqlite_backup: setting("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref(), flag)?,
-            sqlite_backup_keep: setting(
-                "UNLATCH_SQLITE_BACKUP_KEEP",
-                raw.sqlite_backup_keep.as_deref(),
-                copies,
-            )?,
+            database,
+            wait_timeout,
+            tool,
+            tool_settings,
+            migrate_cmd,
+            migrations_dir,
             warnings,
         })
     }
@@ -748,6 +757,7 @@ pub fn variables_help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::heal::OnDirty;
     use crate::hooks::HookFailure;
     use crate::launch::Mode;
     use crate::supervise::SignalTarget;
@@ -771,7 +781,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert!(c.database.is_none());
         assert!(c.migrate_cmd.is_none());
-        assert!(c.launch.run_as.is_none() && c.migrate_run_as.is_none());
+        assert!(c.launch.run_as.is_none() && c.heal.migrate_run_as.is_none());
         assert!(!c.sqlite_backup);
     }
 
@@ -779,29 +789,36 @@ mod tests {
     fn unset_durations_take_their_defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.wait_timeout, Duration::from_secs(60));
-        assert_eq!(c.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.lock_wait, c.lock_ttl);
-        assert_eq!(c.migrate_timeout, Duration::from_secs(600));
-        assert_eq!(c.kill_grace, Duration::from_secs(10));
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.lock_wait, c.heal.lock_ttl);
+        assert_eq!(c.heal.migrate_timeout, Duration::from_secs(600));
+        assert_eq!(c.heal.kill_grace, Duration::from_secs(10));
+        // Each stage's copy of a shared setting is the same.
         assert_eq!(
             (c.hooks.kill_grace, c.launch.kill_grace),
-            (c.kill_grace, c.kill_grace)
+            (c.heal.kill_grace, c.heal.kill_grace)
         );
+        assert_eq!(c.guard.lock_wait, c.heal.lock_wait);
+        assert_eq!(
+            (c.guard.wait_timeout, c.runner.wait_timeout),
+            (c.wait_timeout, c.wait_timeout)
+        );
+        assert_eq!(c.runner.migrate_timeout, c.heal.migrate_timeout);
         assert_eq!(c.hooks.hook_timeout, Duration::from_secs(300));
     }
 
     #[test]
     fn unset_choices_take_their_defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.on_stale, OnStale::Clear);
-        assert_eq!(c.on_dirty, OnDirty::Fail);
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.on_dirty, OnDirty::Fail);
         assert_eq!(c.tool, ToolChoice::Auto);
         assert_eq!(
             (c.launch.mode, c.launch.signal_target),
             (Mode::Auto, SignalTarget::Child)
         );
         assert_eq!(c.hooks.hook_failure, HookFailure::Stop);
-        assert_eq!(c.sqlite_backup_keep, 3);
+        assert_eq!(c.heal.backup.sqlite_backup_keep, 3);
         assert_eq!(c.tool_settings, ToolSettings::default());
     }
 
@@ -833,9 +850,9 @@ mod tests {
             ("UNLATCH_WAIT_TIMEOUT", "90s"),
         ])
         .unwrap();
-        assert_eq!(c.lock_ttl, Duration::from_secs(5400));
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(5400));
         assert_eq!(
-            c.lock_wait,
+            c.heal.lock_wait,
             Duration::from_secs(5400),
             "the wait defaults to the TTL"
         );
@@ -870,8 +887,8 @@ mod tests {
             );
         }
         let c = config(&[("UNLATCH_LOCK_TTL", "15m"), ("UNLATCH_LOCK_WAIT", "2d")]).unwrap();
-        assert_eq!(c.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.lock_wait, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.lock_wait, Duration::from_secs(2 * 86_400));
     }
 
     #[test]
@@ -889,7 +906,7 @@ mod tests {
         }
         // Zero is meaningful where it means "at once".
         let c = config(&[("UNLATCH_LOCK_TTL", "0s"), ("UNLATCH_KILL_GRACE", "0s")]).unwrap();
-        assert!(c.lock_ttl.is_zero() && c.kill_grace.is_zero());
+        assert!(c.heal.lock_ttl.is_zero() && c.heal.kill_grace.is_zero());
     }
 
     #[test]
@@ -907,8 +924,8 @@ mod tests {
     #[test]
     fn empty_value_counts_as_unset() {
         let c = config(&[("UNLATCH_LOCK_TTL", ""), ("UNLATCH_ON_STALE", "")]).unwrap();
-        assert_eq!(c.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
     }
 
     #[test]
@@ -924,8 +941,8 @@ mod tests {
             ("UNLATCH_TOOL", "Knex-Migrator "),
         ])
         .unwrap();
-        assert_eq!(c.on_stale, OnStale::Clear);
-        assert_eq!(c.on_dirty, OnDirty::Retry);
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.on_dirty, OnDirty::Retry);
         assert_eq!(
             (c.launch.mode, c.launch.signal_target),
             (Mode::Exec, SignalTarget::Group)
@@ -952,7 +969,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.on_stale,
+            c.heal.on_stale,
             OnStale::Rollback(vec![
                 "knex-migrator-rollback".into(),
                 "--v".into(),
@@ -1015,11 +1032,11 @@ mod tests {
     #[test]
     fn the_lock_zone_is_tz_by_name_or_posix_rule() {
         let c = config(&[("TZ", "Europe/Berlin")]).unwrap();
-        assert_eq!(c.lock_zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
         let c = config(&[("TZ", ":Europe/Berlin")]).unwrap();
-        assert_eq!(c.lock_zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
         let c = config(&[("TZ", "UTC")]).unwrap();
-        assert_eq!(*c.lock_zone, TimeZone::UTC);
+        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
         assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
     }
 
@@ -1030,7 +1047,7 @@ mod tests {
             ("UNLATCH_LOCK_TIMEZONE", "America/New_York"),
         ])
         .unwrap();
-        assert_eq!(c.lock_zone.iana_name(), Some("America/New_York"));
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("America/New_York"));
     }
 
     #[test]
@@ -1068,8 +1085,8 @@ mod tests {
         // `/usr/share/zoneinfo/Europe/Berlin` and `:/etc/localtime` alike.
         for tz in [format!(":{path}"), path.to_owned(), format!(":{link}")] {
             let c = config(&[("TZ", &tz)]).unwrap();
-            assert_eq!(c.lock_zone.iana_name(), Some("Test/Plus_One"), "{tz}");
-            let offset = c.lock_zone.to_offset(jiff::Timestamp::UNIX_EPOCH);
+            assert_eq!(c.heal.lock_zone.iana_name(), Some("Test/Plus_One"), "{tz}");
+            let offset = c.heal.lock_zone.to_offset(jiff::Timestamp::UNIX_EPOCH);
             assert_eq!(offset.seconds(), 3600, "{tz}");
             assert!(c.warnings.is_empty(), "{tz}: {:?}", c.warnings);
         }
@@ -1078,7 +1095,7 @@ mod tests {
     #[test]
     fn a_missing_zone_file_leaves_utc_with_a_warning() {
         let c = config(&[("TZ", ":/no/such/localtime")]).unwrap();
-        assert_eq!(*c.lock_zone, TimeZone::UTC);
+        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
         assert_eq!(c.warnings.len(), 1);
         assert!(
             c.warnings[0].starts_with("TZ=:/no/such/localtime: cannot read that zone file"),
@@ -1189,7 +1206,7 @@ mod tests {
         let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
         assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
         assert_eq!(
-            c.migrate_run_as, c.launch.run_as,
+            c.heal.migrate_run_as, c.launch.run_as,
             "the migrate user defaults to UNLATCH_RUN_AS"
         );
         let c = config(&[
@@ -1197,9 +1214,9 @@ mod tests {
             ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
         ])
         .unwrap();
-        assert_eq!(c.migrate_run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
         assert_eq!(
-            c.hooks.migrate_run_as, c.migrate_run_as,
+            c.hooks.migrate_run_as, c.heal.migrate_run_as,
             "hooks run as migrations do"
         );
         assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
@@ -1225,7 +1242,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.on_dirty, c.tool_settings.knex.as_str()),
+            (c.heal.on_dirty, c.tool_settings.knex.as_str()),
             (OnDirty::Retry, "my_migrations")
         );
     }
