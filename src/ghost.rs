@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::dialect::escape_userinfo;
 use crate::env::Env;
 use crate::exit::{Code, Failure};
 
@@ -390,26 +391,20 @@ fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String
         let number = port.parse::<u16>().map_err(|_| bad("port", port))?;
         url.set_port(Some(number)).map_err(|_| bad("port", port))?;
     }
-    // Ghost's values are taken as they are, `%` included: every character
-    // but URL-safe ones is escaped here (the URL crate leaves `%`, so `%41`
-    // would reach the server as `A`).
-    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    let escaped = |value: &str| percent_encoding::utf8_percent_encode(value, USERINFO).to_string();
+    // Ghost's values are taken as they are, `%` included (the URL crate
+    // leaves `%`, so `%41` would reach the server as `A`).
     if let Some(user) = settings.get("user") {
-        url.set_username(&escaped(user))
+        url.set_username(&escape_userinfo(user))
             .map_err(|_| bad("user", user))?;
     }
     if let Some(password) = settings.get("password") {
-        url.set_password(Some(&escaped(password))).map_err(|_| {
-            Failure::new(
-                Code::Config,
-                format!("{source}: database__connection__password cannot be used"),
-            )
-        })?;
+        url.set_password(Some(&escape_userinfo(password)))
+            .map_err(|_| {
+                Failure::new(
+                    Code::Config,
+                    format!("{source}: database__connection__password cannot be used"),
+                )
+            })?;
     }
     url.path_segments_mut()
         .expect("mysql URLs have paths")

@@ -35,7 +35,7 @@ use crate::env::Env;
 
 use golang_migrate::{go_dsn_to_url, migrations_table, mysql_table, GoTls};
 use jdbc::jdbc;
-pub use jdbc::{jdbc_with, JdbcExtras};
+pub use jdbc::{escape_userinfo, jdbc_with, JdbcExtras};
 pub use prisma::{prisma_schema_dir, PRISMA_ONLY};
 use prisma::{prisma_sqlite, PrismaTls};
 
