@@ -1,8 +1,8 @@
 //! Configuration: every setting comes from the environment and is checked
 //! here, in full, before anything touches the database.
 //!
-//! One reader. envy + serde take the `UNLATCH_*` variables as text ([`Raw`]);
-//! [`setting`] then checks each with its kind (a duration, a choice, a flag,
+//! One reader. envy + serde take the `UNLATCH_*` variables as text (`Raw`);
+//! `setting` then checks each with its kind (a duration, a choice, a flag,
 //! a command, a folder...), and every refusal reads `NAME=value: expected
 //! ...`. Typed fields straight from envy were turned down: for string, enum
 //! and custom fields envy's errors name no variable. Choices are the stages'

@@ -6,7 +6,7 @@
 //! The pipeline runs in this order; each module opens with its job and what
 //! it may touch.
 //!
-//! - [`config`]: every setting, from the environment ([`env`]), checked up
+//! - [`config`]: every setting, from the environment ([`mod@env`]), checked up
 //!   front ([`ghost`] maps Ghost's own database settings).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
