@@ -401,6 +401,7 @@ fn database(
     }
     tool_variables(env, tool)
 }
+
 /// A migration tool's own variables, read as that tool reads them.
 struct ToolVariables {
     tool: &'static str,
