@@ -45,7 +45,7 @@ use crate::process::Stop;
 pub struct Settings {
     /// How long to wait for another replica's preflight.
     pub lock_wait: Duration,
-    /// How long a connection may take to open (MySQL's guard has its own).
+    /// How long MySQL's guard connection, its own, may take to open.
     pub wait_timeout: Duration,
 }
 
