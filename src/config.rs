@@ -293,14 +293,12 @@ impl Config {
                 migrate_timeout,
             },
             hooks: hooks::Settings {
-                hooks_dir: match raw.hooks_dir.as_deref() {
-                    Some(value) => Some(setting(
-                        "UNLATCH_HOOKS_DIR",
-                        Some(value),
-                        folder("a folder of executable hooks"),
-                    )?),
-                    None => Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir()),
-                },
+                hooks_dir: optional(
+                    "UNLATCH_HOOKS_DIR",
+                    raw.hooks_dir.as_deref(),
+                    folder("a folder of executable hooks"),
+                )?
+                .or_else(|| Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir())),
                 hook_timeout: setting(
                     "UNLATCH_HOOK_TIMEOUT",
                     raw.hook_timeout.as_deref(),
@@ -951,13 +949,6 @@ mod tests {
         assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
         assert!(c.sqlite_backup);
         assert_eq!(c.tool, ToolChoice::Named("knex-migrator"));
-        let l = logging(&env(&[
-            ("UNLATCH_LOG", "DEBUG"),
-            ("UNLATCH_LOG_FORMAT", "Json\n"),
-        ]))
-        .unwrap();
-        assert_eq!(l.level, log::LevelFilter::Debug);
-        assert_eq!(l.format, LogFormat::Json);
     }
 
     #[test]
@@ -1275,13 +1266,19 @@ mod tests {
 
     #[test]
     fn log_settings() {
-        let l = logging(&env(&[
-            ("UNLATCH_LOG", "warn"),
-            ("UNLATCH_LOG_FORMAT", "json"),
-        ]))
-        .unwrap();
-        assert_eq!(l.level, log::LevelFilter::Warn);
-        assert_eq!(l.format, LogFormat::Json);
+        // The second in capitals, with a secret file's newline.
+        for (level, format, filter) in [
+            ("warn", "json", log::LevelFilter::Warn),
+            ("DEBUG", "Json\n", log::LevelFilter::Debug),
+        ] {
+            let l = logging(&env(&[
+                ("UNLATCH_LOG", level),
+                ("UNLATCH_LOG_FORMAT", format),
+            ]))
+            .unwrap();
+            assert_eq!(l.level, filter);
+            assert_eq!(l.format, LogFormat::Json);
+        }
         let e = logging(&env(&[("UNLATCH_LOG", "loud")])).unwrap_err();
         assert!(e.message.starts_with("UNLATCH_LOG=loud"));
     }
