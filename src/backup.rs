@@ -28,10 +28,17 @@ use std::path::{Path, PathBuf};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::config::Config;
 use crate::db::{Db, Kind};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+
+/// What copying reads from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// The database's file, when it is SQLite.
+    pub sqlite_file: Option<PathBuf>,
+    pub sqlite_backup_keep: usize,
+}
 
 const INFIX: &str = ".unlatch-backup-";
 const PARTIAL: &str = ".partial-";
@@ -43,12 +50,8 @@ const SQLITE_FULL: i32 = 13;
 /// Copies the SQLite database `db` (nothing to do for other databases);
 /// `why` goes in the log line. A TERM or INT during the copy ends it with
 /// exit 128+n.
-pub async fn sqlite(db: &Db, config: &Config, why: &str, stop: &mut Stop) -> anyhow::Result<()> {
-    let Some(file) = config
-        .database
-        .as_ref()
-        .and_then(|t| t.sqlite_file.as_ref())
-    else {
+pub async fn sqlite(db: &Db, config: &Settings, why: &str, stop: &mut Stop) -> anyhow::Result<()> {
+    let Some(file) = &config.sqlite_file else {
         return Ok(());
     };
     if db.kind != Kind::Sqlite {
@@ -191,7 +194,13 @@ fn remove_partial(partial: &Path) {
 }
 
 /// The message for a copy that could not be made, with what to do.
-fn could_not_copy(file: &Path, partial: &Path, why: &str, cause: &str, config: &Config) -> Failure {
+fn could_not_copy(
+    file: &Path,
+    partial: &Path,
+    why: &str,
+    cause: &str,
+    config: &Settings,
+) -> Failure {
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

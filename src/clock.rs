@@ -131,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn epoch_numbers_and_garbage() {
+    fn epoch_milliseconds_and_seconds_are_read() {
         assert_eq!(
             parse_lock_time("1709325701000", &TimeZone::UTC)
                 .unwrap()
@@ -144,6 +144,10 @@ mod tests {
                 .as_second(),
             1_709_325_701
         );
+    }
+
+    #[test]
+    fn what_is_not_a_time_has_none() {
         assert!(parse_lock_time("", &TimeZone::UTC).is_none());
         assert!(parse_lock_time("yesterday", &TimeZone::UTC).is_none());
         assert!(parse_lock_time("2024-13-01 00:00:00", &TimeZone::UTC).is_none());

@@ -1,32 +1,38 @@
 //! Configuration: every setting comes from the environment and is checked
 //! here, in full, before anything touches the database.
 //!
-//! envy + serde read the `UNLATCH_*` variables as plain strings; each one is
-//! then parsed by a function of its own so that every error names the
-//! variable and what it expected (envy's own messages name neither for
-//! string fields). Defaults live in [`VARIABLES`], which `--help` prints and
-//! the README repeats. An empty variable counts as unset, as Docker's
-//! `-e NAME=` suggests.
+//! One reader. envy + serde take the `UNLATCH_*` variables as text (`Raw`);
+//! `setting` then checks each with its kind (a duration, a choice, a flag,
+//! a command, a folder...), and every refusal reads `NAME=value: expected
+//! ...`. Typed fields straight from envy were turned down: for string, enum
+//! and custom fields envy's errors name no variable. Choices are the stages'
+//! own enums, read by serde, trimmed and in any case. Defaults live in
+//! [`VARIABLES`] alone: `--help` prints it, a test holds the README's table
+//! to it, and an unset variable is read from its default there.
 //!
-//! May touch: the process environment and, for Ghost, its config file.
+//! May touch: the process environment (through [`Env`]); for Ghost, its
+//! config file; the zone file `TZ` names.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
 
 use crate::clock::LockZone;
 use crate::db::Target;
+pub use crate::env::Env;
 use crate::exit::{Code, Failure};
+use crate::heal::OnStale;
+use crate::logging::{self, LogFormat};
 use crate::tools::{ToolChoice, ToolSettings};
 use crate::user::RunAs;
-use crate::{ghost, tools};
+use crate::{backup, ghost, guard, heal, hooks, launch, runner, tools};
 
-/// The variables unlatch reads, but for the tools' (see [`variables`]):
-/// name, default, meaning.
+/// Every variable unlatch reads: name, default, meaning. `--help` prints
+/// this table, the README's is checked against it, and an unset variable
+/// takes its default from here.
 #[rustfmt::skip]
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:, Prisma's file:, jdbc:"),
@@ -75,7 +81,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 
 /// Every variable unlatch reads: [`VARIABLES`], with the tools' own
 /// ([`tools::variables`]) after `UNLATCH_WAIT_TIMEOUT`. `--help` prints
-/// this table, and a test checks that the README documents each row.
+/// this table, and a test holds the README's to it.
 pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
     let mut all = VARIABLES.to_vec();
     let at = all
@@ -92,103 +98,34 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Where a failed start writes its reason: `UNLATCH_TERMINATION_LOG`, read
 /// apart from the rest, since a configuration error is reported there too.
 pub fn termination_log(env: &Env) -> PathBuf {
-    PathBuf::from(
-        env.get("UNLATCH_TERMINATION_LOG")
-            .unwrap_or(TERMINATION_LOG),
-    )
+    let raw = raw(env).unwrap_or_default();
+    PathBuf::from(raw.termination_log.as_deref().unwrap_or(TERMINATION_LOG))
 }
 
-/// What to do with a lock held longer than the TTL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnStale {
-    /// Compare-and-swap the lock back to free.
-    Clear,
-    /// Run this command first, then clear the lock if it is still held.
-    Rollback(Vec<String>),
-    /// Change nothing and stop.
-    Fail,
-}
-
-/// How COMMAND is started after the preflight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Supervise when PID 1, exec otherwise.
-    Auto,
-    Supervise,
-    Exec,
-}
-
-/// Where a supervisor sends the signals it forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalTarget {
-    Child,
-    Group,
-}
-
-/// What a failed hook does to the start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookFailure {
-    Stop,
-    Warn,
-}
-
-/// What to do with a dirty or failed migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnDirty {
-    /// Change nothing; name the migration and the tool's repair command.
-    Fail,
-    /// Mark it not applied, as the tool's repair does, then migrate.
-    Retry,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// How to log; read first, so that configuration errors are logged in the
-/// format the user asked for.
-#[derive(Debug, Clone, Copy)]
-pub struct Logging {
-    pub level: log::LevelFilter,
-    pub format: LogFormat,
-}
-
-/// The whole, validated configuration.
+/// The whole, validated configuration: each stage's own settings, and
+/// what the pipeline itself reads.
 #[derive(Debug)]
 pub struct Config {
     pub database: Option<Target>,
     pub wait_timeout: Duration,
     pub tool: ToolChoice,
-    pub lock_ttl: Duration,
-    pub lock_wait: Duration,
-    pub lock_zone: LockZone,
-    pub on_stale: OnStale,
-    pub on_dirty: OnDirty,
-    pub terminate_stale_sessions: bool,
     pub tool_settings: ToolSettings,
+    pub guard: guard::Settings,
+    pub heal: heal::Settings,
+    pub hooks: hooks::Settings,
     pub migrate_cmd: Option<Vec<String>>,
     pub migrations_dir: Option<PathBuf>,
-    pub migrate_timeout: Duration,
-    pub kill_grace: Duration,
-    pub mode: Mode,
-    pub signal_target: SignalTarget,
-    pub run_as: Option<RunAs>,
-    pub migrate_run_as: Option<RunAs>,
-    pub hooks_dir: Option<PathBuf>,
-    pub hook_timeout: Duration,
-    pub hook_failure: HookFailure,
+    pub runner: runner::Settings,
+    pub launch: launch::Settings,
     /// Copy a SQLite database before migrating (it is always copied before a heal).
     pub sqlite_backup: bool,
-    pub sqlite_backup_keep: usize,
     /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
     /// effect), logged once logging is up.
     pub warnings: Vec<String>,
 }
 
-/// The `UNLATCH_*` variables as envy reads them, before validation
-/// (`UNLATCH_LOG*` are read first, by [`Logging`]).
+/// The `UNLATCH_*` variables as envy reads them: text, checked by
+/// [`setting`] with each one's kind.
 #[derive(Debug, Default, Deserialize)]
 struct Raw {
     database_url: Option<String>,
@@ -213,66 +150,9 @@ struct Raw {
     sqlite_backup_keep: Option<String>,
     on_dirty: Option<String>,
     terminate_stale_sessions: Option<String>,
-}
-
-/// A snapshot of the environment: valid UTF-8, empty values dropped.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    vars: HashMap<String, String>,
-}
-
-impl Env {
-    /// Takes the variables unlatch may read; one that is not UTF-8 is an
-    /// error naming it, rather than the panic `std::env::vars` would give.
-    pub fn capture(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Env, Failure> {
-        let mut map = HashMap::new();
-        for (key, value) in vars {
-            let Ok(key) = key.into_string() else { continue };
-            if !is_ours(&key) {
-                continue;
-            }
-            let value = value.into_string().map_err(|_| {
-                config_error(format!("{key} is not valid UTF-8; expected a UTF-8 value"))
-            })?;
-            if !value.is_empty() {
-                map.insert(key, value);
-            }
-        }
-        Ok(Env { vars: map })
-    }
-
-    /// An environment of exactly these pairs, for tests.
-    #[cfg(test)]
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
-        Env::capture(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-        .expect("test pairs are UTF-8")
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
-    }
-
-    /// Variables whose name starts with `prefix`.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.vars
-            .iter()
-            .filter(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-fn is_ours(key: &str) -> bool {
-    key.starts_with("UNLATCH_")
-        || key.starts_with("database__")
-        // libpq's defaults, and the URLs of the tools beside unlatch.
-        || key.starts_with("PG")
-        || key.starts_with("LIQUIBASE_")
-        || key.starts_with("FLYWAY_")
-        || matches!(key, "DATABASE_URL" | "TZ" | "NODE_ENV")
+    log: Option<String>,
+    log_format: Option<String>,
+    termination_log: Option<String>,
 }
 
 fn config_error(message: String) -> Failure {
@@ -288,31 +168,23 @@ fn raw(env: &Env) -> Result<Raw, Failure> {
         .map_err(|e| config_error(format!("could not read the UNLATCH_* variables: {e}")))
 }
 
-impl Logging {
-    pub fn from_env(env: &Env) -> Result<Logging, Failure> {
-        let level = match env.get("UNLATCH_LOG").unwrap_or("info") {
-            "off" => log::LevelFilter::Off,
-            "error" => log::LevelFilter::Error,
-            "warn" => log::LevelFilter::Warn,
-            "info" => log::LevelFilter::Info,
-            "debug" => log::LevelFilter::Debug,
-            other => {
-                return Err(config_error(format!(
-                    "UNLATCH_LOG={other}: expected one of error, warn, info, debug, off"
-                )))
-            }
-        };
-        let format = match env.get("UNLATCH_LOG_FORMAT").unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(config_error(format!(
-                    "UNLATCH_LOG_FORMAT={other}: expected text or json"
-                )))
-            }
-        };
-        Ok(Logging { level, format })
-    }
+/// How to log; read before the rest, so that configuration errors are
+/// logged in the format the user asked for.
+pub fn logging(env: &Env) -> Result<logging::Settings, Failure> {
+    let raw = raw(env)?;
+    Ok(logging::Settings {
+        // log's own names, in any case (trace too: harmless, and undocumented).
+        level: setting("UNLATCH_LOG", raw.log.as_deref(), |value| {
+            value
+                .parse()
+                .map_err(|_| "expected error, warn, info, debug or off".to_owned())
+        })?,
+        format: setting(
+            "UNLATCH_LOG_FORMAT",
+            raw.log_format.as_deref(),
+            choice::<LogFormat>,
+        )?,
+    })
 }
 
 impl Config {
@@ -322,139 +194,194 @@ impl Config {
         let raw = raw(env)?;
         let mut warnings = unknown_variables(env);
 
-        let lock_ttl = duration("UNLATCH_LOCK_TTL", raw.lock_ttl.as_deref(), "15m")?;
-        let lock_wait = match raw.lock_wait.as_deref() {
-            Some(value) => parse_duration("UNLATCH_LOCK_WAIT", value)?,
-            None => lock_ttl,
+        let lock_ttl = setting("UNLATCH_LOCK_TTL", raw.lock_ttl.as_deref(), duration)?;
+        let rollback_cmd = optional("UNLATCH_ROLLBACK_CMD", raw.rollback_cmd.as_deref(), command)?;
+        let on_stale = match setting("UNLATCH_ON_STALE", raw.on_stale.as_deref(), choice)? {
+            Stale::Clear => OnStale::Clear,
+            Stale::Fail => OnStale::Fail,
+            Stale::Rollback => OnStale::Rollback(rollback_cmd.clone().ok_or_else(|| {
+                config_error(
+                    "UNLATCH_ON_STALE=rollback needs UNLATCH_ROLLBACK_CMD, the command that rolls back \
+                     (e.g. knex-migrator-rollback --force --v 5.0 --mgpath current)"
+                        .into(),
+                )
+            })?),
         };
-        let on_stale = on_stale(raw.on_stale.as_deref(), raw.rollback_cmd.as_deref())?;
-        if raw.rollback_cmd.is_some() && !matches!(on_stale, OnStale::Rollback(_)) {
+        if rollback_cmd.is_some() && !matches!(on_stale, OnStale::Rollback(_)) {
             warnings.push(
                 "UNLATCH_ROLLBACK_CMD is set but only used with UNLATCH_ON_STALE=rollback; ignoring it"
                     .into(),
             );
         }
-        let migrate_timeout = duration(
-            "UNLATCH_MIGRATE_TIMEOUT",
-            raw.migrate_timeout.as_deref(),
-            "10m",
-        )?;
-        if migrate_timeout.is_zero() {
-            return Err(config_error(
-                "UNLATCH_MIGRATE_TIMEOUT=0s: expected a duration above zero, like 10m".into(),
-            ));
-        }
-
         let run_as = resolve_run_as("UNLATCH_RUN_AS", raw.run_as.as_deref())?;
         let migrate_run_as = match raw.migrate_run_as.as_deref() {
             Some(spec) => resolve_run_as("UNLATCH_MIGRATE_RUN_AS", Some(spec))?,
             None => run_as.clone(),
         };
+        let kill_grace = setting("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), duration)?;
+        let migrate_cmd = optional("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref(), command)?;
+        let migrations_dir = optional(
+            "UNLATCH_MIGRATIONS_DIR",
+            raw.migrations_dir.as_deref(),
+            folder("a folder of .sql migrations"),
+        )?;
+        if migrate_cmd.is_some() && migrations_dir.is_some() {
+            return Err(config_error(
+                "UNLATCH_MIGRATIONS_DIR and UNLATCH_MIGRATE_CMD are both set; expected one way to migrate".into(),
+            ));
+        }
+        let (lock_zone, zone_warning) = lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?;
+        warnings.extend(zone_warning);
 
-        let database = database(env, raw.database_url.as_deref(), cwd)?;
-        let (tool, mut tool_settings) = tools::settings_from(|name| env.get(name))?;
+        let (tool, mut tool_settings) =
+            tools::settings_from(|name| env.get(name).map(str::trim).filter(|v| !v.is_empty()))?;
+        let database = database(env, raw.database_url.as_deref(), tool, cwd)?;
         if let Some(target) = &database {
             warnings.extend(target.warnings.iter().cloned());
             tool_settings.take_tables(&target.tables);
         }
 
+        let wait_timeout = setting(
+            "UNLATCH_WAIT_TIMEOUT",
+            raw.wait_timeout.as_deref(),
+            duration,
+        )?;
+        let lock_wait = optional("UNLATCH_LOCK_WAIT", raw.lock_wait.as_deref(), duration)?;
+        let lock_wait = lock_wait.unwrap_or(lock_ttl);
+        let migrate_timeout = setting(
+            "UNLATCH_MIGRATE_TIMEOUT",
+            raw.migrate_timeout.as_deref(),
+            above_zero,
+        )?;
         Ok(Config {
+            sqlite_backup: setting("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref(), flag)?,
+            heal: heal::Settings {
+                lock_ttl,
+                lock_wait,
+                lock_zone,
+                on_stale,
+                on_dirty: setting("UNLATCH_ON_DIRTY", raw.on_dirty.as_deref(), choice)?,
+                terminate_stale_sessions: setting(
+                    "UNLATCH_TERMINATE_STALE_SESSIONS",
+                    raw.terminate_stale_sessions.as_deref(),
+                    flag,
+                )?,
+                migrate_timeout,
+                kill_grace,
+                migrate_run_as: migrate_run_as.clone(),
+                backup: backup::Settings {
+                    sqlite_file: database.as_ref().and_then(|t| t.sqlite_file.clone()),
+                    sqlite_backup_keep: setting(
+                        "UNLATCH_SQLITE_BACKUP_KEEP",
+                        raw.sqlite_backup_keep.as_deref(),
+                        copies,
+                    )?,
+                },
+            },
+            guard: guard::Settings {
+                lock_wait,
+                wait_timeout,
+            },
+            runner: runner::Settings {
+                wait_timeout,
+                migrate_timeout,
+            },
+            hooks: hooks::Settings {
+                hooks_dir: optional(
+                    "UNLATCH_HOOKS_DIR",
+                    raw.hooks_dir.as_deref(),
+                    folder("a folder of executable hooks"),
+                )?
+                .or_else(|| Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir())),
+                hook_timeout: setting(
+                    "UNLATCH_HOOK_TIMEOUT",
+                    raw.hook_timeout.as_deref(),
+                    above_zero,
+                )?,
+                hook_failure: setting("UNLATCH_HOOK_FAILURE", raw.hook_failure.as_deref(), choice)?,
+                migrate_run_as,
+                kill_grace,
+            },
+            launch: launch::Settings {
+                mode: setting("UNLATCH_MODE", raw.mode.as_deref(), choice)?,
+                signal_target: setting(
+                    "UNLATCH_SIGNAL_TARGET",
+                    raw.signal_target.as_deref(),
+                    choice,
+                )?,
+                run_as,
+                kill_grace,
+            },
             database,
-            wait_timeout: duration("UNLATCH_WAIT_TIMEOUT", raw.wait_timeout.as_deref(), "60s")?,
+            wait_timeout,
             tool,
-            lock_ttl,
-            lock_wait,
-            lock_zone: lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?,
-            on_stale,
-            on_dirty: match raw.on_dirty.as_deref().unwrap_or("fail") {
-                "fail" => OnDirty::Fail,
-                "retry" => OnDirty::Retry,
-                other => {
-                    return Err(config_error(format!(
-                        "UNLATCH_ON_DIRTY={other}: expected fail or retry"
-                    )))
-                }
-            },
             tool_settings,
-            terminate_stale_sessions: flag(
-                "UNLATCH_TERMINATE_STALE_SESSIONS",
-                raw.terminate_stale_sessions.as_deref(),
-            )?,
-            migrate_cmd: command("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref())?,
-            migrations_dir: migrations_dir(
-                raw.migrations_dir.as_deref(),
-                raw.migrate_cmd.is_some(),
-            )?,
-            migrate_timeout,
-            kill_grace: duration("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), "10s")?,
-            mode: match raw.mode.as_deref().unwrap_or("auto") {
-                "auto" => Mode::Auto,
-                "supervise" => Mode::Supervise,
-                "exec" => Mode::Exec,
-                other => {
-                    return Err(config_error(format!(
-                        "UNLATCH_MODE={other}: expected auto, supervise or exec"
-                    )))
-                }
-            },
-            signal_target: match raw.signal_target.as_deref().unwrap_or("child") {
-                "child" => SignalTarget::Child,
-                "group" => SignalTarget::Group,
-                other => {
-                    return Err(config_error(format!(
-                        "UNLATCH_SIGNAL_TARGET={other}: expected child or group"
-                    )))
-                }
-            },
-            run_as,
-            migrate_run_as,
-            hooks_dir: hooks_dir(raw.hooks_dir.as_deref())?,
-            hook_timeout: duration("UNLATCH_HOOK_TIMEOUT", raw.hook_timeout.as_deref(), "5m")?,
-            hook_failure: match raw.hook_failure.as_deref().unwrap_or("stop") {
-                "stop" => HookFailure::Stop,
-                "warn" => HookFailure::Warn,
-                other => {
-                    return Err(config_error(format!(
-                        "UNLATCH_HOOK_FAILURE={other}: expected stop or warn"
-                    )))
-                }
-            },
-            sqlite_backup: flag("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref())?,
-            sqlite_backup_keep: match raw
-                .sqlite_backup_keep
-                .as_deref()
-                .unwrap_or("3")
-                .parse::<usize>()
-            {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    return Err(config_error(format!(
-                    "UNLATCH_SQLITE_BACKUP_KEEP={}: expected a whole number of copies, at least 1",
-                    raw.sqlite_backup_keep.unwrap_or_default()
-                )))
-                }
-            },
+            migrate_cmd,
+            migrations_dir,
             warnings,
         })
     }
 }
 
+/// `UNLATCH_ON_STALE` as written; `rollback` takes its command from
+/// `UNLATCH_ROLLBACK_CMD`.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Stale {
+    Clear,
+    Rollback,
+    Fail,
+}
+
+/// Reads `name` from `value`, else from its default in [`VARIABLES`], with
+/// `kind`: the one way every variable is read. Surrounding whitespace (a
+/// secret file's newline) is dropped; a refusal names the variable, the
+/// value and what was expected.
+fn setting<T>(
+    name: &str,
+    value: Option<&str>,
+    kind: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let value = value.unwrap_or_else(|| default_of(name)).trim();
+    kind(value).map_err(|expected| config_error(format!("{name}={value}: {expected}")))
+}
+
+/// [`setting`] for a variable with no default: `None` when unset.
+fn optional<T>(
+    name: &str,
+    value: Option<&str>,
+    kind: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, Failure> {
+    value
+        .map(|value| setting(name, Some(value), kind))
+        .transpose()
+}
+
+fn default_of(name: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or("", |(_, default, _)| default)
+}
+
 fn unknown_variables(env: &Env) -> Vec<String> {
     let known: Vec<&str> = variables().iter().map(|(name, _, _)| *name).collect();
-    let mut unknown: Vec<String> = env
-        .with_prefix("UNLATCH_")
+    env.with_prefix("UNLATCH_")
         // UNLATCH_TEST_* belong to the test suite, not to unlatch.
         .filter(|(k, _)| !known.contains(k) && !k.starts_with("UNLATCH_TEST_"))
         .map(|(k, _)| {
             format!("{k} is not a variable unlatch knows; ignoring it (see unlatch --help)")
         })
-        .collect();
-    unknown.sort();
-    unknown
+        .collect()
 }
 
 /// The database to work on, from the first source that names one.
-fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<Target>, Failure> {
+fn database(
+    env: &Env,
+    unlatch_url: Option<&str>,
+    tool: ToolChoice,
+    cwd: &Path,
+) -> Result<Option<Target>, Failure> {
     if let Some(url) = unlatch_url {
         return Target::read(url, "UNLATCH_DATABASE_URL", env).map(Some);
     }
@@ -464,7 +391,7 @@ fn database(env: &Env, unlatch_url: Option<&str>, cwd: &Path) -> Result<Option<T
     if let Some((url, source)) = ghost::database_url(env, cwd)? {
         return Target::read(&url, &source, env).map(Some);
     }
-    tool_variables(env)
+    tool_variables(env, tool)
 }
 
 /// A migration tool's own variables, read as that tool reads them.
@@ -513,7 +440,7 @@ const TOOL_VARIABLES: [ToolVariables; 2] = [
 /// With no URL of unlatch's own, the database Liquibase's or Flyway's own
 /// variables name, with their schema and table; both set, `UNLATCH_TOOL`
 /// says which.
-fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
+fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure> {
     let set: Vec<&ToolVariables> = TOOL_VARIABLES
         .iter()
         .filter(|t| env.get(t.url).is_some())
@@ -521,7 +448,7 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
     let chosen = match set.as_slice() {
         [] => return Ok(None),
         [one] => *one,
-        _ => match set.iter().find(|t| env.get("UNLATCH_TOOL") == Some(t.tool)) {
+        _ => match set.iter().find(|t| tool == ToolChoice::Named(t.tool)) {
             Some(one) => *one,
             None => {
                 return Err(config_error(
@@ -574,9 +501,8 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
         .map_err(|why| config_error(format!("{}={}: {why}", chosen.url, crate::db::redact(url))))?;
     let mut target = Target::read(&composed, chosen.url, env)?;
     if let Some(table) = env.get(chosen.table) {
-        target
-            .tables
-            .push((chosen.tool, tools::table_name(chosen.table, table)?));
+        let table = tools::table_name(chosen.table, table.trim())?;
+        target.tables.push((chosen.tool, table));
     }
     log::debug!(
         "database from {}{}",
@@ -586,64 +512,22 @@ fn tool_variables(env: &Env) -> Result<Option<Target>, Failure> {
     Ok(Some(target))
 }
 
-/// The built-in runner's folder; it and a migrate command exclude each other.
-fn migrations_dir(value: Option<&str>, has_command: bool) -> Result<Option<PathBuf>, Failure> {
-    let Some(value) = value else { return Ok(None) };
-    if has_command {
-        return Err(config_error(
-            "UNLATCH_MIGRATIONS_DIR and UNLATCH_MIGRATE_CMD are both set; expected one way to migrate".into(),
-        ));
-    }
-    let path = PathBuf::from(value);
-    if !path.is_dir() {
-        return Err(config_error(format!(
-            "UNLATCH_MIGRATIONS_DIR={value}: expected a folder of .sql migrations"
-        )));
-    }
-    Ok(Some(path))
-}
 
-/// `1`/`true` or `0`/`false`; unset is false.
-fn flag(name: &str, value: Option<&str>) -> Result<bool, Failure> {
-    match value.unwrap_or("0") {
-        "0" | "false" => Ok(false),
-        "1" | "true" => Ok(true),
-        other => Err(config_error(format!("{name}={other}: expected 1 or 0"))),
-    }
-}
 
-/// `UNLATCH_HOOKS_DIR` must be a folder; unset, `/entrypoint.d` is used
-/// when there is one.
-fn hooks_dir(value: Option<&str>) -> Result<Option<PathBuf>, Failure> {
-    let Some(value) = value else {
-        let default = Path::new("/entrypoint.d");
-        return Ok(default.is_dir().then(|| default.to_owned()));
-    };
-    let path = PathBuf::from(value);
-    if path.is_dir() {
-        return Ok(Some(path));
-    }
-    let why = if path.exists() {
-        "it is not a folder"
-    } else {
-        "it does not exist"
-    };
-    Err(config_error(format!(
-        "UNLATCH_HOOKS_DIR={value}: {why}; expected a folder of executable hooks"
-    )))
-}
 
 fn resolve_run_as(name: &str, spec: Option<&str>) -> Result<Option<RunAs>, Failure> {
-    spec.map(|spec| RunAs::resolve(name, spec)).transpose()
+    spec.map(|spec| RunAs::resolve(name, spec.trim()))
+        .transpose()
 }
 
-fn duration(name: &str, value: Option<&str>, default: &str) -> Result<Duration, Failure> {
-    parse_duration(name, value.unwrap_or(default))
-}
+// The value kinds: each turns a variable's trimmed text into its setting,
+// or says what it expected instead.
 
-/// Parses `90s`, `10m`, `1h30m`, `1h 30m`...
-pub fn parse_duration(name: &str, value: &str) -> Result<Duration, Failure> {
-    let expected = "expected a duration like 90s, 10m or 1h30m";
+const LIKE: &str = "like 90s, 10m or 1h30m";
+
+/// `90s`, `10m`, `1h30m`, `1h 30m`...; not in months or years, which no
+/// wait or time limit means (humantime reads `15M` as 15 months).
+pub fn duration(value: &str) -> Result<Duration, String> {
     // humantime 2.4 panics instead of erring when a sum reaches u64::MAX
     // seconds (found by fuzz/duration). At most 64 bytes with numbers of at
     // most 11 digits keeps every sum below that: 5 x 10^11 years < 2^64 s.
@@ -653,70 +537,144 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration, Failure> {
         .max()
         .unwrap_or(0);
     if value.len() > 64 || longest_number > 11 {
-        return Err(config_error(format!(
-            "{name}={value}: {expected}, at most 64 characters with numbers of at most 11 digits"
-        )));
+        return Err(format!(
+            "expected a duration {LIKE}, at most 64 characters with numbers of at most 11 digits"
+        ));
     }
-    humantime::parse_duration(value.trim())
-        .map_err(|e| config_error(format!("{name}={value}: {expected} ({e})")))
+    let units = value.split(|c: char| !c.is_ascii_alphabetic());
+    if let Some(unit) = units
+        .into_iter()
+        .find(|u| matches!(*u, "M" | "month" | "months" | "y" | "year" | "years"))
+    {
+        return Err(format!(
+            "expected a duration {LIKE}; {unit} reads as months or years, surely not meant here \
+             (minutes are m)"
+        ));
+    }
+    humantime::parse_duration(value).map_err(|e| format!("expected a duration {LIKE} ({e})"))
 }
 
-fn on_stale(value: Option<&str>, rollback_cmd: Option<&str>) -> Result<OnStale, Failure> {
-    match value.unwrap_or("clear") {
-        "clear" => Ok(OnStale::Clear),
-        "fail" => Ok(OnStale::Fail),
-        "rollback" => match command("UNLATCH_ROLLBACK_CMD", rollback_cmd)? {
-            Some(cmd) => Ok(OnStale::Rollback(cmd)),
-            None => Err(config_error(
-                "UNLATCH_ON_STALE=rollback needs UNLATCH_ROLLBACK_CMD, the command that rolls back \
-                 (e.g. knex-migrator-rollback --force --v 5.0 --mgpath current)"
-                    .into(),
-            )),
-        },
-        other => Err(config_error(format!(
-            "UNLATCH_ON_STALE={other}: expected clear, rollback or fail"
-        ))),
+/// A duration where zero would make every run fail at once (a time limit).
+fn above_zero(value: &str) -> Result<Duration, String> {
+    match duration(value)? {
+        d if d.is_zero() => Err(format!("expected a duration above zero, {LIKE}")),
+        d => Ok(d),
+    }
+}
+
+/// One of an enum's names, in any case: the stages' own choices
+/// (`OnDirty`, `Mode`...), deserialized by serde.
+fn choice<T: DeserializeOwned>(value: &str) -> Result<T, String> {
+    let lower: &str = &value.to_ascii_lowercase();
+    T::deserialize(lower.into_deserializer()).map_err(|Expected(why)| why)
+}
+
+/// serde's error for [`choice`], worded as unlatch's messages are.
+#[derive(Debug)]
+struct Expected(String);
+
+impl serde::de::Error for Expected {
+    fn custom<T: std::fmt::Display>(why: T) -> Expected {
+        Expected(why.to_string())
+    }
+
+    fn unknown_variant(_: &str, names: &'static [&'static str]) -> Expected {
+        let (last, rest) = names.split_last().expect("an enum has variants");
+        Expected(match rest {
+            [] => format!("expected {last}"),
+            _ => format!("expected {} or {last}", rest.join(", ")),
+        })
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Expected {}
+
+/// `1`/`true` or `0`/`false`.
+fn flag(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "0" | "false" => Ok(false),
+        "1" | "true" => Ok(true),
+        _ => Err("expected 1 or 0".into()),
+    }
+}
+
+/// How many backup copies to keep.
+fn copies(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of copies, at least 1".into()),
     }
 }
 
 /// Splits a command into words with POSIX shell quoting; no shell runs it.
-pub fn command(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, Failure> {
-    let Some(value) = value else { return Ok(None) };
-    let words = shell_words::split(value).map_err(|_| {
-        config_error(format!(
-            "{name}: unmatched quote in {value:?}; expected words in POSIX shell quoting"
-        ))
-    })?;
+fn command(value: &str) -> Result<Vec<String>, String> {
+    let words = shell_words::split(value)
+        .map_err(|_| "unmatched quote; expected words in POSIX shell quoting".to_owned())?;
     if words.is_empty() {
-        return Err(config_error(format!(
-            "{name}={value:?}: expected a command, found no words"
-        )));
+        return Err("expected a command, found no words".into());
     }
-    Ok(Some(words))
+    Ok(words)
+}
+
+/// A folder that exists; `what` says what it should hold.
+fn folder(what: &'static str) -> impl Fn(&str) -> Result<PathBuf, String> {
+    move |value| {
+        let path = PathBuf::from(value);
+        match (path.is_dir(), path.exists()) {
+            (true, _) => Ok(path),
+            (false, true) => Err(format!("it is not a folder; expected {what}")),
+            (false, false) => Err(format!("it does not exist; expected {what}")),
+        }
+    }
 }
 
 /// The zone knex-migrator wrote its naive timestamps in: the container's.
-fn lock_zone(unlatch_tz: Option<&str>, tz: Option<&str>) -> Result<LockZone, Failure> {
-    if let Some(name) = unlatch_tz {
-        return zone_named(name).map(LockZone::fixed).ok_or_else(|| {
-            config_error(format!(
-                "UNLATCH_LOCK_TIMEZONE={name}: expected a time zone name like UTC or Europe/Berlin"
-            ))
+/// A zone file `TZ` names that cannot be read leaves UTC, as glibc does,
+/// with a warning.
+fn lock_zone(
+    unlatch_tz: Option<&str>,
+    tz: Option<&str>,
+) -> Result<(LockZone, Option<String>), Failure> {
+    if unlatch_tz.is_some() {
+        let zone = setting("UNLATCH_LOCK_TIMEZONE", unlatch_tz, |name| {
+            zone_named(name)
+                .ok_or_else(|| "expected a time zone name like UTC or Europe/Berlin".into())
+        })?;
+        return Ok((LockZone::fixed(zone), None));
+    }
+    let Some(value) = tz else {
+        return Ok((LockZone::system(), None));
+    };
+    // glibc and Node read `:name` as `name`, and a name starting with `/`
+    // as the path of a TZif file.
+    let name = value.strip_prefix(':').unwrap_or(value);
+    if name.starts_with('/') {
+        return Ok(match zone_file(name) {
+            Ok(zone) => (LockZone::fixed(zone), None),
+            Err(e) => (
+                LockZone::fixed(TimeZone::UTC),
+                Some(format!(
+                    "TZ={value}: cannot read that zone file ({e}); using UTC, as glibc does \
+                     (set UNLATCH_LOCK_TIMEZONE to override)"
+                )),
+            ),
         });
     }
-    if let Some(value) = tz {
+    let zone = setting("TZ", tz, |value| {
         let name = value.strip_prefix(':').unwrap_or(value);
-        return zone_named(name)
-            .or_else(|| TimeZone::posix(name).ok())
-            .map(LockZone::fixed)
-            .ok_or_else(|| {
-                config_error(format!(
-                    "TZ={value}: expected a time zone name like UTC or Europe/Berlin, or a POSIX TZ string \
-                     (set UNLATCH_LOCK_TIMEZONE to override)"
-                ))
-            });
-    }
-    Ok(LockZone::system())
+        zone_named(name).or_else(|| TimeZone::posix(name).ok()).ok_or_else(|| {
+            "expected a time zone name like UTC or Europe/Berlin, a POSIX TZ string or a zone file's path \
+             (set UNLATCH_LOCK_TIMEZONE to override)"
+                .into()
+        })
+    })?;
+    Ok((LockZone::fixed(zone), None))
 }
 
 fn zone_named(name: &str) -> Option<TimeZone> {
@@ -724,6 +682,17 @@ fn zone_named(name: &str) -> Option<TimeZone> {
         return Some(TimeZone::UTC);
     }
     TimeZone::get(name).ok()
+}
+
+/// A TZif file, named after the zone its path, or the link's target
+/// (`/etc/localtime`), ends in: `.../zoneinfo/Europe/Berlin`.
+fn zone_file(path: &str) -> Result<TimeZone, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let real = std::fs::canonicalize(path).map_or(path.to_owned(), |p| p.display().to_string());
+    let name = real
+        .rsplit_once("zoneinfo/")
+        .map_or(real.as_str(), |(_, name)| name);
+    TimeZone::tzif(name, &data).map_err(|e| e.to_string())
 }
 
 /// The help text's table of variables.
@@ -741,6 +710,10 @@ pub fn variables_help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::heal::OnDirty;
+    use crate::hooks::HookFailure;
+    use crate::launch::Mode;
+    use crate::supervise::SignalTarget;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs)
@@ -757,17 +730,61 @@ mod tests {
     }
 
     #[test]
-    fn defaults() {
+    fn nothing_runs_that_was_not_configured() {
         let c = config(&[]).unwrap();
         assert!(c.database.is_none());
-        assert_eq!(c.wait_timeout, Duration::from_secs(60));
-        assert_eq!(c.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.lock_wait, c.lock_ttl);
-        assert_eq!(c.on_stale, OnStale::Clear);
-        assert_eq!(c.tool, ToolChoice::Auto);
-        assert_eq!(c.migrate_timeout, Duration::from_secs(600));
-        assert_eq!(c.kill_grace, Duration::from_secs(10));
         assert!(c.migrate_cmd.is_none());
+        assert!(c.launch.run_as.is_none() && c.heal.migrate_run_as.is_none());
+        assert!(!c.sqlite_backup);
+    }
+
+    #[test]
+    fn unset_durations_take_their_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.wait_timeout, Duration::from_secs(60));
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.lock_wait, c.heal.lock_ttl);
+        assert_eq!(c.heal.migrate_timeout, Duration::from_secs(600));
+        assert_eq!(c.heal.kill_grace, Duration::from_secs(10));
+        // Each stage's copy of a shared setting is the same.
+        assert_eq!(
+            (c.hooks.kill_grace, c.launch.kill_grace),
+            (c.heal.kill_grace, c.heal.kill_grace)
+        );
+        assert_eq!(c.guard.lock_wait, c.heal.lock_wait);
+        assert_eq!(
+            (c.guard.wait_timeout, c.runner.wait_timeout),
+            (c.wait_timeout, c.wait_timeout)
+        );
+        assert_eq!(c.runner.migrate_timeout, c.heal.migrate_timeout);
+        assert_eq!(c.hooks.hook_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unset_choices_take_their_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.on_dirty, OnDirty::Fail);
+        assert_eq!(c.tool, ToolChoice::Auto);
+        assert_eq!(
+            (c.launch.mode, c.launch.signal_target),
+            (Mode::Auto, SignalTarget::Child)
+        );
+        assert_eq!(c.hooks.hook_failure, HookFailure::Stop);
+        assert_eq!(c.heal.backup.sqlite_backup_keep, 3);
+        assert_eq!(c.tool_settings, ToolSettings::default());
+    }
+
+    #[test]
+    fn every_default_in_the_table_is_one_its_variable_accepts() {
+        // Unset variables are read from these defaults: each must parse,
+        // and say the same as the code's own constants.
+        assert_eq!(
+            duration(default_of("UNLATCH_LOCK_TTL")),
+            Ok(Duration::from_secs(900))
+        );
+        assert_eq!(default_of("UNLATCH_TERMINATION_LOG"), TERMINATION_LOG);
+        assert_eq!(default_of("UNLATCH_NO_SUCH_VARIABLE"), "");
     }
 
     #[test]
@@ -777,9 +794,9 @@ mod tests {
             ("UNLATCH_WAIT_TIMEOUT", "90s"),
         ])
         .unwrap();
-        assert_eq!(c.lock_ttl, Duration::from_secs(5400));
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(5400));
         assert_eq!(
-            c.lock_wait,
+            c.heal.lock_wait,
             Duration::from_secs(5400),
             "the wait defaults to the TTL"
         );
@@ -787,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_duration_names_variable_and_form() {
+    fn a_bad_duration_names_the_variable_and_the_form() {
         let m = message(&[("UNLATCH_LOCK_TTL", "soon")]);
         assert!(
             m.starts_with("UNLATCH_LOCK_TTL=soon: expected a duration like 90s"),
@@ -795,8 +812,45 @@ mod tests {
         );
         let m = message(&[("UNLATCH_KILL_GRACE", "10")]);
         assert!(m.contains("UNLATCH_KILL_GRACE=10"), "{m}");
-        let m = message(&[("UNLATCH_MIGRATE_TIMEOUT", "0s")]);
-        assert!(m.contains("above zero"), "{m}");
+    }
+
+    #[test]
+    fn months_and_years_are_refused_as_surely_mistaken() {
+        // humantime reads M as months: 15M would be a TTL of 15 months.
+        let m = message(&[("UNLATCH_LOCK_TTL", "15M")]);
+        assert!(
+            m.starts_with("UNLATCH_LOCK_TTL=15M: expected a duration like 90s")
+                && m.contains("M reads as months or years"),
+            "{m}"
+        );
+        for value in ["1y", "2 months", "1year", "3years", "1month"] {
+            let m = message(&[("UNLATCH_LOCK_WAIT", value)]);
+            assert!(
+                m.starts_with(&format!("UNLATCH_LOCK_WAIT={value}: ")),
+                "{m}"
+            );
+        }
+        let c = config(&[("UNLATCH_LOCK_TTL", "15m"), ("UNLATCH_LOCK_WAIT", "2d")]).unwrap();
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.lock_wait, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn time_limits_of_zero_are_refused_alike() {
+        for name in ["UNLATCH_MIGRATE_TIMEOUT", "UNLATCH_HOOK_TIMEOUT"] {
+            for zero in ["0s", "0"] {
+                let m = message(&[(name, zero)]);
+                assert_eq!(
+                    m,
+                    format!(
+                        "{name}={zero}: expected a duration above zero, like 90s, 10m or 1h30m"
+                    ),
+                );
+            }
+        }
+        // Zero is meaningful where it means "at once".
+        let c = config(&[("UNLATCH_LOCK_TTL", "0s"), ("UNLATCH_KILL_GRACE", "0s")]).unwrap();
+        assert!(c.heal.lock_ttl.is_zero() && c.heal.kill_grace.is_zero());
     }
 
     #[test]
@@ -805,16 +859,41 @@ mod tests {
         let crash = "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s";
         let m = message(&[("UNLATCH_LOCK_TTL", crash)]);
         assert!(m.contains("numbers of at most 11 digits"), "{m}");
-        let most = "99999999999y99999999999y99999999999y99999999999y99999999999y999s";
+        // The longest accepted sum, in the largest unit accepted.
+        let most = "99999999999w99999999999w99999999999w99999999999w99999999999w999s";
         assert_eq!(most.len(), 64);
-        assert!(parse_duration("UNLATCH_LOCK_TTL", most).is_ok());
+        assert!(duration(most).is_ok());
     }
 
     #[test]
     fn empty_value_counts_as_unset() {
         let c = config(&[("UNLATCH_LOCK_TTL", ""), ("UNLATCH_ON_STALE", "")]).unwrap();
-        assert_eq!(c.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
+    }
+
+    #[test]
+    fn choices_are_trimmed_and_read_in_any_case() {
+        // A secret file's trailing newline, and capitals.
+        let c = config(&[
+            ("UNLATCH_ON_STALE", "clear\n"),
+            ("UNLATCH_ON_DIRTY", " Retry"),
+            ("UNLATCH_MODE", "EXEC"),
+            ("UNLATCH_SIGNAL_TARGET", "Group\r\n"),
+            ("UNLATCH_HOOK_FAILURE", "WARN"),
+            ("UNLATCH_SQLITE_BACKUP", "TRUE\n"),
+            ("UNLATCH_TOOL", "Knex-Migrator "),
+        ])
+        .unwrap();
+        assert_eq!(c.heal.on_stale, OnStale::Clear);
+        assert_eq!(c.heal.on_dirty, OnDirty::Retry);
+        assert_eq!(
+            (c.launch.mode, c.launch.signal_target),
+            (Mode::Exec, SignalTarget::Group)
+        );
+        assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
+        assert!(c.sqlite_backup);
+        assert_eq!(c.tool, ToolChoice::Named("knex-migrator"));
     }
 
     #[test]
@@ -827,7 +906,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.on_stale,
+            c.heal.on_stale,
             OnStale::Rollback(vec![
                 "knex-migrator-rollback".into(),
                 "--v".into(),
@@ -846,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_choices_are_named() {
+    fn unknown_choices_are_named_with_every_choice() {
         assert!(
             message(&[("UNLATCH_ON_STALE", "nuke")]).contains("expected clear, rollback or fail")
         );
@@ -855,6 +934,17 @@ mod tests {
             m.contains("UNLATCH_TOOL=alembic") && m.contains("knex-migrator"),
             "{m}"
         );
+        assert!(message(&[("UNLATCH_MODE", "fork")])
+            .starts_with("UNLATCH_MODE=fork: expected auto, supervise or exec"));
+        assert!(message(&[("UNLATCH_SIGNAL_TARGET", "all")]).contains("expected child or group"));
+        assert!(message(&[("UNLATCH_HOOK_FAILURE", "ignore")]).contains("expected stop or warn"));
+        assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
+    }
+
+    #[test]
+    fn flags_and_counts_name_what_they_expected() {
+        assert!(message(&[("UNLATCH_SQLITE_BACKUP", "yes")]).contains("UNLATCH_SQLITE_BACKUP=yes"));
+        assert!(message(&[("UNLATCH_SQLITE_BACKUP_KEEP", "0")]).contains("at least 1"));
     }
 
     #[test]
@@ -864,6 +954,10 @@ mod tests {
             c.migrate_cmd.unwrap(),
             ["sh", "-c", r#"echo "a b"; exit 3"#]
         );
+    }
+
+    #[test]
+    fn a_command_with_an_open_quote_or_no_words_is_refused() {
         let m = message(&[("UNLATCH_MIGRATE_CMD", "echo 'oops")]);
         assert!(
             m.contains("UNLATCH_MIGRATE_CMD") && m.contains("unmatched quote"),
@@ -873,22 +967,78 @@ mod tests {
     }
 
     #[test]
-    fn time_zone_comes_from_override_then_tz() {
+    fn the_lock_zone_is_tz_by_name_or_posix_rule() {
         let c = config(&[("TZ", "Europe/Berlin")]).unwrap();
-        assert_eq!(c.lock_zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
+        let c = config(&[("TZ", ":Europe/Berlin")]).unwrap();
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
+        let c = config(&[("TZ", "UTC")]).unwrap();
+        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
+        assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
+    }
+
+    #[test]
+    fn unlatch_lock_timezone_wins_over_tz() {
         let c = config(&[
             ("TZ", "Europe/Berlin"),
             ("UNLATCH_LOCK_TIMEZONE", "America/New_York"),
         ])
         .unwrap();
-        assert_eq!(c.lock_zone.iana_name(), Some("America/New_York"));
-        let c = config(&[("TZ", "UTC")]).unwrap();
-        assert_eq!(*c.lock_zone, TimeZone::UTC);
-        assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
+        assert_eq!(c.heal.lock_zone.iana_name(), Some("America/New_York"));
+    }
+
+    #[test]
+    fn an_unknown_zone_name_is_refused() {
         assert!(
             message(&[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")]).contains("UNLATCH_LOCK_TIMEZONE")
         );
         assert!(message(&[("TZ", "Nowhere/Land")]).starts_with("TZ=Nowhere/Land"));
+    }
+
+    /// A TZif file (version 1) with one zone, `offset` seconds east of UTC.
+    fn tzif(offset: i32) -> Vec<u8> {
+        let mut file = b"TZif\0".to_vec();
+        file.extend([0; 15]);
+        // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+        for count in [0u32, 0, 0, 0, 1, 4] {
+            file.extend(count.to_be_bytes());
+        }
+        file.extend(offset.to_be_bytes());
+        file.extend([0, 0]);
+        file.extend(b"ABC\0");
+        file
+    }
+
+    #[test]
+    fn tz_may_name_a_zone_file_as_glibc_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("zoneinfo/Test/Plus_One");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, tzif(3600)).unwrap();
+        let path = file.to_str().unwrap();
+        let link = dir.path().join("localtime");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let link = link.to_str().unwrap();
+        // `/usr/share/zoneinfo/Europe/Berlin` and `:/etc/localtime` alike.
+        for tz in [format!(":{path}"), path.to_owned(), format!(":{link}")] {
+            let c = config(&[("TZ", &tz)]).unwrap();
+            assert_eq!(c.heal.lock_zone.iana_name(), Some("Test/Plus_One"), "{tz}");
+            let offset = c.heal.lock_zone.to_offset(jiff::Timestamp::UNIX_EPOCH);
+            assert_eq!(offset.seconds(), 3600, "{tz}");
+            assert!(c.warnings.is_empty(), "{tz}: {:?}", c.warnings);
+        }
+    }
+
+    #[test]
+    fn a_missing_zone_file_leaves_utc_with_a_warning() {
+        let c = config(&[("TZ", ":/no/such/localtime")]).unwrap();
+        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].starts_with("TZ=:/no/such/localtime: cannot read that zone file"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
@@ -907,53 +1057,66 @@ mod tests {
         assert_eq!(c.database.unwrap().source, "DATABASE_URL");
     }
 
+    const LIQUIBASE: [(&str, &str); 5] = [
+        (
+            "LIQUIBASE_COMMAND_URL",
+            "jdbc:postgresql://db:5432/app?currentSchema=x",
+        ),
+        ("LIQUIBASE_COMMAND_USERNAME", "svc"),
+        ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"),
+        ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"),
+        ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"),
+    ];
+
+    const FLYWAY: [(&str, &str); 3] = [
+        ("FLYWAY_URL", "jdbc:postgresql://db/app"),
+        ("FLYWAY_SCHEMAS", " Tenant ,other"),
+        ("FLYWAY_TABLE", "history"),
+    ];
+
     #[test]
-    fn the_tools_variables_come_after_unlatchs_own_and_ghosts() {
-        let liquibase = [
-            (
-                "LIQUIBASE_COMMAND_URL",
-                "jdbc:postgresql://db:5432/app?currentSchema=x",
-            ),
-            ("LIQUIBASE_COMMAND_USERNAME", "svc"),
-            ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"),
-            ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"),
-            ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"),
-        ];
-        let c = config(&liquibase).unwrap();
-        assert_eq!(
-            c.tool_settings.get("UNLATCH_LIQUIBASE_TABLE"),
-            Some("app_lock")
-        );
+    fn liquibases_variables_name_the_database_schema_and_lock_table() {
+        let c = config(&LIQUIBASE).unwrap();
+        assert_eq!(c.tool_settings.get("UNLATCH_LIQUIBASE_TABLE"), Some("app_lock"));
         let target = c.database.unwrap();
         assert_eq!(target.source, "LIQUIBASE_COMMAND_URL");
         assert_eq!(target.schema.as_deref(), Some("billing"));
         assert_eq!(target.password(), Some("s3cret"));
         assert!(!target.redacted.contains("s3cret"), "{}", target.redacted);
-        let mut with_url = liquibase.to_vec();
+    }
+
+    #[test]
+    fn a_url_of_unlatchs_own_wins_over_the_tools_variables() {
+        let mut with_url = LIQUIBASE.to_vec();
         with_url.push(("DATABASE_URL", "postgres://u@h/d"));
         assert_eq!(
             config(&with_url).unwrap().database.unwrap().source,
             "DATABASE_URL"
         );
+    }
 
-        let flyway = [
-            ("FLYWAY_URL", "jdbc:postgresql://db/app"),
-            ("FLYWAY_SCHEMAS", " Tenant ,other"),
-            ("FLYWAY_TABLE", "history"),
-        ];
-        let c = config(&flyway).unwrap();
+    #[test]
+    fn flyways_variables_name_the_schema_quoted_and_the_history_table() {
+        let c = config(&FLYWAY).unwrap();
         assert_eq!(c.tool_settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
         // Flyway quotes the name: its case is kept.
         assert_eq!(c.database.unwrap().schema.as_deref(), Some("\"Tenant\""));
+    }
 
-        let mut both = liquibase.to_vec();
-        both.extend(flyway);
+    #[test]
+    fn with_both_tools_variables_unlatch_tool_picks() {
+        let mut both = LIQUIBASE.to_vec();
+        both.extend(FLYWAY);
         assert!(message(&both).contains("UNLATCH_TOOL"));
         both.push(("UNLATCH_TOOL", "flyway"));
         assert_eq!(
             config(&both).unwrap().database.unwrap().source,
             "FLYWAY_URL"
         );
+    }
+
+    #[test]
+    fn a_tools_bad_url_or_table_is_named() {
         assert!(message(&[("FLYWAY_URL", "postgres://db/app")]).starts_with("FLYWAY_URL="));
         assert!(message(&[
             ("FLYWAY_URL", "jdbc:postgresql://db/app"),
@@ -963,22 +1126,24 @@ mod tests {
     }
 
     #[test]
-    fn modes_targets_and_identities() {
-        let c = config(&[]).unwrap();
-        assert_eq!((c.mode, c.signal_target), (Mode::Auto, SignalTarget::Child));
-        assert!(c.run_as.is_none() && c.migrate_run_as.is_none());
+    fn mode_and_signal_target_are_read() {
         let c = config(&[
             ("UNLATCH_MODE", "supervise"),
             ("UNLATCH_SIGNAL_TARGET", "group"),
-            ("UNLATCH_RUN_AS", "nobody"),
         ])
         .unwrap();
         assert_eq!(
-            (c.mode, c.signal_target),
+            (c.launch.mode, c.launch.signal_target),
             (Mode::Supervise, SignalTarget::Group)
         );
+    }
+
+    #[test]
+    fn the_migrate_user_defaults_to_the_run_as_user() {
+        let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
+        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
         assert_eq!(
-            c.migrate_run_as, c.run_as,
+            c.heal.migrate_run_as, c.launch.run_as,
             "the migrate user defaults to UNLATCH_RUN_AS"
         );
         let c = config(&[
@@ -986,23 +1151,17 @@ mod tests {
             ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
         ])
         .unwrap();
-        assert_eq!(c.migrate_run_as.unwrap().spec, "nobody");
-        assert!(message(&[("UNLATCH_MODE", "fork")])
-            .starts_with("UNLATCH_MODE=fork: expected auto, supervise or exec"));
-        assert!(message(&[("UNLATCH_SIGNAL_TARGET", "all")]).contains("expected child or group"));
+        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(
+            c.hooks.migrate_run_as, c.heal.migrate_run_as,
+            "hooks run as migrations do"
+        );
         assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
             .starts_with("UNLATCH_MIGRATE_RUN_AS=ghost-user-x"));
     }
 
     #[test]
-    fn hooks_and_backups() {
-        let c = config(&[]).unwrap();
-        assert_eq!(
-            (c.hook_timeout, c.hook_failure),
-            (Duration::from_secs(300), HookFailure::Stop)
-        );
-        assert!(!c.sqlite_backup);
-        assert_eq!(c.sqlite_backup_keep, 3);
+    fn the_hooks_folder_must_be_a_folder() {
         let m = message(&[("UNLATCH_HOOKS_DIR", "/etc/passwd")]);
         assert!(
             m.contains("UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"),
@@ -1010,26 +1169,23 @@ mod tests {
         );
         let m = message(&[("UNLATCH_HOOKS_DIR", "/no/such/dir")]);
         assert!(m.contains("it does not exist"), "{m}");
-        assert!(message(&[("UNLATCH_HOOK_FAILURE", "ignore")]).contains("expected stop or warn"));
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP", "yes")]).contains("UNLATCH_SQLITE_BACKUP=yes"));
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP_KEEP", "0")]).contains("at least 1"));
     }
 
     #[test]
-    fn dirty_policy_and_table_names() {
-        let c = config(&[]).unwrap();
-        assert_eq!(c.on_dirty, OnDirty::Fail);
-        assert_eq!(c.tool_settings, ToolSettings::default());
+    fn retry_and_table_names_are_read() {
         let c = config(&[
             ("UNLATCH_ON_DIRTY", "retry"),
             ("UNLATCH_KNEX_TABLE", "my_migrations"),
         ])
         .unwrap();
         assert_eq!(
-            (c.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
+            (c.heal.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
             (OnDirty::Retry, Some("my_migrations"))
         );
-        assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
+    }
+
+    #[test]
+    fn a_bad_table_name_or_migrations_path_is_named() {
         let m = message(&[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")]);
         assert!(
             m.starts_with("UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"),
@@ -1055,29 +1211,21 @@ mod tests {
 
     #[test]
     fn log_settings() {
-        let l = Logging::from_env(&env(&[
-            ("UNLATCH_LOG", "warn"),
-            ("UNLATCH_LOG_FORMAT", "json"),
-        ]))
-        .unwrap();
-        assert_eq!(l.level, log::LevelFilter::Warn);
-        assert_eq!(l.format, LogFormat::Json);
-        let e = Logging::from_env(&env(&[("UNLATCH_LOG", "loud")])).unwrap_err();
+        // The second in capitals, with a secret file's newline.
+        for (level, format, filter) in [
+            ("warn", "json", log::LevelFilter::Warn),
+            ("DEBUG", "Json\n", log::LevelFilter::Debug),
+        ] {
+            let l = logging(&env(&[
+                ("UNLATCH_LOG", level),
+                ("UNLATCH_LOG_FORMAT", format),
+            ]))
+            .unwrap();
+            assert_eq!(l.level, filter);
+            assert_eq!(l.format, LogFormat::Json);
+        }
+        let e = logging(&env(&[("UNLATCH_LOG", "loud")])).unwrap_err();
         assert!(e.message.starts_with("UNLATCH_LOG=loud"));
-    }
-
-    #[test]
-    fn non_utf8_value_names_variable() {
-        use std::os::unix::ffi::OsStringExt;
-        let err = Env::capture([(
-            OsString::from("UNLATCH_LOCK_TTL"),
-            OsString::from_vec(vec![0xff, b'm']),
-        )])
-        .unwrap_err();
-        assert_eq!(
-            err.message,
-            "UNLATCH_LOCK_TTL is not valid UTF-8; expected a UTF-8 value"
-        );
     }
 
     #[test]
@@ -1123,5 +1271,42 @@ mod tests {
         let c = config(&[("UNLATCH_LOCK_TTLL", "1m"), ("UNLATCH_TEST_MYSQL_URL", "x")]).unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].starts_with("UNLATCH_LOCK_TTLL is not a variable"));
+    }
+
+    /// The README's configuration table, row by row: the names in its
+    /// first column and its default, as [`VARIABLES`] writes them.
+    fn readme_rows() -> Vec<(String, String)> {
+        let readme = include_str!("../README.md");
+        let table = &readme[readme.find("## Configuration").expect("the README has it")..];
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("| `"))
+            .take_while(|line| line.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let plain = |cell: &str| cell.trim_matches(['|', ' ']).replace('`', "");
+                (plain(cells[0]), plain(cells[1]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_lists_the_variables_and_defaults_of_the_help() {
+        let readme = readme_rows();
+        let ours: Vec<(String, String)> = variables()
+            .iter()
+            .map(|(name, default, _)| {
+                let default = default.trim_start_matches('(').trim_end_matches(')');
+                (name.to_string(), default.to_owned())
+            })
+            .collect();
+        let names =
+            |rows: &[(String, String)]| rows.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&readme),
+            names(&ours),
+            "the README's names, in --help's order"
+        );
+        assert_eq!(readme, ours, "the README's defaults");
     }
 }

@@ -22,7 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyRow};
 use sqlx::{AnyConnection, ConnectOptions, Connection};
 
 use crate::clock::human;
-use crate::config::Env;
+use crate::env::Env;
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 use crate::{dialect, tls};

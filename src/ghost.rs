@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::config::Env;
+use crate::dialect::escape_userinfo;
+use crate::env::Env;
 use crate::exit::{Code, Failure};
 
 const FIELDS: &[&str] = &[
@@ -390,26 +391,20 @@ fn mysql_url(settings: &Settings, database: &str, source: &str) -> Result<String
         let number = port.parse::<u16>().map_err(|_| bad("port", port))?;
         url.set_port(Some(number)).map_err(|_| bad("port", port))?;
     }
-    // Ghost's values are taken as they are, `%` included: every character
-    // but URL-safe ones is escaped here (the URL crate leaves `%`, so `%41`
-    // would reach the server as `A`).
-    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    let escaped = |value: &str| percent_encoding::utf8_percent_encode(value, USERINFO).to_string();
+    // Ghost's values are taken as they are, `%` included (the URL crate
+    // leaves `%`, so `%41` would reach the server as `A`).
     if let Some(user) = settings.get("user") {
-        url.set_username(&escaped(user))
+        url.set_username(&escape_userinfo(user))
             .map_err(|_| bad("user", user))?;
     }
     if let Some(password) = settings.get("password") {
-        url.set_password(Some(&escaped(password))).map_err(|_| {
-            Failure::new(
-                Code::Config,
-                format!("{source}: database__connection__password cannot be used"),
-            )
-        })?;
+        url.set_password(Some(&escape_userinfo(password)))
+            .map_err(|_| {
+                Failure::new(
+                    Code::Config,
+                    format!("{source}: database__connection__password cannot be used"),
+                )
+            })?;
     }
     url.path_segments_mut()
         .expect("mysql URLs have paths")
@@ -654,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_client_and_missing_fields_are_named() {
+    fn an_unknown_client_is_named() {
         let err = database_url(&env(&[("database__client", "pg")]), Path::new("/x")).unwrap_err();
         assert!(
             err.message
@@ -662,6 +657,10 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn outside_ghosts_environments_a_missing_field_is_named() {
         // Outside Ghost's own environments there are no defaults to fill in.
         let err = database_url(
             &env(&[("NODE_ENV", "staging"), ("database__client", "sqlite3")]),
@@ -687,6 +686,10 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_named() {
         let err = database_url(
             &env(&[
                 ("database__client", "mysql"),
@@ -827,17 +830,25 @@ mod tests {
     }
 
     #[test]
-    fn ssl_as_mysql2_reads_it() {
+    fn a_ca_verifies_the_server() {
         let ca = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
         let url = mysql_with(&[("database__connection__ssl__ca", ca)]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert_eq!(param(&url, "ssl-ca").as_deref(), Some(ca));
+    }
+
+    #[test]
+    fn only_reject_unauthorized_false_turns_verification_off() {
         let url =
             mysql_with(&[("database__connection__ssl__rejectUnauthorized", "false")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("REQUIRED"));
         // Only the boolean false turns verification off, as in mysql2.
         let url = mysql_with(&[("database__connection__ssl__rejectUnauthorized", "0")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
+    }
+
+    #[test]
+    fn ssl_as_an_object_or_false_is_read_as_mysql2_reads_it() {
         let url = mysql_with(&[(
             "database__connection__ssl",
             r#"{"ca":"x","verifyIdentity":true}"#,
@@ -846,6 +857,10 @@ mod tests {
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("VERIFY_IDENTITY"));
         let url = mysql_with(&[("database__connection__ssl", "false")]).unwrap();
         assert_eq!(param(&url, "ssl-mode").as_deref(), Some("DISABLED"));
+    }
+
+    #[test]
+    fn ssl_true_or_a_profile_name_needs_a_ca_and_a_lone_key_is_refused() {
         for value in ["true", "Amazon RDS"] {
             let err = mysql_with(&[("database__connection__ssl", value)]).unwrap_err();
             assert_eq!(err.code, Code::Config);

@@ -36,10 +36,18 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
-use crate::config::Config;
 use crate::db::{self, Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+
+/// What the guard reads from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// How long to wait for another replica's preflight.
+    pub lock_wait: Duration,
+    /// How long MySQL's guard connection, its own, may take to open.
+    pub wait_timeout: Duration,
+}
 
 /// `pg_advisory_lock` key: the bytes of "unlatch". Advisory keys are per
 /// database, so one constant serves every database on a server.
@@ -105,7 +113,7 @@ pub async fn acquire(
     target: &Target,
     early: Option<AnyConnection>,
     work: &mut Option<Db>,
-    config: &Config,
+    config: &Settings,
     stop: &mut Stop,
     read: Option<&str>,
 ) -> anyhow::Result<Guard> {

@@ -18,13 +18,53 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::backup;
-use crate::clock::{self, human};
-use crate::config::{Config, OnDirty, OnStale};
+use crate::clock::{self, human, LockZone};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
+use crate::user::RunAs;
+
+/// What the heal reads from the configuration: the lock policy, and how a
+/// rollback command runs (as the migrate command does, which [`crate::migrate`]
+/// runs under these settings too).
+#[derive(Debug)]
+pub struct Settings {
+    pub lock_ttl: Duration,
+    pub lock_wait: Duration,
+    pub lock_zone: LockZone,
+    pub on_stale: OnStale,
+    pub on_dirty: OnDirty,
+    /// End a PostgreSQL session idle with a tool's advisory lock past the TTL.
+    pub terminate_stale_sessions: bool,
+    pub migrate_timeout: Duration,
+    pub kill_grace: Duration,
+    pub migrate_run_as: Option<RunAs>,
+    /// How to copy a SQLite database before freeing its lock.
+    pub backup: backup::Settings,
+}
+
+/// What to do with a lock held longer than the TTL (`UNLATCH_ON_STALE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnStale {
+    /// Compare-and-swap the lock back to free.
+    Clear,
+    /// Run this command first, then clear the lock if it is still held.
+    Rollback(Vec<String>),
+    /// Change nothing and stop.
+    Fail,
+}
+
+/// What to do with a dirty or failed migration (`UNLATCH_ON_DIRTY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDirty {
+    /// Change nothing; name the migration and the tool's repair command.
+    Fail,
+    /// Mark it not applied, as the tool's repair does, then migrate.
+    Retry,
+}
 
 /// How often a live lock is looked at, and how often the wait is logged.
 const POLL: Duration = Duration::from_secs(1);
@@ -76,7 +116,7 @@ pub fn judge(
 }
 
 /// A one-line account of a lock, for logs: where, holder, age, TTL.
-pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &Config) -> String {
+pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &Settings) -> String {
     let age = match verdict {
         Verdict::Live { age: Some(a) } | Verdict::Stale { age: Some(a) } => Some(human(*a)),
         _ => None,
@@ -125,7 +165,7 @@ pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &C
 pub async fn settle(
     tool: &dyn Tool,
     db: &mut Db,
-    config: &Config,
+    config: &Settings,
     stop: &mut Stop,
     state_absent: bool,
 ) -> anyhow::Result<bool> {
@@ -224,7 +264,7 @@ async fn heal(
     db: &mut Db,
     seen: &LockState,
     verdict: &Verdict,
-    config: &Config,
+    config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     let account = account(tool, seen, verdict, config);
@@ -306,11 +346,11 @@ pub async fn release(
     tool: &dyn Tool,
     db: &mut Db,
     seen: &LockState,
-    config: &Config,
+    config: &Settings,
     why: &str,
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
-    backup::sqlite(db, config, "before freeing the lock", stop).await?;
+    backup::sqlite(db, &config.backup, "before freeing the lock", stop).await?;
     let swapped = tool.release(db, seen, &config.lock_zone).await?;
     if swapped {
         let how = match seen {

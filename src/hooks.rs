@@ -30,18 +30,39 @@ use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Config, HookFailure};
 use crate::exit::{Code, Failure};
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
+use crate::user::RunAs;
+
+/// What running hooks reads from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// `UNLATCH_HOOKS_DIR`, else `/entrypoint.d` when it exists.
+    pub hooks_dir: Option<PathBuf>,
+    pub hook_timeout: Duration,
+    pub hook_failure: HookFailure,
+    /// Hooks run as the migrate command does.
+    pub migrate_run_as: Option<RunAs>,
+    pub kill_grace: Duration,
+}
+
+/// What a failed hook does to the start (`UNLATCH_HOOK_FAILURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFailure {
+    Stop,
+    Warn,
+}
 
 /// Variables the hooks handed on, in the order they were written.
 pub type HandedEnv = Vec<(String, String)>;
 
 /// Runs every hook in `config.hooks_dir`; returns the variables they handed on.
-pub async fn run_all(config: &Config, stop: &mut Stop) -> anyhow::Result<HandedEnv> {
+pub async fn run_all(config: &Settings, stop: &mut Stop) -> anyhow::Result<HandedEnv> {
     let Some(dir) = &config.hooks_dir else {
         return Ok(Vec::new());
     };
@@ -118,7 +139,7 @@ fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Refuses a hook that someone other than root or its runner could change.
-fn check_trusted(hook: &Path, name: &str, meta: &Metadata, config: &Config) -> anyhow::Result<()> {
+fn check_trusted(hook: &Path, name: &str, meta: &Metadata, config: &Settings) -> anyhow::Result<()> {
     let refuse = |why: String| {
         Failure::new(
             Code::HookFailed,
@@ -145,7 +166,7 @@ fn check_trusted(hook: &Path, name: &str, meta: &Metadata, config: &Config) -> a
     Ok(())
 }
 
-fn failed(name: &str, ended: &Ended, config: &Config) -> anyhow::Result<()> {
+fn failed(name: &str, ended: &Ended, config: &Settings) -> anyhow::Result<()> {
     let message = format!("hook {name} {}", ended.describe());
     match config.hook_failure {
         HookFailure::Warn => {

@@ -14,14 +14,36 @@
 //!
 //! May touch: this process's image, or its children.
 
-use crate::config::{Config, Mode};
+use std::time::Duration;
+
 use crate::process::{self, Spec};
-use crate::supervise::{self, Supervision};
+use crate::supervise::{self, SignalTarget, Supervision};
+use crate::user::RunAs;
 use crate::Prepared;
+
+/// What launching reads from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub signal_target: SignalTarget,
+    /// `UNLATCH_RUN_AS`: whom COMMAND runs as.
+    pub run_as: Option<RunAs>,
+    pub kill_grace: Duration,
+}
+
+/// How COMMAND is started after the preflight (`UNLATCH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Supervise when PID 1, exec otherwise.
+    Auto,
+    Supervise,
+    Exec,
+}
 
 /// Runs after the preflight; returns the exit code, or an error when
 /// COMMAND could not be started.
-pub fn start(command: &[String], config: &Config, prepared: &Prepared) -> anyhow::Result<u8> {
+pub fn start(command: &[String], config: &Settings, prepared: &Prepared) -> anyhow::Result<u8> {
     if command.is_empty() {
         log::info!("preflight done; no COMMAND given, exiting 0");
         return Ok(0);

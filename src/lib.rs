@@ -6,8 +6,8 @@
 //! The pipeline runs in this order; each module opens with its job and what
 //! it may touch.
 //!
-//! - [`config`]: every setting, from the environment, checked up front
-//!   ([`ghost`] maps Ghost's own database settings).
+//! - [`config`]: every setting, from the environment ([`mod@env`]), checked up
+//!   front ([`ghost`] maps Ghost's own database settings).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
 //! - [`guard`]: unlatch's own session lock, so replicas take turns
@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dialect;
+pub mod env;
 pub mod exit;
 pub mod ghost;
 pub mod guard;
@@ -72,9 +73,9 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
             "no database configured (UNLATCH_DATABASE_URL, DATABASE_URL, Ghost's database__* variables or \
              config.$NODE_ENV.json): skipping the database steps"
         );
-        let env = hooks::run_all(config, &mut stop).await?;
+        let env = hooks::run_all(&config.hooks, &mut stop).await?;
         if let Some(argv) = &config.migrate_cmd {
-            migrate::run(argv, &env, None, config, &mut stop).await?;
+            migrate::run(argv, &env, None, &config.heal, &mut stop).await?;
         }
         return unless_stopped(Prepared { env }, &mut stop).await;
     };
@@ -88,8 +89,15 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     // On PostgreSQL the guard's first try also reads what the steps below
     // need (see [`look`]).
     let read = look::statement(target, config);
-    let mut guard =
-        guard::acquire(target, early, &mut db, config, &mut stop, read.as_deref()).await?;
+    let mut guard = guard::acquire(
+        target,
+        early,
+        &mut db,
+        &config.guard,
+        &mut stop,
+        read.as_deref(),
+    )
+    .await?;
     let look = guard
         .first_read()
         .map(|row| look::Look::read(&row))
@@ -153,7 +161,7 @@ async fn under_guard(
     let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));
     let mut free_at_once = true;
     if let (Some(tool), Some(db)) = (&tool, &mut *db) {
-        free_at_once = heal::settle(tool.as_ref(), db, config, stop, state_absent).await?;
+        free_at_once = heal::settle(tool.as_ref(), db, &config.heal, stop, state_absent).await?;
     }
     if let Some(db) = db.as_mut() {
         // The advisory locks that can block this app's tool: the one found,
@@ -168,14 +176,14 @@ async fn under_guard(
         };
         // The names as the look saw them, unless the heal waited or wrote since.
         let names = look.filter(|_| free_at_once).map(|l| l.names);
-        sessions::check(db, blocking, names, config).await?;
+        sessions::check(db, blocking, names, &config.heal).await?;
     }
-    let env = hooks::run_all(config, stop).await?;
+    let env = hooks::run_all(&config.hooks, stop).await?;
     let migrating = config.migrate_cmd.is_some() || config.migrations_dir.is_some();
     if let (true, true, Some(db)) = (migrating, config.sqlite_backup, db.as_mut()) {
         backup::sqlite(
             db,
-            config,
+            &config.heal.backup,
             "before the migrations (UNLATCH_SQLITE_BACKUP=1)",
             stop,
         )
@@ -198,7 +206,7 @@ async fn under_guard(
             *db = Some(create_sqlite_file(target, config, stop).await?);
         }
         let db = db.as_mut().expect("just made");
-        runner::run(target, dir, db, config, stop).await?;
+        runner::run(target, dir, db, &config.runner, stop).await?;
     }
     Ok(Prepared { env })
 }
@@ -257,7 +265,7 @@ fn give_to_app_user(
     file: &std::path::Path,
     config: &Config,
 ) -> anyhow::Result<()> {
-    let Some(identity) = &config.run_as else {
+    let Some(identity) = &config.launch.run_as else {
         return Ok(());
     };
     let given = std::os::unix::fs::fchown(
@@ -309,7 +317,7 @@ async fn migrate_unless_done(
         (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
         _ => None,
     };
-    migrate::run(argv, env, watched, config, stop).await?;
+    migrate::run(argv, env, watched, &config.heal, stop).await?;
     if let Some(db) = db {
         if let Err(e) = state::record_migrated(db, argv).await {
             log::warn!("could not record the migration in unlatch_state ({e:#}); replicas waiting now will run it again");

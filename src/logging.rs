@@ -20,9 +20,21 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::config::{LogFormat, Logging};
+/// How to log (`UNLATCH_LOG`, `UNLATCH_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub level: log::LevelFilter,
+    pub format: LogFormat,
+}
 
-pub fn init(settings: Logging) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn init(settings: Settings) {
     let json = settings.format == LogFormat::Json;
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Off)

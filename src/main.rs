@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use unlatch::config::{self, Config, Env, Logging};
+use unlatch::config::{self, Config, Env};
 use unlatch::exit::{self, Code, Failure};
 use unlatch::{db, launch, logging, status, supervise};
 
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     // Logging settings come first, so that every later error is logged in
     // the format asked for; errors before that go to stderr plainly.
     let env = match Env::capture(std::env::vars_os())
-        .and_then(|env| Logging::from_env(&env).map(|l| (env, l)))
+        .and_then(|env| config::logging(&env).map(|l| (env, l)))
     {
         Ok((env, settings)) => {
             logging::init(settings);
@@ -153,8 +153,8 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     }
     // Before the runtime starts any thread: this changes the environment.
     unlatch::tls::confine_roots(config.database.as_ref().is_some_and(|t| t.only_given_roots));
-    if let (Invocation::Run { command }, unlatch::config::Mode::Supervise) =
-        (&invocation, config.mode)
+    if let (Invocation::Run { command }, unlatch::launch::Mode::Supervise) =
+        (&invocation, config.launch.mode)
     {
         if command.is_empty() {
             return Err(Failure::new(
@@ -185,7 +185,7 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
             drop(runtime);
             // Single-threaded again: the app gets SSL_CERT_* as they were.
             unlatch::tls::release_roots();
-            launch::start(&command, &config, &prepared)
+            launch::start(&command, &config.launch, &prepared)
         }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     }

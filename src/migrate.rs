@@ -14,7 +14,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::clock::human;
-use crate::config::Config;
 use crate::db::Db;
 use crate::exit::{Code, Failure};
 use crate::heal;
@@ -32,7 +31,7 @@ pub async fn run(
     argv: &[String],
     env: &[(String, String)],
     mut watched: Option<Watched<'_>>,
-    config: &Config,
+    config: &heal::Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let before = match &mut watched {
@@ -78,7 +77,7 @@ pub async fn run(
 async fn free_own_lock(
     w: Watched<'_>,
     started: Timestamp,
-    config: &Config,
+    config: &heal::Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let state = w.tool.observe(w.db, &config.lock_zone).await?;

@@ -16,15 +16,22 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use sqlx::migrate::{MigrationType, Migrator};
 use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
-use crate::config::Config;
 use crate::db::{self, Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+
+/// What the built-in runner reads from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub wait_timeout: Duration,
+    pub migrate_timeout: Duration,
+}
 
 const TABLE: &str = "_sqlx_migrations";
 
@@ -61,7 +68,7 @@ pub async fn run(
     target: &Target,
     dir: &Path,
     db: &mut Db,
-    config: &Config,
+    config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let migrator = load(dir).await?;

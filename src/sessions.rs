@@ -18,8 +18,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::clock::human;
-use crate::config::Config;
 use crate::db::{Db, Kind};
+use crate::heal;
 use crate::tools::Tool;
 
 /// A session holding a tool's advisory lock.
@@ -188,7 +188,7 @@ pub async fn check(
     db: &mut Db,
     tools: &[Box<dyn Tool>],
     names: Option<Names>,
-    config: &Config,
+    config: &heal::Settings,
 ) -> anyhow::Result<()> {
     for holder in holders(db, tools, names).await? {
         let stale = holder.idle_state() && holder.idle > config.lock_ttl;

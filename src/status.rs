@@ -22,7 +22,7 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let database = config.database.as_ref().map(|t| t.redacted.clone());
     let mut report = json!({
         "database": database,
-        "ttl_seconds": config.lock_ttl.as_secs(),
+        "ttl_seconds": config.heal.lock_ttl.as_secs(),
         "tools": [],
     });
     let mut worst = 0;
@@ -35,8 +35,8 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
                 .map(|h| json!({"tool": h.tool, "key": h.key, "pid": h.pid, "state": h.state, "idle_seconds": h.idle.as_secs()}))
                 .collect();
             for tool in tools::detected(candidates, &mut db, None).await? {
-                let state = tool.observe(&mut db, &config.lock_zone).await?;
-                let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
+                let state = tool.observe(&mut db, &config.heal.lock_zone).await?;
+                let verdict = heal::judge(&state, Timestamp::now(), None, config.heal.lock_ttl);
                 worst = worst.max(match verdict {
                     Verdict::Free => 0,
                     Verdict::Live { .. } => 1,
@@ -108,7 +108,7 @@ fn text(report: &serde_json::Value, config: &Config) -> String {
             .as_u64()
             .map_or("-".to_owned(), |a| human(std::time::Duration::from_secs(a)));
         line(&mut out, "age", &age);
-        line(&mut out, "ttl", &human(config.lock_ttl));
+        line(&mut out, "ttl", &human(config.heal.lock_ttl));
         line(&mut out, "verdict", &s("verdict"));
     }
     for migration in report["pending"].as_array().into_iter().flatten() {

@@ -40,7 +40,6 @@ use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-use crate::config::SignalTarget;
 use crate::exit::Failure;
 use crate::process::{self, Spec, Terminal};
 
@@ -48,6 +47,14 @@ use crate::process::{self, Spec, Terminal};
 const TICK: Duration = Duration::from_secs(1);
 
 type Signals = SignalDelivery<UnixStream, SignalOnly>;
+
+/// Where a supervisor sends the signals it forwards (`UNLATCH_SIGNAL_TARGET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalTarget {
+    Child,
+    Group,
+}
 
 /// Settings for [`run`].
 pub struct Supervision {

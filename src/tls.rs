@@ -34,8 +34,8 @@ use std::sync::OnceLock;
 
 use url::Url;
 
-use crate::config::Env;
 use crate::db::Kind;
+use crate::env::Env;
 
 /// What [`settle`] found besides the URL it rewrote.
 #[derive(Debug, Default)]

@@ -130,12 +130,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_numbers() {
+    fn a_name_resolves_to_its_ids_and_home() {
         let root = RunAs::resolve("X", "root").unwrap();
         assert_eq!(
             (root.uid.as_raw(), root.gid.as_raw(), root.home.as_str()),
             (0, 0, "/root")
         );
+    }
+
+    #[test]
+    fn a_number_with_an_entry_is_that_user() {
         let nobody = RunAs::resolve("X", "nobody").unwrap();
         assert_eq!(
             nobody,
@@ -146,6 +150,10 @@ mod tests {
                 })
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_group_given_is_the_primary_one_and_among_the_groups() {
         let with_group = RunAs::resolve("X", "nobody:0").unwrap();
         assert_eq!(with_group.gid.as_raw(), 0);
         assert!(with_group.groups.contains(&Gid::from_raw(0)));

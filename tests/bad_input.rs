@@ -97,6 +97,17 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "UNLATCH_MIGRATE_TIMEOUT=0s",
         ),
         (
+            vec![("UNLATCH_HOOK_TIMEOUT", "0".into())],
+            vec![],
+            "UNLATCH_HOOK_TIMEOUT=0: expected a duration above zero",
+        ),
+        (
+            // humantime's months: a TTL of 15 months would wait forever.
+            vec![("UNLATCH_LOCK_TTL", "15M".into())],
+            vec![],
+            "UNLATCH_LOCK_TTL=15M: expected a duration",
+        ),
+        (
             vec![("UNLATCH_KILL_GRACE", "abc".into())],
             vec![],
             "UNLATCH_KILL_GRACE=abc",
@@ -623,6 +634,33 @@ fn every_bad_input_is_named_refused_and_harmless() {
         folder_listing(scratch.path()),
         expected,
         "no copy, no guard file, nothing beside it"
+    );
+}
+
+/// Values that look odd but mean one thing, as glibc, Node or a secret file
+/// give them, start the app rather than exit 64.
+#[test]
+fn values_as_glibc_or_a_secret_file_give_them_are_accepted() {
+    for (name, value) in [
+        ("TZ", ":/etc/localtime"),
+        ("TZ", ":Europe/Berlin"),
+        ("TZ", ":/no/such/zone/file"),
+        ("UNLATCH_ON_STALE", "clear\n"),
+        ("UNLATCH_LOG", "DEBUG"),
+        ("UNLATCH_LOG_FORMAT", " Text "),
+    ] {
+        let out = run(unlatch().env(name, value).args(["--", "echo", "app"]));
+        assert_eq!(code(&out), 0, "{name}={value:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "app\n", "{name}={value:?}");
+    }
+    let out = run(unlatch()
+        .env("TZ", ":/no/such/zone/file")
+        .args(["--", "true"]));
+    assert!(
+        stderr(&out).contains("TZ=:/no/such/zone/file: cannot read that zone file")
+            && stderr(&out).contains("using UTC"),
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -29,7 +29,7 @@ pub(super) fn jdbc(rest: &str) -> Result<Located, String> {
 
 /// Userinfo escaped so that the value reaches the server as it is, `%`
 /// included (the URL crate leaves `%` alone).
-pub(super) fn escape_userinfo(value: &str) -> String {
+pub fn escape_userinfo(value: &str) -> String {
     const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')

@@ -30,12 +30,12 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use crate::config::Env;
 use crate::db::Kind;
+use crate::env::Env;
 
 use golang_migrate::{go_dsn_to_url, migrations_table, mysql_table, GoTls};
 use jdbc::jdbc;
-pub use jdbc::{jdbc_with, JdbcExtras};
+pub use jdbc::{escape_userinfo, jdbc_with, JdbcExtras};
 pub use prisma::{prisma_schema_dir, PRISMA_ONLY};
 use prisma::{prisma_sqlite, PrismaTls};
 
@@ -114,7 +114,10 @@ const SQLX_MYSQL: &[&str] = &[
 /// `UNLATCH_TOOL`. `Err` is the reason, which the caller wraps with the
 /// variable's name.
 pub fn read(url: &str, env: &Env) -> Result<Located, String> {
-    let prisma_named = env.get("UNLATCH_TOOL") == Some("prisma");
+    // As config reads it: trimmed, in any case.
+    let prisma_named = env
+        .get("UNLATCH_TOOL")
+        .is_some_and(|tool| tool.trim().eq_ignore_ascii_case("prisma"));
     if let Some(rest) = strip_prefix_ignore_case(url, "jdbc:") {
         return jdbc(rest);
     }

@@ -1,0 +1,111 @@
+//! The environment as unlatch reads it: one snapshot, taken once, of the
+//! variables it may read (its own, Ghost's, libpq's and the tools'), valid
+//! UTF-8, empty values dropped (Docker's `-e NAME=` means unset).
+//!
+//! Its own module so that `config`, `ghost`, `db`, `dialect` and `tls` all
+//! read the same snapshot without importing one another.
+//!
+//! May touch: nothing (the caller hands in the process environment).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use crate::exit::{Code, Failure};
+
+/// Sorted, so that with several bad values the first one reported is the
+/// same on every start.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Takes the variables unlatch may read; one that is not UTF-8 is an
+    /// error naming it, rather than the panic `std::env::vars` would give.
+    pub fn capture(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Env, Failure> {
+        let mut map = BTreeMap::new();
+        for (key, value) in vars {
+            let Ok(key) = key.into_string() else { continue };
+            if !is_ours(&key) {
+                continue;
+            }
+            let value = value.into_string().map_err(|_| {
+                Failure::new(
+                    Code::Config,
+                    format!("{key} is not valid UTF-8; expected a UTF-8 value"),
+                )
+            })?;
+            if !value.is_empty() {
+                map.insert(key, value);
+            }
+        }
+        Ok(Env { vars: map })
+    }
+
+    /// An environment of exactly these pairs, for tests.
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env::capture(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .expect("test pairs are UTF-8")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Variables whose name starts with `prefix`, in name order.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.vars
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn is_ours(key: &str) -> bool {
+    key.starts_with("UNLATCH_")
+        || key.starts_with("database__")
+        // libpq's defaults, and the URLs of the tools beside unlatch.
+        || key.starts_with("PG")
+        || key.starts_with("LIQUIBASE_")
+        || key.starts_with("FLYWAY_")
+        || matches!(key, "DATABASE_URL" | "TZ" | "NODE_ENV")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_value_names_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        let err = Env::capture([(
+            OsString::from("UNLATCH_LOCK_TTL"),
+            OsString::from_vec(vec![0xff, b'm']),
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "UNLATCH_LOCK_TTL is not valid UTF-8; expected a UTF-8 value"
+        );
+    }
+
+    #[test]
+    fn a_prefix_gives_exactly_its_variables_in_order() {
+        let env = Env::from_pairs(&[
+            ("UNLATCH_B", "2"),
+            ("TZ", "UTC"),
+            ("UNLATCH_A", "1"),
+            ("DATABASE_URL", "x"),
+        ]);
+        let got: Vec<_> = env.with_prefix("UNLATCH_").collect();
+        assert_eq!(got, [("UNLATCH_A", "1"), ("UNLATCH_B", "2")]);
+    }
+}
