@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyRow};
@@ -25,6 +25,7 @@ use crate::clock::human;
 use crate::config::Env;
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+use crate::wait::{self, Wait};
 use crate::{dialect, tls};
 
 /// Which SQL dialect a database speaks.
@@ -629,25 +630,24 @@ pub async fn connect_within(
             return Ok(None);
         }
     }
-    let started = Instant::now();
+    let mut wait = Wait::new(timeout, wait::PACE);
     let mut delay = Duration::from_millis(50);
-    let mut last_logged: Option<Instant> = None;
     loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
         let attempt = tokio::time::timeout(
-            remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            wait.remaining()
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
             target.connect_once(role),
         );
-        let err = tokio::select! {
-            result = attempt => match result {
-                Ok(Ok(conn)) => {
-                    log::debug!("connected to {}", target.redacted);
-                    return Ok(Some(Db { conn, kind: target.kind }));
-                }
-                Ok(Err(err)) => err,
-                Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
-            },
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        let err = match wait::or_stop(attempt, stop).await? {
+            Ok(Ok(conn)) => {
+                log::debug!("connected to {}", target.redacted);
+                return Ok(Some(Db {
+                    conn,
+                    kind: target.kind,
+                }));
+            }
+            Ok(Err(err)) => err,
+            Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
         };
         let cause = target.scrub(&err.to_string());
         match classify(&err) {
@@ -706,8 +706,16 @@ pub async fn connect_within(
             }
             Attempt::Retry => {}
         }
-        if started.elapsed() >= timeout {
-            return Err(Failure::new(
+        let progress = |waited| {
+            format!(
+                "waiting for the database {}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
+                target.redacted,
+                human(waited),
+                human(timeout)
+            )
+        };
+        let timed_out = || {
+            Failure::new(
                 Code::Unreachable,
                 format!(
                     "could not reach the database {} (from {}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
@@ -716,22 +724,9 @@ pub async fn connect_within(
                     human(timeout)
                 ),
             )
-            .into());
-        }
-        if last_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-            log::info!(
-                "waiting for the database {}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
-                target.redacted,
-                human(started.elapsed()),
-                human(timeout)
-            );
-            last_logged = Some(Instant::now());
-        }
-        let pause = delay.min(timeout.saturating_sub(started.elapsed()));
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
-        }
+            .into()
+        };
+        wait.again(delay, stop, progress, timed_out).await?;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
 }

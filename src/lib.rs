@@ -52,6 +52,7 @@ pub mod supervise;
 pub mod tls;
 pub mod tools;
 pub mod user;
+pub mod wait;
 
 use config::Config;
 use db::Db;
