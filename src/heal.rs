@@ -161,7 +161,9 @@ pub async fn settle(
                 };
                 let timed_out = || {
                     let place = tool.place();
-                    let why = format!("{place} is live and still held after UNLATCH_LOCK_WAIT={limit}: {account}");
+                    let why = format!(
+                        "{place} is live and still held after UNLATCH_LOCK_WAIT={limit}: {account}"
+                    );
                     Failure::new(Code::LockStillHeld, why).into()
                 };
                 wait.again(POLL, stop, progress, timed_out).await?;

@@ -85,12 +85,32 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         guard::connect_early(target)
     );
     let mut db = db?;
-    let had_db = db.is_some();
     // On PostgreSQL the guard's first try also reads what the steps below
     // need (see [`look`]).
     let read = look::statement(target, config);
-    let mut guard =
-        guard::acquire(target, early, &mut db, config, &mut stop, read.as_deref()).await?;
+    let tried = guard::try_acquire(
+        target,
+        early,
+        db.as_mut(),
+        config,
+        &mut stop,
+        read.as_deref(),
+    );
+    let mut guard = match tried.await? {
+        guard::Try::Taken(guard) => guard,
+        guard::Try::Busy(waiter) if waiter.on_work() => waiter.wait(db.as_mut(), &mut stop).await?,
+        // The work connection goes back while this replica waits (see
+        // [`guard::Waiter::on_work`]), and is opened again once it is its turn.
+        guard::Try::Busy(waiter) => match db.take() {
+            Some(given_back) => {
+                drop(given_back);
+                let guard = waiter.wait(None, &mut stop).await?;
+                db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
+                guard
+            }
+            None => waiter.wait(None, &mut stop).await?,
+        },
+    };
     let look = guard
         .first_read()
         .map(|row| look::Look::read(&row))
@@ -101,11 +121,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
             look.tables
         );
     }
-    if had_db && db.is_none() {
-        // Given back while waiting for another replica's preflight.
-        db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
-    }
-    if let (guard::Guard::File { .. }, Some(file)) = (&guard, &target.sqlite_file) {
+    if let (true, Some(file)) = (guard.on_file(), &target.sqlite_file) {
         // No other unlatch is copying this database now.
         backup::remove_leftovers(file);
     }
