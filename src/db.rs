@@ -595,6 +595,58 @@ pub fn refuse_pooler(err: anyhow::Error, target: Option<&Target>) -> anyhow::Err
     .into()
 }
 
+/// SQLite's primary result codes for a database another connection holds
+/// locked past the busy timeout (`SQLITE_BUSY`), and for a write to a file
+/// (or folder, where the journal goes) this process may not write
+/// (`SQLITE_READONLY`); sqlx reports the extended code, whose low byte is
+/// the primary one.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_READONLY: i32 = 8;
+
+/// `err`, or, when SQLite refused one of unlatch's statements because the
+/// file is read-only here (exit 77, as a refused login: waiting will not
+/// change it) or another process holds it locked (exit 75, as a lock still
+/// held), what that means and what to do.
+pub fn sqlite_refusal(err: anyhow::Error, target: &Target) -> anyhow::Error {
+    let Some(file) = &target.sqlite_file else {
+        return err;
+    };
+    let answer = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<sqlx::Error>()?.as_database_error());
+    let Some((code, said)) =
+        answer.and_then(|a| Some((a.code()?.parse::<i32>().ok()?, a.message())))
+    else {
+        return err;
+    };
+    let file = file.display();
+    let (code, meaning) = match code & 0xff {
+        SQLITE_READONLY => (
+            Code::Credentials,
+            format!(
+                "is read-only to unlatch (uid {}): make the file, and its folder (SQLite writes its \
+                 journal beside it), writable for that user, or run unlatch as the file's owner",
+                nix::unistd::geteuid()
+            ),
+        ),
+        SQLITE_BUSY => (
+            Code::LockStillHeld,
+            format!(
+                "is locked by another process, which kept it locked past SQLite's busy timeout (5s): \
+                 an app, a sqlite3 shell or a backup in a transaction (`fuser {file}` names it); \
+                 let it finish, or stop it, then start again"
+            ),
+        ),
+        _ => return err,
+    };
+    let doing = err.to_string();
+    Failure::new(
+        code,
+        format!("the SQLite database {file} {meaning}. SQLite answered \"{said}\" to: {doing}"),
+    )
+    .into()
+}
+
 /// An open connection and the dialect it speaks.
 pub struct Db {
     conn: AnyConnection,

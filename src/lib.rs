@@ -133,7 +133,8 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         look,
         &mut stop,
     )
-    .await;
+    .await
+    .map_err(|e| db::sqlite_refusal(e, target));
     // A guard on the work connection is released on it, before it closes.
     guard.release(db.as_mut()).await;
     if let Some(db) = db {
