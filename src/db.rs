@@ -18,8 +18,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyRow};
-use sqlx::{AnyConnection, ConnectOptions, Connection};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, ConnectOptions, Connection};
 
 use crate::clock::human;
 use crate::config::Env;
@@ -806,22 +807,13 @@ impl Db {
 
     /// Runs a statement; `?` placeholders, bound in order.
     pub async fn exec(&mut self, sql: &str, args: &[Option<&str>]) -> anyhow::Result<u64> {
-        if self.simple(args) {
-            let done = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql(sql))
-                .await
-                .with_context(|| sql.to_owned())?;
-            return Ok(done.rows_affected());
-        }
-        let sql = self.kind.placeholders(sql);
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = query.bind(arg.map(str::to_owned));
-        }
-        let done = query
-            .execute(&mut self.conn)
-            .await
-            .with_context(|| sql.clone())?;
-        Ok(done.rows_affected())
+        let done = if self.simple(args) {
+            sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql(sql)).await
+        } else {
+            let placed = self.kind.placeholders(sql);
+            bound(&placed, args).execute(&mut self.conn).await
+        };
+        Ok(done.with_context(|| sql.to_owned())?.rows_affected())
     }
 
     /// Fetches at most one row.
@@ -833,15 +825,11 @@ impl Db {
         if self.simple(args) {
             return Ok(self.simple_rows(sql).await?.into_iter().next());
         }
-        let sql = self.kind.placeholders(sql);
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = query.bind(arg.map(str::to_owned));
-        }
-        query
+        let placed = self.kind.placeholders(sql);
+        bound(&placed, args)
             .fetch_optional(&mut self.conn)
             .await
-            .with_context(|| sql.clone())
+            .with_context(|| sql.to_owned())
     }
 
     /// Whether a table of this name exists in the current database/schema.
@@ -870,46 +858,43 @@ impl Db {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
-        let list = vec!["?"; tables.len()].join(", ");
+        // Plain names need nothing bound on PostgreSQL: one round trip (see
+        // `simple`).
+        let inline = self.kind == Kind::Postgres && tables.iter().all(|t| plain_name(t));
+        let (list, args): (Vec<String>, Vec<Option<&str>>) = match inline {
+            true => (tables.iter().map(|t| format!("'{t}'")).collect(), vec![]),
+            false => (
+                vec!["?".into(); tables.len()],
+                tables.iter().map(|t| Some(*t)).collect(),
+            ),
+        };
         let sql = match self.kind {
             Kind::Sqlite => format!(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN ({list})"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN ({})",
+                list.join(", ")
             ),
             Kind::MySql => format!(
                 "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name IN ({list})"
+                 WHERE table_schema = DATABASE() AND table_name IN ({})",
+                list.join(", ")
             ),
             // to_regclass follows search_path, as the tools' unqualified
             // names do; the catalogs, not information_schema (slow on a
             // fresh backend).
-            Kind::Postgres if tables.iter().all(|t| plain_name(t)) => {
-                // Nothing to bind: one round trip (see `simple`).
-                let values: Vec<String> = tables.iter().map(|t| format!("('{t}')")).collect();
-                let sql = format!(
-                    "SELECT CAST(name AS TEXT) FROM (VALUES {}) AS t(name) WHERE to_regclass(name) IS NOT NULL",
-                    values.join(", ")
-                );
-                return self
-                    .simple_rows(&sql)
-                    .await?
-                    .iter()
-                    .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
-                    .collect();
-            }
-            Kind::Postgres => {
-                let values = vec!["(?)"; tables.len()].join(", ");
-                format!("SELECT CAST(name AS TEXT) FROM (VALUES {values}) AS t(name) WHERE to_regclass(name) IS NOT NULL")
-            }
+            Kind::Postgres => format!(
+                "SELECT CAST(name AS TEXT) FROM (VALUES ({})) AS t(name) WHERE to_regclass(name) IS NOT NULL",
+                list.join("), (")
+            ),
         };
-        let sql = self.kind.placeholders(&sql);
-        let mut query = sqlx::query(&sql);
-        for table in tables {
-            query = query.bind(table.to_string());
-        }
-        let rows = query
-            .fetch_all(&mut self.conn)
-            .await
-            .with_context(|| sql.clone())?;
+        let rows = if self.simple(&args) {
+            self.simple_rows(&sql).await?
+        } else {
+            let placed = self.kind.placeholders(&sql);
+            bound(&placed, &args)
+                .fetch_all(&mut self.conn)
+                .await
+                .with_context(|| sql.clone())?
+        };
         rows.iter()
             .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
             .collect()
@@ -951,18 +936,9 @@ impl Db {
         let mut tx = self.conn.begin().await?;
         let mut counts = Vec::new();
         for (sql, args) in statements {
-            let sql = self.kind.placeholders(sql);
-            let mut query = sqlx::query(&sql);
-            for arg in args {
-                query = query.bind(arg.map(str::to_owned));
-            }
-            counts.push(
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| sql.clone())?
-                    .rows_affected(),
-            );
+            let placed = self.kind.placeholders(sql);
+            let done = bound(&placed, args).execute(&mut *tx).await;
+            counts.push(done.with_context(|| sql.to_string())?.rows_affected());
         }
         tx.commit().await?;
         Ok(counts)
@@ -976,6 +952,13 @@ impl Db {
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.conn
     }
+}
+
+/// `sql` with `args` bound to its placeholders, in order.
+fn bound<'q>(sql: &'q str, args: &[Option<&str>]) -> Query<'q, Any, AnyArguments<'q>> {
+    let query = sqlx::query(sql);
+    args.iter()
+        .fold(query, |q, arg| q.bind(arg.map(str::to_owned)))
 }
 
 impl Kind {
