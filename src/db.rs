@@ -703,81 +703,56 @@ pub async fn connect_within(
             Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
         };
         let cause = target.scrub(&err.to_string());
-        match classify(&err) {
-            Attempt::Credentials => {
-                return Err(Failure::new(
-                    Code::Credentials,
-                    format!(
-                        "the database {} (from {}) rejected the credentials: {cause}{}",
-                        target.redacted,
-                        target.source,
-                        target.plaintext_hint()
-                    ),
-                )
-                .into())
-            }
+        let (name, from) = (&target.redacted, &target.source);
+        let refused = match classify(&err) {
+            Attempt::Retry => None,
             Attempt::MissingDatabase => {
-                log::info!(
-                    "database {} does not exist yet: nothing to heal ({cause})",
-                    target.redacted
-                );
+                log::info!("database {name} does not exist yet: nothing to heal ({cause})");
                 return Ok(None);
             }
-            Attempt::Fatal => {
-                return Err(Failure::new(
-                    Code::Unreachable,
-                    format!(
-                        "cannot connect to {} (from {}): {cause}",
-                        target.redacted, target.source
-                    ),
-                )
-                .into())
-            }
-            Attempt::Setting => {
-                return Err(Failure::new(
-                    Code::Config,
-                    format!(
-                        "{}={}: the server refused a connection setting: {cause}; expected settings \
-                         the server takes (a PgBouncer refuses sqlx's extra_float_digits unless its \
-                         ignore_startup_parameters lists it: add it there, or give unlatch the direct URL)",
-                        target.source, target.redacted
-                    ),
-                )
-                .into())
-            }
-            Attempt::Tls(why) => {
-                return Err(Failure::new(
-                    Code::Unreachable,
-                    format!(
-                        "cannot connect to {} (from {}): TLS with {} failed: {why}",
-                        target.redacted,
-                        target.source,
-                        target.host()
-                    ),
-                )
-                .into())
-            }
-            Attempt::Retry => {}
+            Attempt::Credentials => Some((
+                Code::Credentials,
+                format!(
+                    "the database {name} (from {from}) rejected the credentials: {cause}{}",
+                    target.plaintext_hint()
+                ),
+            )),
+            Attempt::Fatal => Some((
+                Code::Unreachable,
+                format!("cannot connect to {name} (from {from}): {cause}"),
+            )),
+            Attempt::Setting => Some((
+                Code::Config,
+                format!(
+                    "{from}={name}: the server refused a connection setting: {cause}; expected settings \
+                     the server takes (a PgBouncer refuses sqlx's extra_float_digits unless its \
+                     ignore_startup_parameters lists it: add it there, or give unlatch the direct URL)"
+                ),
+            )),
+            Attempt::Tls(why) => Some((
+                Code::Unreachable,
+                format!(
+                    "cannot connect to {name} (from {from}): TLS with {} failed: {why}",
+                    target.host()
+                ),
+            )),
+        };
+        if let Some((code, why)) = refused {
+            return Err(Failure::new(code, why).into());
         }
         let progress = |waited| {
             format!(
-                "waiting for the database {}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
-                target.redacted,
+                "waiting for the database {name}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
                 human(waited),
                 human(timeout)
             )
         };
         let timed_out = || {
-            Failure::new(
-                Code::Unreachable,
-                format!(
-                    "could not reach the database {} (from {}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
-                    target.redacted,
-                    target.source,
-                    human(timeout)
-                ),
-            )
-            .into()
+            let why = format!(
+                "could not reach the database {name} (from {from}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
+                human(timeout)
+            );
+            Failure::new(Code::Unreachable, why).into()
         };
         wait.again(delay, stop, progress, timed_out).await?;
         delay = (delay * 2).min(Duration::from_secs(2));

@@ -22,7 +22,8 @@ use crate::clock::{self, human};
 use crate::config::{Config, OnDirty, OnStale};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
-use crate::process::{self, Ended, Limits, Output, Spec, Stop};
+use crate::migrate;
+use crate::process::{Ended, Stop};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::wait::{self, Wait};
@@ -254,22 +255,12 @@ async fn heal(
                 return release(tool, db, seen, config, &format!("{account}: nothing to roll back"), stop).await;
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
-            let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
-            let spec = Spec { argv, run_as: config.migrate_run_as.as_ref(), env: &[], pass_fd: None };
-            let ended = process::run("UNLATCH_ROLLBACK_CMD", spec, limits, Output::Inherit, stop).await?;
+            let ended = migrate::command("UNLATCH_ROLLBACK_CMD", argv, &[], config, stop).await?;
             let outcome = match ended {
                 Ended::Exited(_) | Ended::CouldNotStart(_) => ended.describe(),
                 Ended::TimedOut => {
-                    return Err(Failure::new(
-                        Code::MigrationTimedOut,
-                        format!(
-                            "UNLATCH_ROLLBACK_CMD ran past UNLATCH_MIGRATE_TIMEOUT={} and was stopped; \
-                             {} is left as it was",
-                            human(config.migrate_timeout),
-                            tool.place()
-                        ),
-                    )
-                    .into())
+                    let then = format!("{} is left as it was", tool.place());
+                    return Err(migrate::timed_out("UNLATCH_ROLLBACK_CMD", config, &then).into());
                 }
                 Ended::Stopped(n) => return Err(Failure::signal(n).into()),
             };
