@@ -439,26 +439,15 @@ fn mask_to_last_at(url: &str) -> String {
     }
 }
 
+/// The password as the URL parser reads it; a URL it cannot read is left
+/// to [`mask_to_last_at`].
 fn redact_own_password(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url) {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.into();
         }
-        if parsed.has_host() || parsed.scheme() == "sqlite" {
-            return url.to_owned();
-        }
     }
-    // Not a URL we understand: mask anything between "://user:" and "@".
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let creds = &url[start + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!("{}:***{}", &url[..start + 3 + colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    url.to_owned()
 }
 
 /// Masks `pass` in every `scheme://user:pass@host` of `text`, URLs inside
