@@ -126,14 +126,8 @@ pub async fn try_acquire(
         (Kind::Postgres, _, Some(_)) => Held::Shared(postgres_statements(read)),
         _ => Held::None,
     };
-    if let Held::None = held {
-        return Ok(Try::Taken(Guard {
-            held,
-            waited: false,
-            first_read: None,
-        }));
-    }
-    // Said once: the replica it waits for logs its own progress.
+    // Said once: a replica waiting its turn adds one line, not one every
+    // few seconds.
     let wait = Wait::new(config.lock_wait, Duration::MAX);
     match held.take(work, true, stop).await? {
         (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, false, first_read))),
@@ -384,8 +378,13 @@ fn file_guard(database: &Path) -> Held {
 
 impl Guard {
     fn took(held: Held, wait: &Wait, waited: bool, first_read: Option<AnyRow>) -> Guard {
-        let name = held.name();
-        log::debug!("took the guard {name} after {}", human(wait.elapsed()));
+        if !matches!(held, Held::None) {
+            log::debug!(
+                "took the guard {} after {}",
+                held.name(),
+                human(wait.elapsed())
+            );
+        }
         Guard {
             held,
             waited,

@@ -27,7 +27,8 @@
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
-//! line format, [`user`] the run-as identities.
+//! line format, [`user`] the run-as identities, [`wait`] the one way to
+//! wait (for the database, the guard, a live lock).
 
 pub mod backup;
 pub mod clock;
@@ -278,29 +279,17 @@ fn give_to_app_user(
     let Some(identity) = &config.run_as else {
         return Ok(());
     };
-    let given = std::os::unix::fs::fchown(
-        created,
-        Some(identity.uid.as_raw()),
-        Some(identity.gid.as_raw()),
-    );
-    if let Err(e) = given {
+    let (uid, gid) = (identity.uid.as_raw(), identity.gid.as_raw());
+    let who = format!("UNLATCH_RUN_AS={} (uid {uid}, gid {gid})", identity.spec);
+    if let Err(e) = std::os::unix::fs::fchown(created, Some(uid), Some(gid)) {
         let _ = std::fs::remove_file(file);
         return Err(anyhow::anyhow!(
-            "cannot give the new database file {} to UNLATCH_RUN_AS={} (uid {}, gid {}): {e}; \
-             unlatch must run as root to create it for another user, or create the file beforehand",
-            file.display(),
-            identity.spec,
-            identity.uid,
-            identity.gid
+            "cannot give the new database file {} to {who}: {e}; unlatch must run as root to \
+             create it for another user, or create the file beforehand",
+            file.display()
         ));
     }
-    log::debug!(
-        "gave {} to UNLATCH_RUN_AS={} (uid {}, gid {})",
-        file.display(),
-        identity.spec,
-        identity.uid,
-        identity.gid
-    );
+    log::debug!("gave {} to {who}", file.display());
     Ok(())
 }
 

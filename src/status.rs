@@ -23,7 +23,7 @@ use crate::{db, runner, sessions};
 /// What `unlatch status` found; `--json` prints it as it is, otherwise
 /// [`Report::text`]. Fields in name order: the JSON's order since its first
 /// release.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Report {
     database: Option<String>,
     /// With `UNLATCH_MIGRATIONS_DIR` only.
@@ -68,10 +68,8 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let mut stop = Stop::install()?;
     let mut report = Report {
         database: config.database.as_ref().map(|t| t.redacted.clone()),
-        pending: None,
-        sessions: None,
-        tools: Vec::new(),
         ttl_seconds: config.lock_ttl.as_secs(),
+        ..Report::default()
     };
     let mut worst = 0;
     if let Some(target) = &config.database {
