@@ -940,15 +940,10 @@ impl Kind {
         if self != Kind::Postgres {
             return sql.to_owned();
         }
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
+        let mut parts = sql.split('?');
+        let mut out = parts.next().unwrap_or_default().to_owned();
+        for (n, part) in parts.enumerate() {
+            out.push_str(&format!("${}{part}", n + 1));
         }
         out
     }
