@@ -254,18 +254,12 @@ fn give_ownership(database: &Path, copy: &Path) {
 
 /// `<file>.unlatch-backup-20261122T030405Z`, with `-2`, `-3`... if taken.
 fn free_name(file: &Path) -> PathBuf {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     let base = format!("{}{INFIX}{stamp}", file.display());
-    (1..)
-        .map(|n| {
-            PathBuf::from(if n == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            })
-        })
+    let numbered = (2..).map(|n| format!("{base}-{n}"));
+    std::iter::once(base.clone())
+        .chain(numbered)
+        .map(PathBuf::from)
         .find(|p| !p.exists())
         .expect("some name is free")
 }

@@ -512,9 +512,6 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
     Ok(Some(target))
 }
 
-
-
-
 fn resolve_run_as(name: &str, spec: Option<&str>) -> Result<Option<RunAs>, Failure> {
     spec.map(|spec| RunAs::resolve(name, spec.trim()))
         .transpose()
@@ -1077,7 +1074,10 @@ mod tests {
     #[test]
     fn liquibases_variables_name_the_database_schema_and_lock_table() {
         let c = config(&LIQUIBASE).unwrap();
-        assert_eq!(c.tool_settings.get("UNLATCH_LIQUIBASE_TABLE"), Some("app_lock"));
+        assert_eq!(
+            c.tool_settings.get("UNLATCH_LIQUIBASE_TABLE"),
+            Some("app_lock")
+        );
         let target = c.database.unwrap();
         assert_eq!(target.source, "LIQUIBASE_COMMAND_URL");
         assert_eq!(target.schema.as_deref(), Some("billing"));

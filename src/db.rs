@@ -15,16 +15,18 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyRow};
-use sqlx::{AnyConnection, ConnectOptions, Connection};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, ConnectOptions, Connection};
 
 use crate::clock::human;
 use crate::env::Env;
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+use crate::wait::{self, Wait};
 use crate::{dialect, tls};
 
 /// Which SQL dialect a database speaks.
@@ -437,26 +439,15 @@ fn mask_to_last_at(url: &str) -> String {
     }
 }
 
+/// The password as the URL parser reads it; a URL it cannot read is left
+/// to [`mask_to_last_at`].
 fn redact_own_password(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url) {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.into();
         }
-        if parsed.has_host() || parsed.scheme() == "sqlite" {
-            return url.to_owned();
-        }
     }
-    // Not a URL we understand: mask anything between "://user:" and "@".
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let creds = &url[start + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!("{}:***{}", &url[..start + 3 + colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    url.to_owned()
 }
 
 /// Masks `pass` in every `scheme://user:pass@host` of `text`, URLs inside
@@ -594,6 +585,58 @@ pub fn refuse_pooler(err: anyhow::Error, target: Option<&Target>) -> anyhow::Err
     .into()
 }
 
+/// SQLite's primary result codes for a database another connection holds
+/// locked past the busy timeout (`SQLITE_BUSY`), and for a write to a file
+/// (or folder, where the journal goes) this process may not write
+/// (`SQLITE_READONLY`); sqlx reports the extended code, whose low byte is
+/// the primary one.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_READONLY: i32 = 8;
+
+/// `err`, or, when SQLite refused one of unlatch's statements because the
+/// file is read-only here (exit 77, as a refused login: waiting will not
+/// change it) or another process holds it locked (exit 75, as a lock still
+/// held), what that means and what to do.
+pub fn sqlite_refusal(err: anyhow::Error, target: &Target) -> anyhow::Error {
+    let Some(file) = &target.sqlite_file else {
+        return err;
+    };
+    let answer = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<sqlx::Error>()?.as_database_error());
+    let Some((code, said)) =
+        answer.and_then(|a| Some((a.code()?.parse::<i32>().ok()?, a.message())))
+    else {
+        return err;
+    };
+    let file = file.display();
+    let (code, meaning) = match code & 0xff {
+        SQLITE_READONLY => (
+            Code::Credentials,
+            format!(
+                "is read-only to unlatch (uid {}): make the file, and its folder (SQLite writes its \
+                 journal beside it), writable for that user, or run unlatch as the file's owner",
+                nix::unistd::geteuid()
+            ),
+        ),
+        SQLITE_BUSY => (
+            Code::LockStillHeld,
+            format!(
+                "is locked by another process, which kept it locked past SQLite's busy timeout (5s): \
+                 an app, a sqlite3 shell or a backup in a transaction (`fuser {file}` names it); \
+                 let it finish, or stop it, then start again"
+            ),
+        ),
+        _ => return err,
+    };
+    let doing = err.to_string();
+    Failure::new(
+        code,
+        format!("the SQLite database {file} {meaning}. SQLite answered \"{said}\" to: {doing}"),
+    )
+    .into()
+}
+
 /// An open connection and the dialect it speaks.
 pub struct Db {
     conn: AnyConnection,
@@ -629,109 +672,78 @@ pub async fn connect_within(
             return Ok(None);
         }
     }
-    let started = Instant::now();
+    let mut wait = Wait::new(timeout, wait::PACE);
     let mut delay = Duration::from_millis(50);
-    let mut last_logged: Option<Instant> = None;
     loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
         let attempt = tokio::time::timeout(
-            remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            wait.remaining()
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
             target.connect_once(role),
         );
-        let err = tokio::select! {
-            result = attempt => match result {
-                Ok(Ok(conn)) => {
-                    log::debug!("connected to {}", target.redacted);
-                    return Ok(Some(Db { conn, kind: target.kind }));
-                }
-                Ok(Err(err)) => err,
-                Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
-            },
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        let err = match wait::or_stop(attempt, stop).await? {
+            Ok(Ok(conn)) => {
+                log::debug!("connected to {}", target.redacted);
+                return Ok(Some(Db {
+                    conn,
+                    kind: target.kind,
+                }));
+            }
+            Ok(Err(err)) => err,
+            Err(_) => sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()),
         };
         let cause = target.scrub(&err.to_string());
-        match classify(&err) {
-            Attempt::Credentials => {
-                return Err(Failure::new(
-                    Code::Credentials,
-                    format!(
-                        "the database {} (from {}) rejected the credentials: {cause}{}",
-                        target.redacted,
-                        target.source,
-                        target.plaintext_hint()
-                    ),
-                )
-                .into())
-            }
+        let (name, from) = (&target.redacted, &target.source);
+        let refused = match classify(&err) {
+            Attempt::Retry => None,
             Attempt::MissingDatabase => {
-                log::info!(
-                    "database {} does not exist yet: nothing to heal ({cause})",
-                    target.redacted
-                );
+                log::info!("database {name} does not exist yet: nothing to heal ({cause})");
                 return Ok(None);
             }
-            Attempt::Fatal => {
-                return Err(Failure::new(
-                    Code::Unreachable,
-                    format!(
-                        "cannot connect to {} (from {}): {cause}",
-                        target.redacted, target.source
-                    ),
-                )
-                .into())
-            }
-            Attempt::Setting => {
-                return Err(Failure::new(
-                    Code::Config,
-                    format!(
-                        "{}={}: the server refused a connection setting: {cause}; expected settings \
-                         the server takes (a PgBouncer refuses sqlx's extra_float_digits unless its \
-                         ignore_startup_parameters lists it: add it there, or give unlatch the direct URL)",
-                        target.source, target.redacted
-                    ),
-                )
-                .into())
-            }
-            Attempt::Tls(why) => {
-                return Err(Failure::new(
-                    Code::Unreachable,
-                    format!(
-                        "cannot connect to {} (from {}): TLS with {} failed: {why}",
-                        target.redacted,
-                        target.source,
-                        target.host()
-                    ),
-                )
-                .into())
-            }
-            Attempt::Retry => {}
-        }
-        if started.elapsed() >= timeout {
-            return Err(Failure::new(
+            Attempt::Credentials => Some((
+                Code::Credentials,
+                format!(
+                    "the database {name} (from {from}) rejected the credentials: {cause}{}",
+                    target.plaintext_hint()
+                ),
+            )),
+            Attempt::Fatal => Some((
+                Code::Unreachable,
+                format!("cannot connect to {name} (from {from}): {cause}"),
+            )),
+            Attempt::Setting => Some((
+                Code::Config,
+                format!(
+                    "{from}={name}: the server refused a connection setting: {cause}; expected settings \
+                     the server takes (a PgBouncer refuses sqlx's extra_float_digits unless its \
+                     ignore_startup_parameters lists it: add it there, or give unlatch the direct URL)"
+                ),
+            )),
+            Attempt::Tls(why) => Some((
                 Code::Unreachable,
                 format!(
-                    "could not reach the database {} (from {}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
-                    target.redacted,
-                    target.source,
-                    human(timeout)
+                    "cannot connect to {name} (from {from}): TLS with {} failed: {why}",
+                    target.host()
                 ),
-            )
-            .into());
+            )),
+        };
+        if let Some((code, why)) = refused {
+            return Err(Failure::new(code, why).into());
         }
-        if last_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-            log::info!(
-                "waiting for the database {}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
-                target.redacted,
-                human(started.elapsed()),
+        let progress = |waited| {
+            format!(
+                "waiting for the database {name}: {cause} ({} of UNLATCH_WAIT_TIMEOUT={})",
+                human(waited),
+                human(timeout)
+            )
+        };
+        let timed_out = || {
+            let why = format!(
+                "could not reach the database {name} (from {from}) within UNLATCH_WAIT_TIMEOUT={}: {cause}",
                 human(timeout)
             );
-            last_logged = Some(Instant::now());
-        }
-        let pause = delay.min(timeout.saturating_sub(started.elapsed()));
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
-        }
+            Failure::new(Code::Unreachable, why).into()
+        };
+        wait.again(delay, stop, progress, timed_out).await?;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
@@ -759,22 +771,13 @@ impl Db {
 
     /// Runs a statement; `?` placeholders, bound in order.
     pub async fn exec(&mut self, sql: &str, args: &[Option<&str>]) -> anyhow::Result<u64> {
-        if self.simple(args) {
-            let done = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql(sql))
-                .await
-                .with_context(|| sql.to_owned())?;
-            return Ok(done.rows_affected());
-        }
-        let sql = self.kind.placeholders(sql);
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = query.bind(arg.map(str::to_owned));
-        }
-        let done = query
-            .execute(&mut self.conn)
-            .await
-            .with_context(|| sql.clone())?;
-        Ok(done.rows_affected())
+        let done = if self.simple(args) {
+            sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql(sql)).await
+        } else {
+            let placed = self.kind.placeholders(sql);
+            bound(&placed, args).execute(&mut self.conn).await
+        };
+        Ok(done.with_context(|| sql.to_owned())?.rows_affected())
     }
 
     /// Fetches at most one row.
@@ -786,15 +789,11 @@ impl Db {
         if self.simple(args) {
             return Ok(self.simple_rows(sql).await?.into_iter().next());
         }
-        let sql = self.kind.placeholders(sql);
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = query.bind(arg.map(str::to_owned));
-        }
-        query
+        let placed = self.kind.placeholders(sql);
+        bound(&placed, args)
             .fetch_optional(&mut self.conn)
             .await
-            .with_context(|| sql.clone())
+            .with_context(|| sql.to_owned())
     }
 
     /// Whether a table of this name exists in the current database/schema.
@@ -823,46 +822,43 @@ impl Db {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
-        let list = vec!["?"; tables.len()].join(", ");
+        // Plain names need nothing bound on PostgreSQL: one round trip (see
+        // `simple`).
+        let inline = self.kind == Kind::Postgres && tables.iter().all(|t| plain_name(t));
+        let (list, args): (Vec<String>, Vec<Option<&str>>) = match inline {
+            true => (tables.iter().map(|t| format!("'{t}'")).collect(), vec![]),
+            false => (
+                vec!["?".into(); tables.len()],
+                tables.iter().map(|t| Some(*t)).collect(),
+            ),
+        };
         let sql = match self.kind {
             Kind::Sqlite => format!(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN ({list})"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN ({})",
+                list.join(", ")
             ),
             Kind::MySql => format!(
                 "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name IN ({list})"
+                 WHERE table_schema = DATABASE() AND table_name IN ({})",
+                list.join(", ")
             ),
             // to_regclass follows search_path, as the tools' unqualified
             // names do; the catalogs, not information_schema (slow on a
             // fresh backend).
-            Kind::Postgres if tables.iter().all(|t| plain_name(t)) => {
-                // Nothing to bind: one round trip (see `simple`).
-                let values: Vec<String> = tables.iter().map(|t| format!("('{t}')")).collect();
-                let sql = format!(
-                    "SELECT CAST(name AS TEXT) FROM (VALUES {}) AS t(name) WHERE to_regclass(name) IS NOT NULL",
-                    values.join(", ")
-                );
-                return self
-                    .simple_rows(&sql)
-                    .await?
-                    .iter()
-                    .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
-                    .collect();
-            }
-            Kind::Postgres => {
-                let values = vec!["(?)"; tables.len()].join(", ");
-                format!("SELECT CAST(name AS TEXT) FROM (VALUES {values}) AS t(name) WHERE to_regclass(name) IS NOT NULL")
-            }
+            Kind::Postgres => format!(
+                "SELECT CAST(name AS TEXT) FROM (VALUES ({})) AS t(name) WHERE to_regclass(name) IS NOT NULL",
+                list.join("), (")
+            ),
         };
-        let sql = self.kind.placeholders(&sql);
-        let mut query = sqlx::query(&sql);
-        for table in tables {
-            query = query.bind(table.to_string());
-        }
-        let rows = query
-            .fetch_all(&mut self.conn)
-            .await
-            .with_context(|| sql.clone())?;
+        let rows = if self.simple(&args) {
+            self.simple_rows(&sql).await?
+        } else {
+            let placed = self.kind.placeholders(&sql);
+            bound(&placed, &args)
+                .fetch_all(&mut self.conn)
+                .await
+                .with_context(|| sql.clone())?
+        };
         rows.iter()
             .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
             .collect()
@@ -904,18 +900,9 @@ impl Db {
         let mut tx = self.conn.begin().await?;
         let mut counts = Vec::new();
         for (sql, args) in statements {
-            let sql = self.kind.placeholders(sql);
-            let mut query = sqlx::query(&sql);
-            for arg in args {
-                query = query.bind(arg.map(str::to_owned));
-            }
-            counts.push(
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| sql.clone())?
-                    .rows_affected(),
-            );
+            let placed = self.kind.placeholders(sql);
+            let done = bound(&placed, args).execute(&mut *tx).await;
+            counts.push(done.with_context(|| sql.to_string())?.rows_affected());
         }
         tx.commit().await?;
         Ok(counts)
@@ -929,6 +916,13 @@ impl Db {
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.conn
     }
+}
+
+/// `sql` with `args` bound to its placeholders, in order.
+fn bound<'q>(sql: &'q str, args: &[Option<&str>]) -> Query<'q, Any, AnyArguments<'q>> {
+    let query = sqlx::query(sql);
+    args.iter()
+        .fold(query, |q, arg| q.bind(arg.map(str::to_owned)))
 }
 
 impl Kind {
@@ -946,15 +940,10 @@ impl Kind {
         if self != Kind::Postgres {
             return sql.to_owned();
         }
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
+        let mut parts = sql.split('?');
+        let mut out = parts.next().unwrap_or_default().to_owned();
+        for (n, part) in parts.enumerate() {
+            out.push_str(&format!("${}{part}", n + 1));
         }
         out
     }

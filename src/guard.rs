@@ -21,15 +21,18 @@
 //! On MySQL/MariaDB it keeps a connection of its own, outside any database,
 //! so that it works before the migrate command creates the database.
 //!
-//! The wait is done in rounds of about a second (a server-side timeout on
-//! the lock call), so a TERM is answered promptly and an abandoned request
-//! never outlives its round on the server.
+//! It is taken in two steps: [`try_acquire`] tries once, and when another
+//! replica holds it, the caller gives back what it should not keep while
+//! waiting (its work connection, where that is not the guard's) before
+//! [`Waiter::wait`]. The wait is done in rounds of about a second (a
+//! server-side timeout on the lock call), so a TERM is answered promptly
+//! and an abandoned request never outlives its round on the server.
 //!
 //! May touch: its own advisory lock, or the `<database>.unlatch-lock` file.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::AnyRow;
@@ -39,6 +42,7 @@ use crate::clock::human;
 use crate::db::{self, Db, Kind, Role, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+use crate::wait::{self, Wait};
 
 /// What the guard reads from the configuration.
 #[derive(Debug)]
@@ -55,29 +59,37 @@ pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
 
 /// A held guard; dropping it (or the work connection it shares) releases
 /// it too.
-pub enum Guard {
-    /// On a connection of its own (MySQL/MariaDB).
-    Session {
-        db: Db,
-        name: String,
-        release_sql: String,
-        waited: bool,
-    },
-    /// On the work connection (PostgreSQL), handed back to [`Guard::release`].
-    Shared {
-        name: String,
-        release_sql: String,
-        waited: bool,
-        /// The row of the read that came with the try that took it.
-        first_read: Option<AnyRow>,
-    },
-    File {
-        _file: File,
-        path: PathBuf,
-        waited: bool,
-    },
-    /// Nothing to guard (no file yet, or an in-memory database).
+pub struct Guard {
+    held: Held,
+    waited: bool,
+    /// The row of the read that came with the try that took it.
+    first_read: Option<AnyRow>,
+}
+
+/// What the guard is held on, or asked for on.
+enum Held {
+    /// A connection of its own (MySQL/MariaDB).
+    Session(Db, Statements),
+    /// The work connection (PostgreSQL), handed to each call.
+    Shared(Statements),
+    File(File, PathBuf),
+    /// Nothing to guard (no folder yet, an in-memory database, or no
+    /// PostgreSQL database yet).
     None,
+}
+
+/// What the first try found.
+pub enum Try {
+    Taken(Guard),
+    /// Another replica holds the guard: [`Waiter::wait`] for it.
+    Busy(Waiter),
+}
+
+/// The guard, asked for and held by another replica.
+pub struct Waiter {
+    held: Held,
+    wait: Wait,
+    limit: Duration,
 }
 
 /// The MySQL lock name: per database, within `GET_LOCK`'s 64 characters.
@@ -87,8 +99,8 @@ fn mysql_lock_name(database: &str) -> String {
 
 /// Opens the guard's connection, if it has one of its own (MySQL/MariaDB);
 /// meant to run alongside the first wait for the database, which it then
-/// saves a round of connection set-up. `None` on any failure: [`acquire`]
-/// then connects itself.
+/// saves a round of connection set-up. `None` on any failure:
+/// [`try_acquire`] then connects itself.
 pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
     if target.kind != Kind::MySql {
         return None;
@@ -100,38 +112,38 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
         .ok()
 }
 
-/// Takes the guard, waiting at most `UNLATCH_LOCK_WAIT` for another replica
-/// to finish (and `UNLATCH_WAIT_TIMEOUT` for its connection, when `early`
-/// has none). `work` is the work connection (`None`: no database yet). On
-/// PostgreSQL the guard is taken on it; elsewhere, when the first try finds
-/// the guard taken, `work` is given back (set to `None`) before waiting,
-/// since a server's connection limit is shared by every waiting replica.
-/// `read`: on PostgreSQL, a one-row statement to run right after the first
+/// Tries once to take the guard; [`Try::Busy`] when another replica holds
+/// it. `work` is the work connection (`None`: no database yet), which
+/// PostgreSQL's guard is taken on; MySQL's has a connection of its own
+/// (`early`'s, or one opened within `UNLATCH_WAIT_TIMEOUT`), SQLite's a
+/// file. `read`: on PostgreSQL, a one-row statement to run right after the
 /// try, in the same round trip; its row is kept ([`Guard::first_read`]) if
 /// that try took the guard.
-pub async fn acquire(
+pub async fn try_acquire(
     target: &Target,
     early: Option<AnyConnection>,
-    work: &mut Option<Db>,
+    work: Option<&mut Db>,
     config: &Settings,
     stop: &mut Stop,
     read: Option<&str>,
-) -> anyhow::Result<Guard> {
-    let wait = config.lock_wait;
-    let give_back = || *work = None;
-    match target.kind {
-        Kind::Sqlite => match &target.sqlite_file {
-            Some(file) => file_guard(file, wait, stop, give_back).await,
-            None => Ok(Guard::None),
-        },
-        Kind::MySql => {
-            mysql_guard(target, early, (wait, config.wait_timeout), stop, give_back).await
-        }
+) -> anyhow::Result<Try> {
+    let mut held = match (target.kind, &target.sqlite_file, &work) {
+        (Kind::Sqlite, Some(file), _) => file_guard(file),
+        (Kind::MySql, ..) => mysql_guard(target, early, config.wait_timeout, stop).await?,
         // Advisory locks live in a database; with none yet, nothing to guard.
-        Kind::Postgres => match work {
-            Some(db) => postgres_guard(db, wait, stop, read).await,
-            None => Ok(Guard::None),
-        },
+        (Kind::Postgres, _, Some(_)) => Held::Shared(postgres_statements(read)),
+        _ => Held::None,
+    };
+    // Said once: a replica waiting its turn adds one line, not one every
+    // few seconds.
+    let wait = Wait::new(config.lock_wait, Duration::MAX);
+    match held.take(work, true, stop).await? {
+        (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, false, first_read))),
+        (false, _) => Ok(Try::Busy(Waiter {
+            held,
+            wait,
+            limit: config.lock_wait,
+        })),
     }
 }
 
@@ -145,17 +157,17 @@ struct Statements {
     release_sql: String,
 }
 
-/// `waits`: for the guard, and for its connection.
+/// MySQL's guard, on a connection of its own, opened within
+/// `connect_timeout` when `early` has none.
 async fn mysql_guard(
     target: &Target,
     early: Option<AnyConnection>,
-    (wait, connect_timeout): (Duration, Duration),
+    connect_timeout: Duration,
     stop: &mut Stop,
-    before_waiting: impl FnOnce(),
-) -> anyhow::Result<Guard> {
+) -> anyhow::Result<Held> {
     // GET_LOCK is server-wide, so MySQL's guard needs no database: it works
     // even before the migrate command creates it.
-    let mut db = match early {
+    let db = match early {
         Some(conn) => Db::new(conn, target.kind),
         None => db::connect_within(target, Role::Guard, connect_timeout, stop)
             .await?
@@ -176,34 +188,24 @@ async fn mysql_guard(
         wait_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 1), 0)"),
         release_sql: format!("SELECT RELEASE_LOCK('{key}')"),
     };
-    let (waited, _) = in_rounds(&mut db, &sql, wait, stop, before_waiting).await?;
-    Ok(Guard::Session {
-        db,
-        name: sql.name,
-        release_sql: sql.release_sql,
-        waited,
-    })
+    Ok(Held::Session(db, sql))
 }
 
 /// PostgreSQL's guard, on the work connection. Its statements go as simple
 /// queries (one round trip each, not two). A waiting round sets
 /// `lock_timeout` in the same implicit transaction as the lock call, so a
 /// round that times out rolls it back with itself; once taken after a
-/// wait, it is reset to the session's own, so the work statements never
-/// run under it. `read` follows the first try: its own transaction begins
-/// once the try's has committed, so its snapshot, and the catalogs it
-/// reads, postdate the guard (under any isolation level: in one implicit
-/// transaction, a repeatable read one would keep the try's snapshot).
-async fn postgres_guard(
-    db: &mut Db,
-    wait: Duration,
-    stop: &mut Stop,
-    read: Option<&str>,
-) -> anyhow::Result<Guard> {
+/// wait, it is reset to the session's own ([`Waiter::wait`]), so the work
+/// statements never run under it. `read` follows the first try: its own
+/// transaction begins once the try's has committed, so its snapshot, and
+/// the catalogs it reads, postdate the guard (under any isolation level: in
+/// one implicit transaction, a repeatable read one would keep the try's
+/// snapshot).
+fn postgres_statements(read: Option<&str>) -> Statements {
     let try_sql = format!(
         "SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_KEY}) THEN 1 ELSE 0 END AS BIGINT)"
     );
-    let sql = Statements {
+    Statements {
         name: format!("pg_advisory_lock({PG_KEY})"),
         try_sql: match read {
             Some(read) => format!("BEGIN; {try_sql}; COMMIT; {read}"),
@@ -214,78 +216,112 @@ async fn postgres_guard(
              SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock({PG_KEY})) AS taken"
         ),
         release_sql: format!("SELECT pg_advisory_unlock({PG_KEY})"),
-    };
-    let (waited, first_read) = in_rounds(db, &sql, wait, stop, || {}).await?;
-    if waited {
-        simple(db, "RESET lock_timeout")
-            .await
-            .context("resetting lock_timeout after taking the guard")?;
     }
-    Ok(Guard::Shared {
-        name: sql.name,
-        release_sql: sql.release_sql,
-        waited,
-        first_read,
-    })
 }
 
-/// Statements with no parameters as one simple query (PostgreSQL: one
-/// round trip, where a prepared statement takes two); the rows of the last
-/// one that returns any.
-async fn simple(db: &mut Db, sql: &str) -> anyhow::Result<Vec<sqlx::any::AnyRow>> {
-    db.simple_rows(sql).await
-}
-
-/// Tries the guard, then waits for it in rounds, until `wait` has passed.
-/// Whether it had to wait, and, when the first try took it, the second row
-/// that try's statements returned (PostgreSQL's read); `before_waiting`
-/// runs once, when it first waits.
-async fn in_rounds(
-    db: &mut Db,
-    sql: &Statements,
-    wait: Duration,
-    stop: &mut Stop,
-    before_waiting: impl FnOnce(),
-) -> anyhow::Result<(bool, Option<AnyRow>)> {
-    let name = &sql.name;
-    let started = Instant::now();
-    let mut waited = false;
-    let mut before_waiting = Some(before_waiting);
-    loop {
-        let statement = if waited { &sql.wait_sql } else { &sql.try_sql };
-        let attempt = async {
-            let answer = match db.kind {
-                Kind::Postgres => simple(db, statement).await.map(|rows| {
+impl Statements {
+    /// One try (`first`: without waiting) or one waiting round: whether it
+    /// took the guard, and the second row its statements returned
+    /// (PostgreSQL's read).
+    async fn round(
+        &self,
+        db: &mut Db,
+        first: bool,
+        stop: &mut Stop,
+    ) -> anyhow::Result<(bool, Option<AnyRow>)> {
+        let statement = if first { &self.try_sql } else { &self.wait_sql };
+        let answer = async {
+            match db.kind {
+                Kind::Postgres => db.simple_rows(statement).await.map(|rows| {
                     let mut rows = rows.into_iter();
                     (rows.next(), rows.next())
                 }),
                 _ => db.row(statement, &[]).await.map(|row| (row, None)),
-            };
-            match answer {
-                Ok((Some(row), read)) => Ok((row.try_get::<i64, _>(0)? == 1, read)),
-                Ok((None, _)) => Ok((false, None)),
-                // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
-                Err(e) if is_lock_timeout(&e) => Ok((false, None)),
-                Err(e) => Err(e),
             }
         };
-        let got = tokio::select! {
-            got = attempt => got.with_context(|| format!("taking the guard {name}"))?,
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
+        let taken = match wait::or_stop(answer, stop).await? {
+            Ok((Some(row), read)) => Ok((row.try_get::<i64, _>(0)? == 1, read)),
+            Ok((None, _)) => Ok((false, None)),
+            // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
+            Err(e) if is_lock_timeout(&e) => Ok((false, None)),
+            Err(e) => Err(e),
         };
-        if let (true, read) = got {
-            log::debug!("took the guard {name} after {}", human(started.elapsed()));
-            // Only the first try carries the read.
-            return Ok((waited, read.filter(|_| !waited)));
+        taken.with_context(|| format!("taking the guard {}", self.name))
+    }
+}
+
+impl Held {
+    fn name(&self) -> String {
+        match self {
+            Held::Session(_, sql) | Held::Shared(sql) => sql.name.clone(),
+            Held::File(_, path) => path.display().to_string(),
+            Held::None => "none".to_owned(),
         }
-        if started.elapsed() >= wait {
-            return Err(still_held(name, wait));
+    }
+
+    /// One try (`first`) or waiting round: whether it took the guard, and
+    /// the row of the read that came with it. `work`: the work connection.
+    async fn take(
+        &mut self,
+        work: Option<&mut Db>,
+        first: bool,
+        stop: &mut Stop,
+    ) -> anyhow::Result<(bool, Option<AnyRow>)> {
+        match self {
+            Held::Session(db, sql) => sql.round(db, first, stop).await,
+            Held::Shared(sql) => {
+                let db = work.with_context(|| format!("{}: no work connection", sql.name))?;
+                sql.round(db, first, stop).await
+            }
+            Held::File(file, path) => match file.try_lock() {
+                Ok(()) => Ok((true, None)),
+                Err(TryLockError::WouldBlock) => Ok((false, None)),
+                Err(TryLockError::Error(e)) => {
+                    Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
+                }
+            },
+            Held::None => Ok((true, None)),
         }
-        if !waited {
-            log::info!("another replica is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
-            waited = true;
-            if let Some(give_back) = before_waiting.take() {
-                give_back();
+    }
+}
+
+impl Waiter {
+    /// Whether the guard is waited for on the work connection (PostgreSQL);
+    /// elsewhere the caller gives that connection back while waiting, since
+    /// a server's connection limit is shared by every waiting replica.
+    pub fn on_work(&self) -> bool {
+        matches!(self.held, Held::Shared(_))
+    }
+
+    /// Waits for the guard until `UNLATCH_LOCK_WAIT` has passed since the
+    /// first try. `work`: the work connection, which PostgreSQL's guard is
+    /// waited for on.
+    pub async fn wait(
+        mut self,
+        mut work: Option<&mut Db>,
+        stop: &mut Stop,
+    ) -> anyhow::Result<Guard> {
+        let name = self.held.name();
+        // A session's round waits about a second on the server; a file is
+        // tried every 20 ms.
+        let (who, pause) = match self.held {
+            Held::File(..) => ("process", Duration::from_millis(20)),
+            _ => ("replica", Duration::ZERO),
+        };
+        let limit = human(self.limit);
+        loop {
+            let progress = |_| {
+                format!("another {who} is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={limit}")
+            };
+            let timed_out = || still_held(&name, self.limit);
+            self.wait.again(pause, stop, progress, timed_out).await?;
+            if let (true, _) = self.held.take(work.as_deref_mut(), false, stop).await? {
+                if let (Held::Shared(_), Some(db)) = (&self.held, work) {
+                    db.simple_rows("RESET lock_timeout")
+                        .await
+                        .context("resetting lock_timeout after taking the guard")?;
+                }
+                return Ok(Guard::took(self.held, &self.wait, true, None));
             }
         }
     }
@@ -309,12 +345,9 @@ fn still_held(name: &str, wait: Duration) -> anyhow::Error {
     .into()
 }
 
-async fn file_guard(
-    database: &Path,
-    wait: Duration,
-    stop: &mut Stop,
-    before_waiting: impl FnOnce(),
-) -> anyhow::Result<Guard> {
+/// The guard file beside `database`, opened; `Held::None` when it cannot
+/// be (no folder yet, or not allowed: said as a warning).
+fn file_guard(database: &Path) -> Held {
     let mut path = database.as_os_str().to_owned();
     path.push(".unlatch-lock");
     let path = PathBuf::from(path);
@@ -323,7 +356,7 @@ async fn file_guard(
         .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
     {
         log::debug!("no folder for {} yet: no guard needed", path.display());
-        return Ok(Guard::None);
+        return Held::None;
     }
     // A guard file an earlier start made as another user (root, or another
     // runAsUser on an fsGroup volume) may not be writable here; a lock
@@ -339,106 +372,73 @@ async fn file_guard(
         }
         other => other,
     };
-    let file = match opened {
-        Ok(file) => file,
+    match opened {
+        Ok(file) => Held::File(file, path),
         Err(e) => {
             log::warn!(
                 "cannot open the guard file {}: {e}; going on without a guard",
                 path.display()
             );
-            return Ok(Guard::None);
-        }
-    };
-    let started = Instant::now();
-    let mut waited = false;
-    let mut before_waiting = Some(before_waiting);
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                return Ok(Guard::File {
-                    _file: file,
-                    path,
-                    waited,
-                })
-            }
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
-            }
-        }
-        let name = path.display().to_string();
-        if started.elapsed() >= wait {
-            return Err(still_held(&name, wait));
-        }
-        if !waited {
-            log::info!("another process is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(wait));
-            waited = true;
-            if let Some(give_back) = before_waiting.take() {
-                give_back();
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
+            Held::None
         }
     }
 }
 
 impl Guard {
+    fn took(held: Held, wait: &Wait, waited: bool, first_read: Option<AnyRow>) -> Guard {
+        if !matches!(held, Held::None) {
+            log::debug!(
+                "took the guard {} after {}",
+                held.name(),
+                human(wait.elapsed())
+            );
+        }
+        Guard {
+            held,
+            waited,
+            first_read,
+        }
+    }
+
     /// Whether another replica held the guard when this one asked for it.
     pub fn waited(&self) -> bool {
-        match self {
-            Guard::Session { waited, .. }
-            | Guard::Shared { waited, .. }
-            | Guard::File { waited, .. } => *waited,
-            Guard::None => false,
-        }
+        self.waited
+    }
+
+    /// Whether it is SQLite's guard file.
+    pub fn on_file(&self) -> bool {
+        matches!(self.held, Held::File(..))
     }
 
     /// The row of the read that came with the first try, if that try took
     /// the guard (PostgreSQL): read under it. Taken once.
     pub fn first_read(&mut self) -> Option<AnyRow> {
-        match self {
-            Guard::Shared { first_read, .. } => first_read.take(),
-            _ => None,
-        }
+        self.first_read.take()
     }
 
     /// Releases the guard and says so; `work` is the work connection, which
     /// a shared guard is released on (`None`: it is gone, and the guard
     /// with it).
     pub async fn release(self, work: Option<&mut Db>) {
-        match self {
-            Guard::Session {
-                mut db,
-                name,
-                release_sql,
-                ..
-            } => {
-                if let Err(e) = db.exec(&release_sql, &[]).await {
-                    log::debug!(
-                        "releasing {name}: {e:#} (closing its connection releases it anyway)"
-                    );
-                }
+        let name = self.held.name();
+        let released = match self.held {
+            Held::Session(mut db, sql) => {
+                let released = db.exec(&sql.release_sql, &[]).await.map(drop);
                 db.close().await;
-                log::debug!("released the guard {name}");
+                released
             }
-            Guard::Shared {
-                name, release_sql, ..
-            } => {
-                // Released before the connection closes, so that a waiting
-                // replica gets it at once, not when this backend exits.
-                if let Some(db) = work {
-                    if let Err(e) = simple(db, &release_sql).await {
-                        log::debug!(
-                            "releasing {name}: {e:#} (closing its connection releases it anyway)"
-                        );
-                    }
-                }
-                log::debug!("released the guard {name}");
-            }
-            Guard::File { path, .. } => log::debug!("released the guard {}", path.display()),
-            Guard::None => {}
+            // Released before the connection closes, so that a waiting
+            // replica gets it at once, not when this backend exits.
+            Held::Shared(sql) => match work {
+                Some(db) => db.simple_rows(&sql.release_sql).await.map(drop),
+                None => Ok(()),
+            },
+            Held::File(..) => Ok(()),
+            Held::None => return,
+        };
+        if let Err(e) = released {
+            log::debug!("releasing {name}: {e:#} (closing its connection releases it anyway)");
         }
+        log::debug!("released the guard {name}");
     }
 }

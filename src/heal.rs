@@ -13,7 +13,7 @@
 //!
 //! May touch: the tool's lock, through its adapter; the rollback command.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -21,10 +21,12 @@ use crate::backup;
 use crate::clock::{self, human, LockZone};
 use crate::db::Db;
 use crate::exit::{Code, Failure};
-use crate::process::{self, Ended, Limits, Output, Spec, Stop};
+use crate::migrate;
+use crate::process::{Ended, Stop};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::user::RunAs;
+use crate::wait::{self, Wait};
 
 /// What the heal reads from the configuration: the lock policy, and how a
 /// rollback command runs (as the migrate command does, which [`crate::migrate`]
@@ -66,9 +68,8 @@ pub enum OnDirty {
     Retry,
 }
 
-/// How often a live lock is looked at, and how often the wait is logged.
+/// How often a live lock is looked at.
 const POLL: Duration = Duration::from_secs(1);
-const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// What a lock's state means under the TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,22 +172,21 @@ pub async fn settle(
 ) -> anyhow::Result<bool> {
     let zone = &config.lock_zone;
     // UNLATCH_LOCK_WAIT counts from the first held lock seen, whoever holds it.
-    let waiting_since = Instant::now();
-    let mut last_log: Option<Instant> = None;
+    let mut wait = Wait::new(config.lock_wait, wait::PACE);
     let mut state_absent = state_absent;
     let mut first = true;
     loop {
         let state = tool.observe(db, zone).await?;
         let watched = watched_for(tool, db, &state, &mut state_absent).await?;
         let verdict = judge(&state, Timestamp::now(), watched, config.lock_ttl);
+        let account = account(tool, &state, &verdict, config);
         match verdict {
             Verdict::Free => {
-                log::info!("{}", account(tool, &state, &verdict, config));
+                log::info!("{account}");
                 return Ok(first);
             }
             Verdict::Stale { .. } => {
-                first = false;
-                if heal(tool, db, &state, &verdict, config, stop).await? {
+                if heal(tool, db, &state, &account, config, stop).await? {
                     return Ok(false);
                 }
                 log::info!(
@@ -194,36 +194,23 @@ pub async fn settle(
                     tool.name(),
                     tool.place()
                 );
-                continue;
             }
             Verdict::Live { .. } => {
-                if waiting_since.elapsed() >= config.lock_wait {
-                    return Err(Failure::new(
-                        Code::LockStillHeld,
-                        format!(
-                            "{} is live and still held after UNLATCH_LOCK_WAIT={}: {}",
-                            tool.place(),
-                            human(config.lock_wait),
-                            account(tool, &state, &verdict, config)
-                        ),
-                    )
-                    .into());
-                }
-                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                    log::info!(
-                        "{}: live, leaving it alone; waiting up to UNLATCH_LOCK_WAIT={} for it to be released",
-                        account(tool, &state, &verdict, config),
-                        human(config.lock_wait)
+                let limit = human(config.lock_wait);
+                let progress = |_| {
+                    format!("{account}: live, leaving it alone; waiting up to UNLATCH_LOCK_WAIT={limit} for it to be released")
+                };
+                let timed_out = || {
+                    let place = tool.place();
+                    let why = format!(
+                        "{place} is live and still held after UNLATCH_LOCK_WAIT={limit}: {account}"
                     );
-                    last_log = Some(Instant::now());
-                }
+                    Failure::new(Code::LockStillHeld, why).into()
+                };
+                wait.again(POLL, stop, progress, timed_out).await?;
             }
         }
         first = false;
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            n = stop.signalled() => return Err(Failure::signal(n).into()),
-        }
     }
 }
 
@@ -258,16 +245,16 @@ async fn watched_for(
 }
 
 /// Applies `UNLATCH_ON_STALE` to a stale lock, or `UNLATCH_ON_DIRTY` to a
-/// stale dirty marker. `Ok(false)`: it changed under us; nothing was done.
+/// stale dirty marker, as `account` tells it. `Ok(false)`: it changed under
+/// us; nothing was done.
 async fn heal(
     tool: &dyn Tool,
     db: &mut Db,
     seen: &LockState,
-    verdict: &Verdict,
+    account: &str,
     config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
-    let account = account(tool, seen, verdict, config);
     if let LockState::Held(Lock {
         stuck: Stuck::Dirty { migration },
         ..
@@ -308,22 +295,12 @@ async fn heal(
                 return release(tool, db, seen, config, &format!("{account}: nothing to roll back"), stop).await;
             }
             log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
-            let limits = Limits { timeout: config.migrate_timeout, grace: config.kill_grace };
-            let spec = Spec { argv, run_as: config.migrate_run_as.as_ref(), env: &[], pass_fd: None };
-            let ended = process::run("UNLATCH_ROLLBACK_CMD", spec, limits, Output::Inherit, stop).await?;
+            let ended = migrate::command("UNLATCH_ROLLBACK_CMD", argv, &[], config, stop).await?;
             let outcome = match ended {
                 Ended::Exited(_) | Ended::CouldNotStart(_) => ended.describe(),
                 Ended::TimedOut => {
-                    return Err(Failure::new(
-                        Code::MigrationTimedOut,
-                        format!(
-                            "UNLATCH_ROLLBACK_CMD ran past UNLATCH_MIGRATE_TIMEOUT={} and was stopped; \
-                             {} is left as it was",
-                            human(config.migrate_timeout),
-                            tool.place()
-                        ),
-                    )
-                    .into())
+                    let then = format!("{} is left as it was", tool.place());
+                    return Err(migrate::timed_out("UNLATCH_ROLLBACK_CMD", config, &then).into());
                 }
                 Ended::Stopped(n) => return Err(Failure::signal(n).into()),
             };

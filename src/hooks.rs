@@ -139,7 +139,12 @@ fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Refuses a hook that someone other than root or its runner could change.
-fn check_trusted(hook: &Path, name: &str, meta: &Metadata, config: &Settings) -> anyhow::Result<()> {
+fn check_trusted(
+    hook: &Path,
+    name: &str,
+    meta: &Metadata,
+    config: &Settings,
+) -> anyhow::Result<()> {
     let refuse = |why: String| {
         Failure::new(
             Code::HookFailed,

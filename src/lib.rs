@@ -27,7 +27,8 @@
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
-//! line format, [`user`] the run-as identities.
+//! line format, [`user`] the run-as identities, [`wait`] the one way to
+//! wait (for the database, the guard, a live lock).
 
 pub mod backup;
 pub mod clock;
@@ -53,6 +54,7 @@ pub mod supervise;
 pub mod tls;
 pub mod tools;
 pub mod user;
+pub mod wait;
 
 use config::Config;
 use db::Db;
@@ -85,19 +87,31 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         guard::connect_early(target)
     );
     let mut db = db?;
-    let had_db = db.is_some();
     // On PostgreSQL the guard's first try also reads what the steps below
     // need (see [`look`]).
     let read = look::statement(target, config);
-    let mut guard = guard::acquire(
+    let tried = guard::try_acquire(
         target,
         early,
-        &mut db,
+        db.as_mut(),
         &config.guard,
         &mut stop,
         read.as_deref(),
-    )
-    .await?;
+    );
+    let mut guard = match tried.await? {
+        guard::Try::Taken(guard) => guard,
+        guard::Try::Busy(waiter) if waiter.on_work() => waiter.wait(db.as_mut(), &mut stop).await?,
+        // The work connection goes back while this replica waits (see
+        // [`guard::Waiter::on_work`]), and is opened again once it is its turn.
+        guard::Try::Busy(waiter) => {
+            let had_work = db.take().is_some();
+            let guard = waiter.wait(None, &mut stop).await?;
+            if had_work {
+                db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
+            }
+            guard
+        }
+    };
     let look = guard
         .first_read()
         .map(|row| look::Look::read(&row))
@@ -108,11 +122,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
             look.tables
         );
     }
-    if had_db && db.is_none() {
-        // Given back while waiting for another replica's preflight.
-        db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
-    }
-    if let (guard::Guard::File { .. }, Some(file)) = (&guard, &target.sqlite_file) {
+    if let (true, Some(file)) = (guard.on_file(), &target.sqlite_file) {
         // No other unlatch is copying this database now.
         backup::remove_leftovers(file);
     }
@@ -124,7 +134,8 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         look,
         &mut stop,
     )
-    .await;
+    .await
+    .map_err(|e| db::sqlite_refusal(e, target));
     // A guard on the work connection is released on it, before it closes.
     guard.release(db.as_mut()).await;
     if let Some(db) = db {
@@ -268,29 +279,17 @@ fn give_to_app_user(
     let Some(identity) = &config.launch.run_as else {
         return Ok(());
     };
-    let given = std::os::unix::fs::fchown(
-        created,
-        Some(identity.uid.as_raw()),
-        Some(identity.gid.as_raw()),
-    );
-    if let Err(e) = given {
+    let (uid, gid) = (identity.uid.as_raw(), identity.gid.as_raw());
+    let who = format!("UNLATCH_RUN_AS={} (uid {uid}, gid {gid})", identity.spec);
+    if let Err(e) = std::os::unix::fs::fchown(created, Some(uid), Some(gid)) {
         let _ = std::fs::remove_file(file);
         return Err(anyhow::anyhow!(
-            "cannot give the new database file {} to UNLATCH_RUN_AS={} (uid {}, gid {}): {e}; \
-             unlatch must run as root to create it for another user, or create the file beforehand",
-            file.display(),
-            identity.spec,
-            identity.uid,
-            identity.gid
+            "cannot give the new database file {} to {who}: {e}; unlatch must run as root to \
+             create it for another user, or create the file beforehand",
+            file.display()
         ));
     }
-    log::debug!(
-        "gave {} to UNLATCH_RUN_AS={} (uid {}, gid {})",
-        file.display(),
-        identity.spec,
-        identity.uid,
-        identity.gid
-    );
+    log::debug!("gave {} to {who}", file.display());
     Ok(())
 }
 

@@ -40,37 +40,56 @@ pub async fn run(
     };
     // Timestamps are written to the second: allow for the truncation.
     let started = Timestamp::now() - Duration::from_secs(1);
-    let limits = Limits {
-        timeout: config.migrate_timeout,
-        grace: config.kill_grace,
-    };
-    let spec = Spec {
-        argv,
-        run_as: config.migrate_run_as.as_ref(),
-        env,
-        pass_fd: None,
-    };
-    let ended = process::run("UNLATCH_MIGRATE_CMD", spec, limits, Output::Inherit, stop).await?;
-
+    let ended = command("UNLATCH_MIGRATE_CMD", argv, env, config, stop).await?;
     let failure = match ended {
         Ended::Exited(status) if status.success() => return Ok(()),
         Ended::Exited(_) | Ended::CouldNotStart(_) => Failure::new(
             Code::MigrationFailed,
-            format!("UNLATCH_MIGRATE_CMD {}; not starting the app", ended.describe()),
-        ),
-        Ended::TimedOut => Failure::new(
-            Code::MigrationTimedOut,
             format!(
-                "UNLATCH_MIGRATE_CMD ran past UNLATCH_MIGRATE_TIMEOUT={} and was stopped; not starting the app",
-                human(config.migrate_timeout)
+                "UNLATCH_MIGRATE_CMD {}; not starting the app",
+                ended.describe()
             ),
         ),
+        Ended::TimedOut => timed_out("UNLATCH_MIGRATE_CMD", config, "not starting the app"),
         Ended::Stopped(n) => Failure::signal(n),
     };
     if let (Some(w), Some(LockState::Free)) = (watched, before) {
         free_own_lock(w, started, config, stop).await?;
     }
     Err(failure.into())
+}
+
+/// Runs `name` (the migrate or the rollback command) as migrations run:
+/// as `UNLATCH_MIGRATE_RUN_AS`, under `UNLATCH_MIGRATE_TIMEOUT`, its output
+/// passed on.
+pub async fn command(
+    name: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    config: &heal::Settings,
+    stop: &mut Stop,
+) -> Result<Ended, Failure> {
+    let limits = Limits {
+        timeout: config.migrate_timeout,
+        grace: config.kill_grace,
+    };
+    let run_as = config.migrate_run_as.as_ref();
+    let spec = Spec {
+        argv,
+        run_as,
+        env,
+        pass_fd: None,
+    };
+    process::run(name, spec, limits, Output::Inherit, stop).await
+}
+
+/// `name` ran past `UNLATCH_MIGRATE_TIMEOUT`; `then` says what follows.
+pub fn timed_out(name: &str, config: &heal::Settings, then: &str) -> Failure {
+    let limit = human(config.migrate_timeout);
+    Failure::new(
+        Code::MigrationTimedOut,
+        format!("{name} ran past UNLATCH_MIGRATE_TIMEOUT={limit} and was stopped; {then}"),
+    )
 }
 
 /// Frees the lock the finished migrator took, if it provably took it.

@@ -22,7 +22,7 @@ use sqlx::migrate::{MigrationType, Migrator};
 use sqlx::{AnyConnection, Row};
 
 use crate::clock::human;
-use crate::db::{self, Db, Kind, Role, Target};
+use crate::db::{self, Db, Kind, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 
@@ -83,7 +83,7 @@ pub async fn run(
         dir.display(),
         names.join(", ")
     );
-    let mut conn = db::connect_within(target, Role::Work, config.wait_timeout, stop)
+    let mut conn = db::wait_for(target, config.wait_timeout, stop)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the database {} is gone", target.redacted))?;
     let session = session_id(db.kind, conn.conn()).await?;

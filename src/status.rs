@@ -7,8 +7,11 @@
 //!
 //! May touch: the database, reading only.
 
+use std::fmt::Write;
+use std::time::Duration;
+
 use jiff::Timestamp;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::clock::human;
 use crate::config::Config;
@@ -17,125 +20,164 @@ use crate::process::Stop;
 use crate::tools::{self, LockState};
 use crate::{db, runner, sessions};
 
+/// What `unlatch status` found; `--json` prints it as it is, otherwise
+/// [`Report::text`]. Fields in name order: the JSON's order since its first
+/// release.
+#[derive(Serialize, Default)]
+struct Report {
+    database: Option<String>,
+    /// With `UNLATCH_MIGRATIONS_DIR` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<Vec<Pending>>,
+    /// Once connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<Vec<Session>>,
+    tools: Vec<Found>,
+    ttl_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct Pending {
+    description: String,
+    version: i64,
+}
+
+/// A PostgreSQL session holding a tool's advisory lock.
+#[derive(Serialize)]
+struct Session {
+    idle_seconds: u64,
+    key: i64,
+    pid: i32,
+    state: String,
+    tool: &'static str,
+}
+
+/// A tool found, and its lock.
+#[derive(Serialize)]
+struct Found {
+    acquired_at: Option<String>,
+    age_seconds: Option<u64>,
+    lock: &'static str,
+    table: String,
+    tool: &'static str,
+    verdict: &'static str,
+}
+
+/// Prints what unlatch sees; the exit code is the worst verdict.
 pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     let mut stop = Stop::install()?;
-    let database = config.database.as_ref().map(|t| t.redacted.clone());
-    let mut report = json!({
-        "database": database,
-        "ttl_seconds": config.heal.lock_ttl.as_secs(),
-        "tools": [],
-    });
+    let mut report = Report {
+        database: config.database.as_ref().map(|t| t.redacted.clone()),
+        ttl_seconds: config.heal.lock_ttl.as_secs(),
+        ..Report::default()
+    };
     let mut worst = 0;
     if let Some(target) = &config.database {
         if let Some(mut db) = db::wait_for(target, config.wait_timeout, &mut stop).await? {
-            let candidates = tools::candidates(config.tool, &config.tool_settings);
-            let holders = sessions::holders(&mut db, &candidates, None).await?;
-            report["sessions"] = holders
-                .iter()
-                .map(|h| json!({"tool": h.tool, "key": h.key, "pid": h.pid, "state": h.state, "idle_seconds": h.idle.as_secs()}))
-                .collect();
-            for tool in tools::detected(candidates, &mut db, None).await? {
-                let state = tool.observe(&mut db, &config.heal.lock_zone).await?;
-                let verdict = heal::judge(&state, Timestamp::now(), None, config.heal.lock_ttl);
-                worst = worst.max(match verdict {
-                    Verdict::Free => 0,
-                    Verdict::Live { .. } => 1,
-                    Verdict::Stale { .. } => 2,
-                });
-                report["tools"]
-                    .as_array_mut()
-                    .expect("built as an array")
-                    .push(tool_report(tool.as_ref(), &state, &verdict));
-            }
-            if let Some(dir) = &config.migrations_dir {
-                let pending = runner::pending(&mut db, &runner::load(dir).await?).await?;
-                report["pending"] = pending
-                    .iter()
-                    .map(|(v, d)| json!({"version": v, "description": d}))
-                    .collect();
-            }
+            worst = look(&mut db, config, &mut report)
+                .await
+                .map_err(|e| db::sqlite_refusal(e, target))?;
             db.close().await;
         }
     }
     if as_json {
-        println!("{report}");
+        println!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", text(&report, config));
+        print!("{}", report.text());
     }
     Ok(worst)
 }
 
-fn tool_report(tool: &dyn tools::Tool, state: &LockState, verdict: &Verdict) -> serde_json::Value {
-    let (lock, acquired_at) = match state {
-        LockState::Free => ("free", None),
-        LockState::Missing => ("missing", None),
-        LockState::Held(lock) => ("held", lock.acquired_at.clone()),
-    };
-    let age = match verdict {
-        Verdict::Live { age } | Verdict::Stale { age } => age.map(|a| a.as_secs()),
-        Verdict::Free => None,
-    };
-    json!({
-        "tool": tool.name(),
-        "table": tool.place(),
-        "lock": lock,
-        "acquired_at": acquired_at,
-        "age_seconds": age,
-        "verdict": verdict.word(),
-    })
+/// Fills `report` in from the database; the worst verdict: 0 free, 1 live,
+/// 2 stale.
+async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::Result<u8> {
+    let candidates = tools::candidates(config.tool, &config.tool_settings);
+    let holders = sessions::holders(db, &candidates, None).await?;
+    report.sessions = Some(
+        holders
+            .into_iter()
+            .map(|h| Session {
+                idle_seconds: h.idle.as_secs(),
+                key: h.key,
+                pid: h.pid,
+                state: h.state,
+                tool: h.tool,
+            })
+            .collect(),
+    );
+    let mut worst = 0;
+    for tool in tools::detected(candidates, db, None).await? {
+        let state = tool.observe(db, &config.heal.lock_zone).await?;
+        let verdict = heal::judge(&state, Timestamp::now(), None, config.heal.lock_ttl);
+        let (lock, acquired_at) = match state {
+            LockState::Free => ("free", None),
+            LockState::Missing => ("missing", None),
+            LockState::Held(lock) => ("held", lock.acquired_at),
+        };
+        let (rank, age) = match verdict {
+            Verdict::Free => (0, None),
+            Verdict::Live { age } => (1, age),
+            Verdict::Stale { age } => (2, age),
+        };
+        worst = worst.max(rank);
+        report.tools.push(Found {
+            acquired_at,
+            age_seconds: age.map(|a| a.as_secs()),
+            lock,
+            table: tool.place(),
+            tool: tool.name(),
+            verdict: verdict.word(),
+        });
+    }
+    if let Some(dir) = &config.migrations_dir {
+        let pending = runner::pending(db, &runner::load(dir).await?).await?;
+        report.pending = Some(
+            pending
+                .into_iter()
+                .map(|(version, description)| Pending {
+                    description,
+                    version,
+                })
+                .collect(),
+        );
+    }
+    Ok(worst)
 }
 
-fn text(report: &serde_json::Value, config: &Config) -> String {
-    let mut out = String::new();
-    let line =
-        |out: &mut String, key: &str, value: &str| out.push_str(&format!("{key:<12}{value}\n"));
-    line(
-        &mut out,
-        "database",
-        report["database"].as_str().unwrap_or("none configured"),
-    );
-    let tools = report["tools"].as_array().expect("built as an array");
-    if tools.is_empty() {
-        line(&mut out, "tool", "none found");
-        line(&mut out, "verdict", "free");
-    }
-    for tool in tools {
-        let s = |key: &str| tool[key].as_str().unwrap_or("-").to_owned();
-        line(&mut out, "tool", &format!("{} {}", s("tool"), s("table")));
-        line(&mut out, "lock", &s("lock"));
-        line(&mut out, "acquired_at", &s("acquired_at"));
-        let age = tool["age_seconds"]
-            .as_u64()
-            .map_or("-".to_owned(), |a| human(std::time::Duration::from_secs(a)));
-        line(&mut out, "age", &age);
-        line(&mut out, "ttl", &human(config.heal.lock_ttl));
-        line(&mut out, "verdict", &s("verdict"));
-    }
-    for migration in report["pending"].as_array().into_iter().flatten() {
-        let version = migration["version"].to_string();
+impl Report {
+    /// One `key value` line per fact, keys in a column.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |key: &str, value: &str| {
+            let _ = writeln!(out, "{key:<12}{value}");
+        };
         line(
-            &mut out,
-            "pending",
-            &format!(
-                "{version} {}",
-                migration["description"].as_str().unwrap_or("")
-            ),
+            "database",
+            self.database.as_deref().unwrap_or("none configured"),
         );
-    }
-    for session in report["sessions"].as_array().into_iter().flatten() {
-        let field = |key: &str| session[key].to_string().trim_matches('"').to_owned();
-        line(
-            &mut out,
-            "session",
-            &format!(
+        if self.tools.is_empty() {
+            line("tool", "none found");
+            line("verdict", "free");
+        }
+        let seconds = |s: u64| human(Duration::from_secs(s));
+        for found in &self.tools {
+            line("tool", &format!("{} {}", found.tool, found.table));
+            line("lock", found.lock);
+            line("acquired_at", found.acquired_at.as_deref().unwrap_or("-"));
+            line("age", &found.age_seconds.map_or("-".to_owned(), seconds));
+            line("ttl", &seconds(self.ttl_seconds));
+            line("verdict", found.verdict);
+        }
+        for p in self.pending.iter().flatten() {
+            line("pending", &format!("{} {}", p.version, p.description));
+        }
+        for s in self.sessions.iter().flatten() {
+            let held = format!(
                 "{} advisory lock {} held by pid {} ({}, {}s)",
-                field("tool"),
-                field("key"),
-                field("pid"),
-                field("state"),
-                field("idle_seconds")
-            ),
-        );
+                s.tool, s.key, s.pid, s.state, s.idle_seconds
+            );
+            line("session", &held);
+        }
+        out
     }
-    out
 }

@@ -4,6 +4,9 @@
 //! behind that unlatch or its migrator took (its guard is free, no session
 //! of its lingers on the server, a lock row it did not take is as it was).
 //!
+//! A SQLite file unlatch may not write, or another process keeps locked,
+//! is said as such, with what to do.
+//!
 //! The outages run against a PostgreSQL server of the test's own (initdb in
 //! a scratch folder, password authentication, a free port), which the test
 //! starts, stops and restarts; the shared servers are never disturbed.
@@ -443,4 +446,73 @@ fn postgres_out_of_connection_slots_is_waited_out() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("waiting for the database"), "{err}");
     assert_eq!(row(&url, "select title from posts").unwrap(), ["kept"]);
+}
+
+/// A SQLite database with a stale knex-migrator lock: a start must write.
+fn sqlite_with_a_stale_lock(test: &str) -> (TestDb, String) {
+    let db = TestDb::new(Engine::Sqlite, test).expect("SQLite tests always run");
+    db.create_knex_migrator_lock();
+    db.set_knex_migrator_lock(true, "'2020-01-01 00:00:00'");
+    let file = db.url.trim_start_matches("sqlite://").to_owned();
+    (db, file)
+}
+
+/// A SQLite file unlatch may not write: exit 77, as for a refused login
+/// (waiting will not change it), naming the file and what to do, rather
+/// than exit 70 with SQLite's own words.
+#[test]
+fn sqlite_read_only_is_said_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let (db, file) = sqlite_with_a_stale_lock("sqlite_read_only");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    // The copy made before a heal goes beside it, as any user may.
+    std::fs::set_permissions(db.scratch.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = with_db(&db);
+    cmd.args(["--", "true"]);
+    // Root may write any file: as root, the start runs as another user.
+    let as_4242 = ["--reuid", "4242", "--regid", "4242", "--clear-groups", "--"];
+    let out = match lacks_root() {
+        None => run(&mut wrapped("setpriv", &as_4242, &cmd)),
+        Some(_) => run(&mut cmd),
+    };
+    let err = stderr(&out);
+    assert_eq!(code(&out), 77, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the SQLite database {file} is read-only to unlatch"
+        )) && err.contains("writable for that user"),
+        "{err}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "1", "{err}");
+}
+
+/// A SQLite file another process keeps locked past SQLite's busy timeout:
+/// exit 75, as for any lock still held, naming the file and how to find
+/// the process, rather than exit 70 with SQLite's own words.
+#[test]
+fn sqlite_locked_by_another_process_is_said_with_what_to_do() {
+    let (db, file) = sqlite_with_a_stale_lock("sqlite_busy");
+    sqlx::any::install_default_drivers();
+    // sqlx's SQLite connection lives on a thread of its own: it outlasts
+    // the runtime that opened it.
+    let holder = block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::raw_sql("BEGIN EXCLUSIVE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    });
+    let out = run(with_db(&db).args(["--", "true"]));
+    drop(holder);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 75, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the SQLite database {file} is locked by another process"
+        )) && err.contains(&format!("`fuser {file}`")),
+        "{err}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "1", "{err}");
 }

@@ -129,7 +129,11 @@ fn tool_variables() -> impl Iterator<Item = (&'static Entry, &'static Variable)>
 pub fn settings_from<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<(ToolChoice, ToolSettings), Failure> {
-    let choice = match get("UNLATCH_TOOL").unwrap_or("auto").to_ascii_lowercase().as_str() {
+    let choice = match get("UNLATCH_TOOL")
+        .unwrap_or("auto")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "auto" => ToolChoice::Auto,
         name => match REGISTRY.iter().find(|e| e.name == name) {
             Some(entry) => ToolChoice::Named(entry.name),
