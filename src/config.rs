@@ -28,7 +28,7 @@ use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
 use crate::tools::{ToolChoice, ToolSettings};
 use crate::user::RunAs;
-use crate::{backup, ghost, guard, heal, hooks, launch, runner, tools};
+use crate::{backup, ghost, heal, hooks, launch, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -110,12 +110,10 @@ pub struct Config {
     pub wait_timeout: Duration,
     pub tool: ToolChoice,
     pub tool_settings: ToolSettings,
-    pub guard: guard::Settings,
     pub heal: heal::Settings,
     pub hooks: hooks::Settings,
     pub migrate_cmd: Option<Vec<String>>,
     pub migrations_dir: Option<PathBuf>,
-    pub runner: runner::Settings,
     pub launch: launch::Settings,
     /// Copy a SQLite database before migrating (it is always copied before a heal).
     pub sqlite_backup: bool,
@@ -277,14 +275,6 @@ impl Config {
                         copies,
                     )?,
                 },
-            },
-            guard: guard::Settings {
-                lock_wait,
-                wait_timeout,
-            },
-            runner: runner::Settings {
-                wait_timeout,
-                migrate_timeout,
             },
             hooks: hooks::Settings {
                 hooks_dir: optional(
@@ -748,12 +738,6 @@ mod tests {
             (c.hooks.kill_grace, c.launch.kill_grace),
             (c.heal.kill_grace, c.heal.kill_grace)
         );
-        assert_eq!(c.guard.lock_wait, c.heal.lock_wait);
-        assert_eq!(
-            (c.guard.wait_timeout, c.runner.wait_timeout),
-            (c.wait_timeout, c.wait_timeout)
-        );
-        assert_eq!(c.runner.migrate_timeout, c.heal.migrate_timeout);
         assert_eq!(c.hooks.hook_timeout, Duration::from_secs(300));
     }
 

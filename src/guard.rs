@@ -44,15 +44,6 @@ use crate::exit::{Code, Failure};
 use crate::process::Stop;
 use crate::wait::{self, Wait};
 
-/// What the guard reads from the configuration.
-#[derive(Debug)]
-pub struct Settings {
-    /// How long to wait for another replica's preflight.
-    pub lock_wait: Duration,
-    /// How long MySQL's guard connection, its own, may take to open.
-    pub wait_timeout: Duration,
-}
-
 /// `pg_advisory_lock` key: the bytes of "unlatch". Advisory keys are per
 /// database, so one constant serves every database on a server.
 pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
@@ -89,7 +80,6 @@ pub enum Try {
 pub struct Waiter {
     held: Held,
     wait: Wait,
-    limit: Duration,
 }
 
 /// The MySQL lock name: per database, within `GET_LOCK`'s 64 characters.
@@ -118,32 +108,30 @@ pub async fn connect_early(target: &Target) -> Option<AnyConnection> {
 /// (`early`'s, or one opened within `UNLATCH_WAIT_TIMEOUT`), SQLite's a
 /// file. `read`: on PostgreSQL, a one-row statement to run right after the
 /// try, in the same round trip; its row is kept ([`Guard::first_read`]) if
-/// that try took the guard.
+/// that try took the guard. [`Waiter::wait`] waits up to `lock_wait`
+/// from this try.
 pub async fn try_acquire(
     target: &Target,
     early: Option<AnyConnection>,
     work: Option<&mut Db>,
-    config: &Settings,
+    lock_wait: Duration,
+    wait_timeout: Duration,
     stop: &mut Stop,
     read: Option<&str>,
 ) -> anyhow::Result<Try> {
     let mut held = match (target.kind, &target.sqlite_file, &work) {
         (Kind::Sqlite, Some(file), _) => file_guard(file),
-        (Kind::MySql, ..) => mysql_guard(target, early, config.wait_timeout, stop).await?,
+        (Kind::MySql, ..) => mysql_guard(target, early, wait_timeout, stop).await?,
         // Advisory locks live in a database; with none yet, nothing to guard.
         (Kind::Postgres, _, Some(_)) => Held::Shared(postgres_statements(read)),
         _ => Held::None,
     };
     // Said once: a replica waiting its turn adds one line, not one every
     // few seconds.
-    let wait = Wait::new(config.lock_wait, Duration::MAX);
+    let wait = Wait::new(lock_wait, Duration::MAX);
     match held.take(work, true, stop).await? {
         (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, false, first_read))),
-        (false, _) => Ok(Try::Busy(Waiter {
-            held,
-            wait,
-            limit: config.lock_wait,
-        })),
+        (false, _) => Ok(Try::Busy(Waiter { held, wait })),
     }
 }
 
@@ -169,7 +157,7 @@ async fn mysql_guard(
     // even before the migrate command creates it.
     let db = match early {
         Some(conn) => Db::new(conn, target.kind),
-        None => db::connect_within(target, Role::Guard, connect_timeout, stop)
+        None => db::wait_for(target, Role::Guard, connect_timeout, stop)
             .await?
             .ok_or_else(|| {
                 Failure::new(
@@ -308,12 +296,12 @@ impl Waiter {
             Held::File(..) => ("process", Duration::from_millis(20)),
             _ => ("replica", Duration::ZERO),
         };
-        let limit = human(self.limit);
+        let limit = self.wait.limit();
         loop {
             let progress = |_| {
-                format!("another {who} is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={limit}")
+                format!("another {who} is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(limit))
             };
-            let timed_out = || still_held(&name, self.limit);
+            let timed_out = || still_held(&name, limit);
             self.wait.again(pause, stop, progress, timed_out).await?;
             if let (true, _) = self.held.take(work.as_deref_mut(), false, stop).await? {
                 if let (Held::Shared(_), Some(db)) = (&self.held, work) {

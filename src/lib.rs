@@ -83,7 +83,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     };
     log::debug!("database {} from {}", target.redacted, target.source);
     let (db, early) = tokio::join!(
-        db::wait_for(target, config.wait_timeout, &mut stop),
+        db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop),
         guard::connect_early(target)
     );
     let mut db = db?;
@@ -94,7 +94,8 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         target,
         early,
         db.as_mut(),
-        &config.guard,
+        config.heal.lock_wait,
+        config.wait_timeout,
         &mut stop,
         read.as_deref(),
     );
@@ -107,7 +108,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
             let had_work = db.take().is_some();
             let guard = waiter.wait(None, &mut stop).await?;
             if had_work {
-                db = db::wait_for(target, config.wait_timeout, &mut stop).await?;
+                db = db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?;
             }
             guard
         }
@@ -217,7 +218,8 @@ async fn under_guard(
             *db = Some(create_sqlite_file(target, config, stop).await?);
         }
         let db = db.as_mut().expect("just made");
-        runner::run(target, dir, db, &config.runner, stop).await?;
+        let (wait, run) = (config.wait_timeout, config.heal.migrate_timeout);
+        runner::run(target, dir, db, wait, run, stop).await?;
     }
     Ok(Prepared { env })
 }
@@ -263,7 +265,7 @@ async fn create_sqlite_file(
             ))
         }
     }
-    db::wait_for(target, config.wait_timeout, stop)
+    db::wait_for(target, db::Role::Work, config.wait_timeout, stop)
         .await?
         .ok_or_else(|| anyhow::anyhow!("{} vanished", file.display()))
 }

@@ -26,13 +26,6 @@ use crate::db::{self, Db, Kind, Target};
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
 
-/// What the built-in runner reads from the configuration.
-#[derive(Debug)]
-pub struct Settings {
-    pub wait_timeout: Duration,
-    pub migrate_timeout: Duration,
-}
-
 const TABLE: &str = "_sqlx_migrations";
 
 /// The migrations in `dir`, read as sqlx reads them.
@@ -63,12 +56,14 @@ pub async fn pending(db: &mut Db, migrator: &Migrator) -> anyhow::Result<Vec<(i6
         .collect())
 }
 
-/// Applies the pending migrations in `dir` on a connection of their own.
+/// Applies the pending migrations in `dir` on a connection of their own,
+/// opened within `wait_timeout`, for at most `migrate_timeout`.
 pub async fn run(
     target: &Target,
     dir: &Path,
     db: &mut Db,
-    config: &Settings,
+    wait_timeout: Duration,
+    migrate_timeout: Duration,
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let migrator = load(dir).await?;
@@ -83,14 +78,14 @@ pub async fn run(
         dir.display(),
         names.join(", ")
     );
-    let mut conn = db::wait_for(target, config.wait_timeout, stop)
+    let mut conn = db::wait_for(target, db::Role::Work, wait_timeout, stop)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the database {} is gone", target.redacted))?;
     let session = session_id(db.kind, conn.conn()).await?;
     let started = std::time::Instant::now();
     // Err(Some(n)): signal n; Err(None): the timeout.
     let finished = tokio::select! {
-        r = tokio::time::timeout(config.migrate_timeout, migrator.run_direct(conn.conn())) => r.map_err(|_| None),
+        r = tokio::time::timeout(migrate_timeout, migrator.run_direct(conn.conn())) => r.map_err(|_| None),
         n = stop.signalled() => Err(Some(n)),
     };
     let result = match finished {
@@ -106,7 +101,7 @@ pub async fn run(
                         "UNLATCH_MIGRATIONS_DIR={}: ran past UNLATCH_MIGRATE_TIMEOUT={}; its session was ended and \
                          the migration rolled back where the database can; not starting the app",
                         dir.display(),
-                        human(config.migrate_timeout)
+                        human(migrate_timeout)
                     ),
                 ),
             }

@@ -73,7 +73,9 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     };
     let mut worst = 0;
     if let Some(target) = &config.database {
-        if let Some(mut db) = db::wait_for(target, config.wait_timeout, &mut stop).await? {
+        if let Some(mut db) =
+            db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?
+        {
             worst = look(&mut db, config, &mut report)
                 .await
                 .map_err(|e| db::sqlite_refusal(e, target))?;

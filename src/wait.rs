@@ -44,6 +44,10 @@ impl Wait {
         self.started.elapsed()
     }
 
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
     pub fn remaining(&self) -> Duration {
         self.limit.saturating_sub(self.elapsed())
     }
