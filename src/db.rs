@@ -237,14 +237,15 @@ impl Target {
         role: Role,
         sslmode: Option<&str>,
         password: Option<&str>,
-    ) -> anyhow::Result<AnyConnectOptions> {
+    ) -> Result<AnyConnectOptions, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let mut url = url::Url::parse(&self.url).context("database URL")?;
+        let bad = |why: String| sqlx::Error::Configuration(format!("database URL: {why}").into());
+        let mut url = url::Url::parse(&self.url).map_err(|e| bad(e.to_string()))?;
         if let Some(password) = password {
             let escaped =
                 percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
             url.set_password(Some(&escaped.to_string()))
-                .map_err(|()| anyhow::anyhow!("database URL: no password can be set"))?;
+                .map_err(|()| bad("no password can be set".into()))?;
         }
         if let Some(mode) = sslmode {
             let pairs: Vec<(String, String)> = url
@@ -267,8 +268,7 @@ impl Target {
             url.query_pairs_mut()
                 .append_pair("options[search_path]", schema);
         }
-        let options = AnyConnectOptions::from_url(&url).context("database URL")?;
-        Ok(options.disable_statement_logging())
+        Ok(AnyConnectOptions::from_url(&url)?.disable_statement_logging())
     }
 
     /// Opens one connection now, without waiting; with libpq's `allow`
@@ -337,10 +337,7 @@ impl Target {
         sslmode: Option<&str>,
         password: Option<&str>,
     ) -> Result<AnyConnection, sqlx::Error> {
-        let options = self
-            .options(role, sslmode, password)
-            .map_err(|e| sqlx::Error::Configuration(e.into()))?;
-        AnyConnection::connect_with(&options).await
+        AnyConnection::connect_with(&self.options(role, sslmode, password)?).await
     }
 }
 
@@ -786,22 +783,7 @@ impl Db {
 
     /// Whether a table of this name exists in the current database/schema.
     pub async fn table_exists(&mut self, table: &str) -> anyhow::Result<bool> {
-        let sql = match self.kind {
-            Kind::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-            Kind::MySql => {
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
-            }
-            // The catalogs directly: information_schema's views cost a few
-            // ms on a fresh backend. to_regclass follows search_path, as the
-            // tools' own unqualified table names do.
-            Kind::Postgres if plain_name(table) => {
-                // Nothing to bind: one round trip (see `simple`).
-                let sql = format!("SELECT 1 WHERE to_regclass('{table}') IS NOT NULL");
-                return Ok(self.row(&sql, &[]).await?.is_some());
-            }
-            Kind::Postgres => "SELECT 1 WHERE to_regclass(?) IS NOT NULL",
-        };
-        Ok(self.row(sql, &[Some(table)]).await?.is_some())
+        Ok(!self.existing_tables(&[table]).await?.is_empty())
     }
 
     /// Which of `tables` exist in the current database/schema, in one
