@@ -51,19 +51,13 @@ const SQLITE_FULL: i32 = 13;
 /// `why` goes in the log line. A TERM or INT during the copy ends it with
 /// exit 128+n.
 pub async fn sqlite(db: &Db, config: &Settings, why: &str, stop: &mut Stop) -> anyhow::Result<()> {
-    let Some(file) = &config.sqlite_file else {
+    let (Some(file), Kind::Sqlite) = (&config.sqlite_file, db.kind) else {
         return Ok(());
     };
-    if db.kind != Kind::Sqlite {
-        return Ok(());
-    }
     let target = free_name(file);
     let partial = partial_name(&target);
-    let copied = match vacuum_into(file, &partial, stop).await {
-        Ok(()) => finish(&partial, &target),
-        Err(e) => Err(e),
-    };
-    if let Err(failed) = copied {
+    let copied = vacuum_into(file, &partial, stop).await;
+    if let Err(failed) = copied.and_then(|()| finish(&partial, &target)) {
         remove_partial(&partial);
         return Err(match failed {
             Failed::Stopped(n) => Failure::signal(n),
@@ -133,13 +127,9 @@ async fn vacuum_into(file: &Path, into: &Path, stop: &mut Stop) -> Result<(), Fa
 
 /// The cause of a failed copy, as the system said it when SQLite knows.
 async fn cause(conn: &mut SqliteConnection, e: &sqlx::Error) -> String {
-    let sqlite = e
-        .as_database_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_owned());
-    let code = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .and_then(|c| c.parse::<i32>().ok());
+    let answer = e.as_database_error();
+    let sqlite = answer.map_or_else(|| e.to_string(), |d| d.message().to_owned());
+    let code = answer.and_then(|d| d.code()?.parse::<i32>().ok());
     let errno = match code {
         // SQLite records no errno for a full disk; its Unix layer answers
         // SQLITE_FULL only when a write found no space.
@@ -169,10 +159,8 @@ fn finish(partial: &Path, target: &Path) -> Result<(), Failed> {
         .map_err(|e| Failed::Because(format!("syncing it to disk: {e}")))?;
     std::fs::rename(partial, target)
         .map_err(|e| Failed::Because(format!("renaming it to {}: {e}", target.display())))?;
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The rename itself is durable once the folder is synced.
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
+    // The rename itself is durable once the folder is synced.
+    let _ = std::fs::File::open(folder(target)).and_then(|d| d.sync_all());
     Ok(())
 }
 
@@ -201,10 +189,7 @@ fn could_not_copy(
     cause: &str,
     config: &Settings,
 ) -> Failure {
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder(file);
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let advice =
         if cause.contains(&std::io::Error::from_raw_os_error(nix::libc::ENOSPC).to_string()) {
@@ -277,19 +262,22 @@ fn partial_name(target: &Path) -> PathBuf {
     ))
 }
 
+/// The folder `file` is in (`.` for a bare name).
+fn folder(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Every file beside `file` whose name starts `<name>.unlatch-backup-`,
 /// finished copies and partial ones, in name order.
 fn backup_files(file: &Path) -> Vec<PathBuf> {
-    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+    let Some(name) = file.file_name() else {
         return Vec::new();
     };
     let prefix = format!("{}{INFIX}", name.to_string_lossy());
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder(file))
         .into_iter()
         .flatten()
         .flatten()
