@@ -112,7 +112,7 @@ pub async fn holders(
             Names::read(rows.first().context("no row")?, 0)?
         }
     };
-    let keys: Vec<(&'static str, i64)> = tools
+    let mut keys: Vec<(&'static str, i64)> = tools
         .iter()
         .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
         .collect();
@@ -128,10 +128,7 @@ pub async fn holders(
         .filter_map(|pair| pair.split_once(':'))
         .filter_map(|(high, low)| Some((high.parse().ok()?, low.parse().ok()?)))
         .collect();
-    let keys: Vec<(&'static str, i64)> = keys
-        .into_iter()
-        .filter(|(_, k)| held.contains(&halves(*k)))
-        .collect();
+    keys.retain(|(_, k)| held.contains(&halves(*k)));
     if keys.is_empty() {
         return Ok(Vec::new());
     }
