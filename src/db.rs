@@ -135,6 +135,7 @@ impl Target {
                 .into_owned()
         });
         if kind == Kind::Postgres {
+            check_postgres_user(&parsed).map_err(&bad)?;
             // sqlx, as libpq, also takes the password as a parameter, the
             // last one over the URL's own: hidden all the same.
             if let Some(given) = parsed
@@ -148,9 +149,6 @@ impl Target {
         }
         target.name = parsed.path().trim_start_matches('/').to_owned();
         target.secrets.extend(target.saslprepped_password());
-        if kind == Kind::Postgres {
-            check_postgres_user(&parsed).map_err(&bad)?;
-        }
         // A socket is named by a parameter: MySQL's `socket`, libpq's `host`.
         let socket = parsed
             .query_pairs()

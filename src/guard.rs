@@ -52,9 +52,11 @@ pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
 /// it too.
 pub struct Guard {
     held: Held,
-    waited: bool,
-    /// The row of the read that came with the try that took it.
-    first_read: Option<AnyRow>,
+    /// Whether another replica held the guard when this one asked for it.
+    pub waited: bool,
+    /// The row of the read that came with the first try, if that try took
+    /// the guard (PostgreSQL): read under it.
+    pub first_read: Option<AnyRow>,
 }
 
 /// What the guard is held on, or asked for on.
@@ -218,16 +220,12 @@ impl Statements {
         stop: &mut Stop,
     ) -> anyhow::Result<(bool, Option<AnyRow>)> {
         let statement = if first { &self.try_sql } else { &self.wait_sql };
-        let answer = async {
-            match db.kind {
-                Kind::Postgres => db.simple_rows(statement).await.map(|rows| {
-                    let mut rows = rows.into_iter();
-                    (rows.next(), rows.next())
-                }),
-                _ => db.row(statement, &[]).await.map(|row| (row, None)),
-            }
-        };
-        let taken = match wait::or_stop(answer, stop).await? {
+        // Nothing to bind: on PostgreSQL, one round trip for them all.
+        let answer = wait::or_stop(db.rows(statement, &[]), stop).await?;
+        let taken = match answer.map(|rows| {
+            let mut rows = rows.into_iter();
+            (rows.next(), rows.next())
+        }) {
             Ok((Some(row), read)) => Ok((row.try_get::<i64, _>(0)? == 1, read)),
             Ok((None, _)) => Ok((false, None)),
             // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
@@ -388,20 +386,9 @@ impl Guard {
         }
     }
 
-    /// Whether another replica held the guard when this one asked for it.
-    pub fn waited(&self) -> bool {
-        self.waited
-    }
-
     /// Whether it is SQLite's guard file.
     pub fn on_file(&self) -> bool {
         matches!(self.held, Held::File(..))
-    }
-
-    /// The row of the read that came with the first try, if that try took
-    /// the guard (PostgreSQL): read under it. Taken once.
-    pub fn first_read(&mut self) -> Option<AnyRow> {
-        self.first_read.take()
     }
 
     /// Releases the guard and says so; `work` is the work connection, which

@@ -114,7 +114,8 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         }
     };
     let look = guard
-        .first_read()
+        .first_read
+        .take()
         .map(|row| look::Look::read(&row))
         .transpose()?;
     if let Some(look) = &look {
@@ -131,7 +132,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         config,
         target,
         &mut db,
-        guard.waited().then_some(started),
+        guard.waited.then_some(started),
         look,
         &mut stop,
     )

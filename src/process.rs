@@ -124,7 +124,7 @@ pub async fn run(
     let mut command = clean_command(spec, Terminal::Leave);
     command.process_group(0);
     let mut pipes = match output {
-        Output::Prefixed(name) => Some(Pipes::attach(&mut command, name).map_err(|e| {
+        Output::Prefixed(name) => Some(attach(&mut command, name).map_err(|e| {
             Failure::new(
                 Code::Internal,
                 format!("cannot make the pipes for the output of {what}: {e}"),
@@ -148,8 +148,8 @@ pub async fn run(
     let started = Instant::now();
     let mut ended = {
         let copying = async {
-            if let Some(pipes) = pipes.as_mut() {
-                pipes.copy().await;
+            if let Some([out, err]) = pipes.as_mut() {
+                tokio::join!(out.copy(), err.copy());
             }
             // Both pipes closed early: nothing more to copy; the process
             // is still what ends the command.
@@ -181,23 +181,15 @@ pub async fn run(
             ended = Ended::Stopped(n);
         }
     }
-    if let Some(pipes) = pipes.as_mut() {
-        // Whatever still holds the pipes (a helper in a session of its
-        // own) does not hold the start.
-        pipes.drain();
-    }
+    // Whatever still holds the pipes (a helper in a session of its own)
+    // does not hold the start.
+    pipes.iter_mut().flatten().for_each(Lines::drain);
     Ok(ended)
 }
 
-/// The command's stdout and stderr, each copied to ours line by line with
-/// `name: ` first. Output is bytes; it is printed lossily, so a line that is
-/// not UTF-8 is shown with U+FFFD where it is not, never dropped.
-struct Pipes {
-    out: Lines,
-    err: Lines,
-}
-
-/// One pipe, copied line by line.
+/// One of the command's stdout and stderr, copied to ours line by line
+/// with `name: ` first. Output is bytes; it is printed lossily, so a line
+/// that is not UTF-8 is shown with U+FFFD where it is not, never dropped.
 struct Lines {
     from: tokio::net::unix::pipe::Receiver,
     prefix: String,
@@ -212,35 +204,22 @@ const LONGEST_LINE: usize = 64 * 1024;
 /// pipe holds, with room to spare, but not a stream that never ends.
 const DRAIN_AT_MOST: usize = 1024 * 1024;
 
-impl Pipes {
-    /// New pipes as `command`'s stdout and stderr; this side reads them.
-    fn attach(command: &mut std::process::Command, name: &str) -> io::Result<Pipes> {
-        let lines = |to_stderr| -> io::Result<(Lines, io::PipeWriter)> {
-            let (read, write) = io::pipe()?;
-            let lines = Lines {
-                from: tokio::net::unix::pipe::Receiver::from_owned_fd(read.into())?,
-                prefix: format!("{name}: "),
-                to_stderr,
-                partial: Vec::new(),
-            };
-            Ok((lines, write))
+/// New pipes as `command`'s stdout and stderr; this side reads them.
+fn attach(command: &mut std::process::Command, name: &str) -> io::Result<[Lines; 2]> {
+    let lines = |to_stderr| -> io::Result<(Lines, io::PipeWriter)> {
+        let (read, write) = io::pipe()?;
+        let lines = Lines {
+            from: tokio::net::unix::pipe::Receiver::from_owned_fd(read.into())?,
+            prefix: format!("{name}: "),
+            to_stderr,
+            partial: Vec::new(),
         };
-        let (out, out_write) = lines(false)?;
-        let (err, err_write) = lines(true)?;
-        command.stdout(out_write).stderr(err_write);
-        Ok(Pipes { out, err })
-    }
-
-    /// Copies both until they are closed; cancelled when the command ends.
-    async fn copy(&mut self) {
-        tokio::join!(self.out.copy(), self.err.copy());
-    }
-
-    /// Reads what is already in the pipes, without waiting for more.
-    fn drain(&mut self) {
-        self.out.drain();
-        self.err.drain();
-    }
+        Ok((lines, write))
+    };
+    let (out, out_write) = lines(false)?;
+    let (err, err_write) = lines(true)?;
+    command.stdout(out_write).stderr(err_write);
+    Ok([out, err])
 }
 
 impl Lines {

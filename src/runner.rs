@@ -39,8 +39,15 @@ pub async fn load(dir: &Path) -> anyhow::Result<Migrator> {
     })
 }
 
-/// `(version, description)` of the migrations not applied yet.
-pub async fn pending(db: &mut Db, migrator: &Migrator) -> anyhow::Result<Vec<(i64, String)>> {
+/// A migration not applied yet; `unlatch status --json` shows it as it is.
+#[derive(serde::Serialize)]
+pub struct Pending {
+    pub description: String,
+    pub version: i64,
+}
+
+/// The migrations not applied yet.
+pub async fn pending(db: &mut Db, migrator: &Migrator) -> anyhow::Result<Vec<Pending>> {
     let mut applied = HashSet::new();
     if db.table_exists(TABLE).await? {
         let sql = format!("SELECT version FROM {TABLE} WHERE success");
@@ -52,7 +59,10 @@ pub async fn pending(db: &mut Db, migrator: &Migrator) -> anyhow::Result<Vec<(i6
         .iter()
         .filter(|m| !matches!(m.migration_type, MigrationType::ReversibleDown))
         .filter(|m| !applied.contains(&m.version))
-        .map(|m| (m.version, m.description.to_string()))
+        .map(|m| Pending {
+            description: m.description.to_string(),
+            version: m.version,
+        })
         .collect())
 }
 
@@ -72,7 +82,10 @@ pub async fn run(
         log::info!("UNLATCH_MIGRATIONS_DIR={}: nothing pending", dir.display());
         return Ok(());
     }
-    let names: Vec<String> = todo.iter().map(|(v, d)| format!("{v} {d}")).collect();
+    let names: Vec<String> = todo
+        .iter()
+        .map(|p| format!("{} {}", p.version, p.description))
+        .collect();
     log::info!(
         "UNLATCH_MIGRATIONS_DIR={}: applying {}",
         dir.display(),

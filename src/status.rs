@@ -28,18 +28,12 @@ struct Report {
     database: Option<String>,
     /// With `UNLATCH_MIGRATIONS_DIR` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pending: Option<Vec<Pending>>,
+    pending: Option<Vec<runner::Pending>>,
     /// Once connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<Vec<Session>>,
     tools: Vec<Found>,
     ttl_seconds: u64,
-}
-
-#[derive(Serialize)]
-struct Pending {
-    description: String,
-    version: i64,
 }
 
 /// A PostgreSQL session holding a tool's advisory lock.
@@ -132,16 +126,7 @@ async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::
         });
     }
     if let Some(dir) = &config.migrations_dir {
-        let pending = runner::pending(db, &runner::load(dir).await?).await?;
-        report.pending = Some(
-            pending
-                .into_iter()
-                .map(|(version, description)| Pending {
-                    description,
-                    version,
-                })
-                .collect(),
-        );
+        report.pending = Some(runner::pending(db, &runner::load(dir).await?).await?);
     }
     Ok(worst)
 }
