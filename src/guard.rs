@@ -351,13 +351,11 @@ fn file_guard(database: &Path) -> Held {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path);
-    let opened = match opened {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            OpenOptions::new().read(true).open(&path).map_err(|_| e)
-        }
-        other => other,
-    };
+        .open(&path)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => File::open(&path).map_err(|_| e),
+            _ => Err(e),
+        });
     match opened {
         Ok(file) => Held::File(file, path),
         Err(e) => {

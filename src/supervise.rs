@@ -272,27 +272,9 @@ fn descendants(root: Pid) -> Vec<Pid> {
     };
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = after.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-        if let (Some(state), Some(ppid)) = (state, ppid) {
-            if state != "Z" {
-                children.entry(ppid).or_default().push(pid);
-            }
+        let pid = entry.file_name().to_str().and_then(|n| n.parse().ok());
+        if let Some((pid, ppid)) = pid.and_then(|pid| Some((pid, live_parent(pid)?))) {
+            children.entry(ppid).or_default().push(pid);
         }
     }
     let mut found = Vec::new();
@@ -307,6 +289,17 @@ fn descendants(root: Pid) -> Vec<Pid> {
         }
     }
     found
+}
+
+/// The parent of process `pid`, unless it is a zombie: from
+/// `/proc/<pid>/stat`, "pid (comm) state ppid ...", where comm may hold
+/// spaces and parentheses.
+fn live_parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    (state != "Z").then_some(ppid)
 }
 
 /// TERM (and CONT, so a stopped one sees it) to what the child left behind,
