@@ -307,7 +307,10 @@ impl Target {
         role: Role,
         password: Option<&str>,
     ) -> Result<AnyConnection, sqlx::Error> {
-        let first = self.connect_in_mode(role, None, password).await;
+        let connect = |sslmode| async move {
+            AnyConnection::connect_with(&self.options(role, sslmode, password)?).await
+        };
+        let first = connect(None).await;
         let (Err(err), Some(mode)) = (&first, self.fallback_sslmode) else {
             return first;
         };
@@ -322,20 +325,11 @@ impl Target {
             if mode == "disable" { "prefer" } else { "allow" },
             self.scrub(&err.to_string())
         );
-        match self.connect_in_mode(role, Some(mode), password).await {
+        match connect(Some(mode)).await {
             // The encrypted attempt's error is the one that tells.
             Err(_) if mode == "disable" => first,
             second => second,
         }
-    }
-
-    async fn connect_in_mode(
-        &self,
-        role: Role,
-        sslmode: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<AnyConnection, sqlx::Error> {
-        AnyConnection::connect_with(&self.options(role, sslmode, password)?).await
     }
 }
 

@@ -153,16 +153,13 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     }
     // Before the runtime starts any thread: this changes the environment.
     unlatch::tls::confine_roots(config.database.as_ref().is_some_and(|t| t.only_given_roots));
-    if let (Invocation::Run { command }, unlatch::launch::Mode::Supervise) =
-        (&invocation, config.launch.mode)
-    {
-        if command.is_empty() {
-            return Err(Failure::new(
-                Code::Config,
-                "UNLATCH_MODE=supervise needs a COMMAND to supervise; expected unlatch -- COMMAND [ARGS...]",
-            )
-            .into());
-        }
+    let supervised = config.launch.mode == launch::Mode::Supervise;
+    if supervised && matches!(&invocation, Invocation::Run { command } if command.is_empty()) {
+        return Err(Failure::new(
+            Code::Config,
+            "UNLATCH_MODE=supervise needs a COMMAND to supervise; expected unlatch -- COMMAND [ARGS...]",
+        )
+        .into());
     }
     for warning in &config.warnings {
         log::warn!("{warning}");

@@ -73,10 +73,9 @@ pub async fn command(
         timeout: config.migrate_timeout,
         grace: config.kill_grace,
     };
-    let run_as = config.migrate_run_as.as_ref();
     let spec = Spec {
         argv,
-        run_as,
+        run_as: config.migrate_run_as.as_ref(),
         env,
         pass_fd: None,
     };
