@@ -75,22 +75,18 @@ const POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Free,
-    /// Held for `age` (if known), under the TTL: leave it alone.
-    Live {
-        age: Option<Duration>,
-    },
-    /// Held past the TTL, or a missing row nobody can hold.
-    Stale {
-        age: Option<Duration>,
-    },
+    /// Held for this long (if known), under the TTL: leave it alone.
+    Live(Option<Duration>),
+    /// Held past the TTL, or a missing row nobody can hold (age unknown).
+    Stale(Option<Duration>),
 }
 
 impl Verdict {
     pub fn word(&self) -> &'static str {
         match self {
             Verdict::Free => "free",
-            Verdict::Live { .. } => "live",
-            Verdict::Stale { .. } => "stale",
+            Verdict::Live(_) => "live",
+            Verdict::Stale(_) => "stale",
         }
     }
 }
@@ -105,12 +101,12 @@ pub fn judge(
 ) -> Verdict {
     match state {
         LockState::Free => Verdict::Free,
-        LockState::Missing => Verdict::Stale { age: None },
+        LockState::Missing => Verdict::Stale(None),
         LockState::Held(lock) => {
             let age = lock.taken.and_then(|t| clock::age(t, now)).or(watched);
             match age {
-                Some(age) if age >= ttl => Verdict::Stale { age: Some(age) },
-                _ => Verdict::Live { age },
+                Some(age) if age >= ttl => Verdict::Stale(Some(age)),
+                _ => Verdict::Live(age),
             }
         }
     }
@@ -119,7 +115,7 @@ pub fn judge(
 /// A one-line account of a lock, for logs: where, holder, age, TTL.
 pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &Settings) -> String {
     let age = match verdict {
-        Verdict::Live { age: Some(a) } | Verdict::Stale { age: Some(a) } => Some(human(*a)),
+        Verdict::Live(Some(a)) | Verdict::Stale(Some(a)) => Some(human(*a)),
         _ => None,
     };
     let (name, place, ttl) = (tool.name(), tool.place(), human(config.lock_ttl));
@@ -185,7 +181,7 @@ pub async fn settle(
                 log::info!("{account}");
                 return Ok(first);
             }
-            Verdict::Stale { .. } => {
+            Verdict::Stale(_) => {
                 if heal(tool, db, &state, &account, config, stop).await? {
                     return Ok(false);
                 }
@@ -195,7 +191,7 @@ pub async fn settle(
                     tool.place()
                 );
             }
-            Verdict::Live { .. } => {
+            Verdict::Live(_) => {
                 let limit = human(config.lock_wait);
                 let progress = |_| {
                     format!("{account}: live, leaving it alone; waiting up to UNLATCH_LOCK_WAIT={limit} for it to be released")
@@ -370,7 +366,7 @@ mod tests {
         let now = Timestamp::now();
         assert_eq!(judge(&LockState::Free, now, None, TTL), Verdict::Free);
         assert!(
-            matches!(judge(&held(Some(60)), now, None, TTL), Verdict::Live { age: Some(a) } if a.as_secs() >= 59)
+            matches!(judge(&held(Some(60)), now, None, TTL), Verdict::Live(Some(a)) if a.as_secs() >= 59)
         );
         assert_eq!(word(&held(Some(901)), None, TTL), "stale");
         // What unlatch watched does not matter when the timestamp is good.
@@ -381,26 +377,20 @@ mod tests {
     fn unknown_or_future_age_counts_from_first_sighting() {
         let now = Timestamp::now();
         let zero = Some(Duration::ZERO);
-        assert_eq!(
-            judge(&held(None), now, zero, TTL),
-            Verdict::Live { age: zero }
-        );
+        assert_eq!(judge(&held(None), now, zero, TTL), Verdict::Live(zero));
         assert_eq!(word(&held(None), Some(TTL), TTL), "stale");
         // Taken an hour in the future: the clock of the writer is wrong.
         let future = held(Some(-3600));
         assert_eq!(word(&future, Some(Duration::from_secs(5)), TTL), "live");
         assert_eq!(word(&future, Some(TTL), TTL), "stale");
-        assert_eq!(
-            judge(&held(None), now, None, TTL),
-            Verdict::Live { age: None }
-        );
+        assert_eq!(judge(&held(None), now, None, TTL), Verdict::Live(None));
     }
 
     #[test]
     fn a_missing_row_is_stale_at_once() {
         assert_eq!(
             judge(&LockState::Missing, Timestamp::now(), None, TTL),
-            Verdict::Stale { age: None }
+            Verdict::Stale(None)
         );
     }
 

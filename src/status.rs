@@ -112,8 +112,8 @@ async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::
         };
         let (rank, age) = match verdict {
             Verdict::Free => (0, None),
-            Verdict::Live { age } => (1, age),
-            Verdict::Stale { age } => (2, age),
+            Verdict::Live(age) => (1, age),
+            Verdict::Stale(age) => (2, age),
         };
         worst = worst.max(rank);
         report.tools.push(Found {
