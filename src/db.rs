@@ -850,7 +850,6 @@ impl Db {
         &mut self,
         statements: &[(&str, Vec<Option<&str>>)],
     ) -> anyhow::Result<Vec<u64>> {
-        use sqlx::Connection;
         let mut tx = self.conn.begin().await?;
         let mut counts = Vec::new();
         for (sql, args) in statements {
@@ -880,14 +879,6 @@ fn bound<'q>(sql: &'q str, args: &[Option<&str>]) -> Query<'q, Any, AnyArguments
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Sqlite => "SQLite",
-            Kind::MySql => "MySQL",
-            Kind::Postgres => "PostgreSQL",
-        }
-    }
-
     /// `?` placeholders become `$1, $2...` for PostgreSQL. Our SQL has no
     /// `?` inside literals, so a plain scan is exact.
     fn placeholders(self, sql: &str) -> String {
