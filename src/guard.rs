@@ -222,12 +222,11 @@ impl Statements {
         let statement = if first { &self.try_sql } else { &self.wait_sql };
         // Nothing to bind: on PostgreSQL, one round trip for them all.
         let answer = wait::or_stop(db.rows(statement, &[]), stop).await?;
-        let taken = match answer.map(|rows| {
-            let mut rows = rows.into_iter();
-            (rows.next(), rows.next())
-        }) {
-            Ok((Some(row), read)) => Ok((row.try_get::<i64, _>(0)? == 1, read)),
-            Ok((None, _)) => Ok((false, None)),
+        let taken = match answer.map(Vec::into_iter) {
+            Ok(mut rows) => match rows.next() {
+                Some(row) => Ok((row.try_get::<i64, _>(0)? == 1, rows.next())),
+                None => Ok((false, None)),
+            },
             // PostgreSQL's lock_timeout (55P03) ends a round unanswered.
             Err(e) if is_lock_timeout(&e) => Ok((false, None)),
             Err(e) => Err(e),

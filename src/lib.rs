@@ -219,8 +219,8 @@ async fn under_guard(
             *db = Some(create_sqlite_file(target, config, stop).await?);
         }
         let db = db.as_mut().expect("just made");
-        let (wait, run) = (config.wait_timeout, config.heal.migrate_timeout);
-        runner::run(target, dir, db, wait, run, stop).await?;
+        let (wait, limit) = (config.wait_timeout, config.heal.migrate_timeout);
+        runner::run(target, dir, db, wait, limit, stop).await?;
     }
     Ok(Prepared { env })
 }

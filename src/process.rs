@@ -258,8 +258,7 @@ impl Lines {
             self.print(&line[..end]);
         }
         if self.partial.len() >= LONGEST_LINE {
-            let piece = std::mem::take(&mut self.partial);
-            self.print(&piece);
+            self.flush_partial();
         }
     }
 
