@@ -84,11 +84,6 @@ pub struct Waiter {
     wait: Wait,
 }
 
-/// The MySQL lock name: per database, within `GET_LOCK`'s 64 characters.
-fn mysql_lock_name(database: &str) -> String {
-    format!("unlatch:{database}").chars().take(64).collect()
-}
-
 /// Opens the guard's connection, if it has one of its own (MySQL/MariaDB);
 /// meant to run alongside the first wait for the database, which it then
 /// saves a round of connection set-up. `None` on any failure:
@@ -171,7 +166,11 @@ async fn mysql_guard(
                 )
             })?,
     };
-    let key = mysql_lock_name(&target.name);
+    // Per database, within GET_LOCK's 64 characters.
+    let key: String = format!("unlatch:{}", target.name)
+        .chars()
+        .take(64)
+        .collect();
     let sql = Statements {
         name: format!("GET_LOCK('{key}')"),
         try_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
@@ -293,12 +292,15 @@ impl Waiter {
             Held::File(..) => ("process", Duration::from_millis(20)),
             _ => ("replica", Duration::ZERO),
         };
-        let limit = self.wait.limit();
+        let limit = human(self.wait.limit());
         loop {
             let progress = |_| {
-                format!("another {who} is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={}", human(limit))
+                format!("another {who} is in its preflight (it holds {name}); waiting up to UNLATCH_LOCK_WAIT={limit}")
             };
-            let timed_out = || still_held(&name, limit);
+            let timed_out = || {
+                let why = format!("another replica still holds unlatch's guard {name} after UNLATCH_LOCK_WAIT={limit}");
+                Failure::new(Code::LockStillHeld, why).into()
+            };
             self.wait.again(pause, stop, progress, timed_out).await?;
             if let (true, _) = self.held.take(work.as_deref_mut(), false, stop).await? {
                 if let (Held::Shared(_), Some(db)) = (&self.held, work) {
@@ -317,17 +319,6 @@ fn is_lock_timeout(err: &anyhow::Error) -> bool {
         .and_then(|e| e.as_database_error())
         .and_then(|e| e.code())
         .is_some_and(|code| code == "55P03")
-}
-
-fn still_held(name: &str, wait: Duration) -> anyhow::Error {
-    Failure::new(
-        Code::LockStillHeld,
-        format!(
-            "another replica still holds unlatch's guard {name} after UNLATCH_LOCK_WAIT={}",
-            human(wait)
-        ),
-    )
-    .into()
 }
 
 /// The guard file beside `database`, opened; `Held::None` when it cannot

@@ -35,18 +35,13 @@ fn fingerprint(argv: &[String]) -> String {
     format!("{hash:016x}")
 }
 
-async fn ensure_table(db: &mut Db) -> anyhow::Result<()> {
-    let sql = format!(
+/// Sets row `name` to `value`, recorded now; the table is made on first use.
+async fn put(db: &mut Db, name: &str, value: &str) -> anyhow::Result<()> {
+    let create = format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(191) NOT NULL PRIMARY KEY, \
          value VARCHAR(255), recorded_at VARCHAR(40))"
     );
-    db.exec(&sql, &[]).await?;
-    Ok(())
-}
-
-/// Sets row `name` to `value`, recorded now.
-async fn put(db: &mut Db, name: &str, value: &str) -> anyhow::Result<()> {
-    ensure_table(db).await?;
+    db.exec(&create, &[]).await?;
     let now = Timestamp::now().to_string();
     let delete = format!("DELETE FROM {TABLE} WHERE name = ?");
     let insert = format!("INSERT INTO {TABLE} (name, value, recorded_at) VALUES (?, ?, ?)");
