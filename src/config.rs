@@ -784,8 +784,66 @@ mod tests {
         assert_eq!(default_of("UNLATCH_NO_SUCH_VARIABLE"), "");
     }
 
+    /// Each refusal, named after the behaviour it shows: the variables
+    /// set, then what its message holds (`^`: starts with, `=`: is).
+    #[rustfmt::skip]
+    const REFUSALS: &[(&str, &[(&str, &str)], &[&str])] = &[
+        ("a bad duration names the form", &[("UNLATCH_LOCK_TTL", "soon")], &["^UNLATCH_LOCK_TTL=soon: expected a duration like 90s"]),
+        ("a duration needs its unit", &[("UNLATCH_KILL_GRACE", "10")], &["UNLATCH_KILL_GRACE=10"]),
+        // humantime reads M as months: 15M would be a TTL of 15 months.
+        ("months are surely mistaken", &[("UNLATCH_LOCK_TTL", "15M")], &["^UNLATCH_LOCK_TTL=15M: expected a duration like 90s", "M reads as months or years"]),
+        ("y is years", &[("UNLATCH_LOCK_WAIT", "1y")], &["^UNLATCH_LOCK_WAIT=1y: "]),
+        ("months spelled out", &[("UNLATCH_LOCK_WAIT", "2 months")], &["^UNLATCH_LOCK_WAIT=2 months: "]),
+        ("year", &[("UNLATCH_LOCK_WAIT", "1year")], &["^UNLATCH_LOCK_WAIT=1year: "]),
+        ("years", &[("UNLATCH_LOCK_WAIT", "3years")], &["^UNLATCH_LOCK_WAIT=3years: "]),
+        ("month", &[("UNLATCH_LOCK_WAIT", "1month")], &["^UNLATCH_LOCK_WAIT=1month: "]),
+        ("a migrate time limit of 0s", &[("UNLATCH_MIGRATE_TIMEOUT", "0s")], &["=UNLATCH_MIGRATE_TIMEOUT=0s: expected a duration above zero, like 90s, 10m or 1h30m"]),
+        ("a migrate time limit of 0", &[("UNLATCH_MIGRATE_TIMEOUT", "0")], &["=UNLATCH_MIGRATE_TIMEOUT=0: expected a duration above zero, like 90s, 10m or 1h30m"]),
+        ("a hook time limit of 0s", &[("UNLATCH_HOOK_TIMEOUT", "0s")], &["=UNLATCH_HOOK_TIMEOUT=0s: expected a duration above zero, like 90s, 10m or 1h30m"]),
+        ("a hook time limit of 0", &[("UNLATCH_HOOK_TIMEOUT", "0")], &["=UNLATCH_HOOK_TIMEOUT=0: expected a duration above zero, like 90s, 10m or 1h30m"]),
+        // fuzz/duration's crash: humantime's own parser panics on this.
+        ("a huge duration, not a panic", &[("UNLATCH_LOCK_TTL", "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s")], &["numbers of at most 11 digits"]),
+        ("rollback needs its command", &[("UNLATCH_ON_STALE", "rollback")], &["UNLATCH_ROLLBACK_CMD"]),
+        ("an unknown stale choice", &[("UNLATCH_ON_STALE", "nuke")], &["expected clear, rollback or fail"]),
+        ("an unknown tool", &[("UNLATCH_TOOL", "alembic")], &["UNLATCH_TOOL=alembic", "knex-migrator"]),
+        ("an unknown mode", &[("UNLATCH_MODE", "fork")], &["^UNLATCH_MODE=fork: expected auto, supervise or exec"]),
+        ("an unknown signal target", &[("UNLATCH_SIGNAL_TARGET", "all")], &["expected child or group"]),
+        ("an unknown hook failure", &[("UNLATCH_HOOK_FAILURE", "ignore")], &["expected stop or warn"]),
+        ("an unknown dirty choice", &[("UNLATCH_ON_DIRTY", "force")], &["expected fail or retry"]),
+        ("a flag", &[("UNLATCH_SQLITE_BACKUP", "yes")], &["UNLATCH_SQLITE_BACKUP=yes"]),
+        ("a count of copies", &[("UNLATCH_SQLITE_BACKUP_KEEP", "0")], &["at least 1"]),
+        ("a command with an open quote", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], &["UNLATCH_MIGRATE_CMD", "unmatched quote"]),
+        ("a command of no words", &[("UNLATCH_MIGRATE_CMD", "   ")], &["found no words"]),
+        ("an unknown zone", &[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")], &["UNLATCH_LOCK_TIMEZONE"]),
+        ("an unknown TZ", &[("TZ", "Nowhere/Land")], &["^TZ=Nowhere/Land"]),
+        ("a tool's URL not JDBC", &[("FLYWAY_URL", "postgres://db/app")], &["^FLYWAY_URL="]),
+        ("a tool's bad table", &[("FLYWAY_URL", "jdbc:postgresql://db/app"), ("FLYWAY_TABLE", "a b")], &["^FLYWAY_TABLE=a b: expected a table name"]),
+        ("an unknown migrate user", &[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")], &["^UNLATCH_MIGRATE_RUN_AS=ghost-user-x"]),
+        ("a hooks folder that is a file", &[("UNLATCH_HOOKS_DIR", "/etc/passwd")], &["UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"]),
+        ("a hooks folder that is not there", &[("UNLATCH_HOOKS_DIR", "/no/such/dir")], &["it does not exist"]),
+        ("a bad table name", &[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")], &["^UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"]),
+        ("a migrations path not there", &[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")], &["UNLATCH_GOLANG_MIGRATE_PATH"]),
+        ("two ways to migrate", &[("UNLATCH_MIGRATIONS_DIR", "/"), ("UNLATCH_MIGRATE_CMD", "true")], &["both set"]),
+        ("a migrations folder that is a file", &[("UNLATCH_MIGRATIONS_DIR", "/etc/passwd")], &["expected a folder"]),
+    ];
+
     #[test]
-    fn durations_accept_compound_units() {
+    fn each_refusal_names_its_variable_and_what_was_expected() {
+        for (behaviour, pairs, holds) in REFUSALS {
+            let m = message(pairs);
+            for part in *holds {
+                let ok = match (part.strip_prefix('^'), part.strip_prefix('=')) {
+                    (Some(start), _) => m.starts_with(start),
+                    (_, Some(whole)) => m == whole,
+                    _ => m.contains(part),
+                };
+                assert!(ok, "{behaviour}: {m:?} does not hold {part:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_accept_compound_units_days_and_zero() {
         let c = config(&[
             ("UNLATCH_LOCK_TTL", "1h30m"),
             ("UNLATCH_WAIT_TIMEOUT", "90s"),
@@ -798,68 +856,43 @@ mod tests {
             "the wait defaults to the TTL"
         );
         assert_eq!(c.wait_timeout, Duration::from_secs(90));
-    }
-
-    #[test]
-    fn a_bad_duration_names_the_variable_and_the_form() {
-        let m = message(&[("UNLATCH_LOCK_TTL", "soon")]);
-        assert!(
-            m.starts_with("UNLATCH_LOCK_TTL=soon: expected a duration like 90s"),
-            "{m}"
-        );
-        let m = message(&[("UNLATCH_KILL_GRACE", "10")]);
-        assert!(m.contains("UNLATCH_KILL_GRACE=10"), "{m}");
-    }
-
-    #[test]
-    fn months_and_years_are_refused_as_surely_mistaken() {
-        // humantime reads M as months: 15M would be a TTL of 15 months.
-        let m = message(&[("UNLATCH_LOCK_TTL", "15M")]);
-        assert!(
-            m.starts_with("UNLATCH_LOCK_TTL=15M: expected a duration like 90s")
-                && m.contains("M reads as months or years"),
-            "{m}"
-        );
-        for value in ["1y", "2 months", "1year", "3years", "1month"] {
-            let m = message(&[("UNLATCH_LOCK_WAIT", value)]);
-            assert!(
-                m.starts_with(&format!("UNLATCH_LOCK_WAIT={value}: ")),
-                "{m}"
-            );
-        }
         let c = config(&[("UNLATCH_LOCK_TTL", "15m"), ("UNLATCH_LOCK_WAIT", "2d")]).unwrap();
         assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
         assert_eq!(c.heal.lock_wait, Duration::from_secs(2 * 86_400));
-    }
-
-    #[test]
-    fn time_limits_of_zero_are_refused_alike() {
-        for name in ["UNLATCH_MIGRATE_TIMEOUT", "UNLATCH_HOOK_TIMEOUT"] {
-            for zero in ["0s", "0"] {
-                let m = message(&[(name, zero)]);
-                assert_eq!(
-                    m,
-                    format!(
-                        "{name}={zero}: expected a duration above zero, like 90s, 10m or 1h30m"
-                    ),
-                );
-            }
-        }
         // Zero is meaningful where it means "at once".
         let c = config(&[("UNLATCH_LOCK_TTL", "0s"), ("UNLATCH_KILL_GRACE", "0s")]).unwrap();
         assert!(c.heal.lock_ttl.is_zero() && c.heal.kill_grace.is_zero());
-    }
-
-    #[test]
-    fn huge_durations_are_refused_not_a_panic() {
-        // fuzz/duration's crash: humantime's own parser panics on this.
-        let crash = "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s";
-        let m = message(&[("UNLATCH_LOCK_TTL", crash)]);
-        assert!(m.contains("numbers of at most 11 digits"), "{m}");
         // The longest accepted sum, in the largest unit accepted.
         let most = "99999999999w99999999999w99999999999w99999999999w99999999999w999s";
         assert_eq!(most.len(), 64);
         assert!(duration(most).is_ok());
+    }
+
+    #[test]
+    fn a_rollback_command_is_split_and_the_migrate_user_defaults_to_run_as() {
+        let c = config(&[
+            ("UNLATCH_ON_STALE", "rollback"),
+            ("UNLATCH_ROLLBACK_CMD", "knex-migrator-rollback --v '5.0'"),
+        ])
+        .unwrap();
+        let words = ["knex-migrator-rollback", "--v", "5.0"].map(String::from);
+        assert_eq!(c.heal.on_stale, OnStale::Rollback(words.to_vec()));
+        let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
+        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(
+            c.heal.migrate_run_as, c.launch.run_as,
+            "the migrate user defaults to UNLATCH_RUN_AS"
+        );
+        let c = config(&[
+            ("UNLATCH_RUN_AS", "root"),
+            ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
+        ])
+        .unwrap();
+        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(
+            c.hooks.migrate_run_as, c.heal.migrate_run_as,
+            "hooks run as migrations do"
+        );
     }
 
     #[test]
@@ -894,25 +927,6 @@ mod tests {
     }
 
     #[test]
-    fn rollback_needs_its_command() {
-        let m = message(&[("UNLATCH_ON_STALE", "rollback")]);
-        assert!(m.contains("UNLATCH_ROLLBACK_CMD"), "{m}");
-        let c = config(&[
-            ("UNLATCH_ON_STALE", "rollback"),
-            ("UNLATCH_ROLLBACK_CMD", "knex-migrator-rollback --v '5.0'"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.heal.on_stale,
-            OnStale::Rollback(vec![
-                "knex-migrator-rollback".into(),
-                "--v".into(),
-                "5.0".into()
-            ])
-        );
-    }
-
-    #[test]
     fn unused_rollback_command_is_a_warning() {
         let c = config(&[("UNLATCH_ROLLBACK_CMD", "true")]).unwrap();
         assert!(c
@@ -922,45 +936,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_choices_are_named_with_every_choice() {
-        assert!(
-            message(&[("UNLATCH_ON_STALE", "nuke")]).contains("expected clear, rollback or fail")
-        );
-        let m = message(&[("UNLATCH_TOOL", "alembic")]);
-        assert!(
-            m.contains("UNLATCH_TOOL=alembic") && m.contains("knex-migrator"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_MODE", "fork")])
-            .starts_with("UNLATCH_MODE=fork: expected auto, supervise or exec"));
-        assert!(message(&[("UNLATCH_SIGNAL_TARGET", "all")]).contains("expected child or group"));
-        assert!(message(&[("UNLATCH_HOOK_FAILURE", "ignore")]).contains("expected stop or warn"));
-        assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
-    }
-
-    #[test]
-    fn flags_and_counts_name_what_they_expected() {
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP", "yes")]).contains("UNLATCH_SQLITE_BACKUP=yes"));
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP_KEEP", "0")]).contains("at least 1"));
-    }
-
-    #[test]
-    fn commands_split_like_a_shell_without_one() {
+    fn a_migrations_folder_is_read_and_commands_split_like_a_shell() {
+        let c = config(&[("UNLATCH_MIGRATIONS_DIR", "/")]).unwrap();
+        assert!(c.migrations_dir.is_some() && c.migrate_cmd.is_none());
         let c = config(&[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)]).unwrap();
         assert_eq!(
             c.migrate_cmd.unwrap(),
             ["sh", "-c", r#"echo "a b"; exit 3"#]
         );
-    }
-
-    #[test]
-    fn a_command_with_an_open_quote_or_no_words_is_refused() {
-        let m = message(&[("UNLATCH_MIGRATE_CMD", "echo 'oops")]);
-        assert!(
-            m.contains("UNLATCH_MIGRATE_CMD") && m.contains("unmatched quote"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_MIGRATE_CMD", "   ")]).contains("found no words"));
     }
 
     #[test]
@@ -982,14 +965,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.heal.lock_zone.iana_name(), Some("America/New_York"));
-    }
-
-    #[test]
-    fn an_unknown_zone_name_is_refused() {
-        assert!(
-            message(&[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")]).contains("UNLATCH_LOCK_TIMEZONE")
-        );
-        assert!(message(&[("TZ", "Nowhere/Land")]).starts_with("TZ=Nowhere/Land"));
     }
 
     /// A TZif file (version 1) with one zone, `offset` seconds east of UTC.
@@ -1109,20 +1084,8 @@ mod tests {
         both.extend(FLYWAY);
         assert!(message(&both).contains("UNLATCH_TOOL"));
         both.push(("UNLATCH_TOOL", "flyway"));
-        assert_eq!(
-            config(&both).unwrap().database.unwrap().source,
-            "FLYWAY_URL"
-        );
-    }
-
-    #[test]
-    fn a_tools_bad_url_or_table_is_named() {
-        assert!(message(&[("FLYWAY_URL", "postgres://db/app")]).starts_with("FLYWAY_URL="));
-        assert!(message(&[
-            ("FLYWAY_URL", "jdbc:postgresql://db/app"),
-            ("FLYWAY_TABLE", "a b")
-        ])
-        .starts_with("FLYWAY_TABLE=a b: expected a table name"));
+        let source = config(&both).unwrap().database.unwrap().source;
+        assert_eq!(source, "FLYWAY_URL");
     }
 
     #[test]
@@ -1139,39 +1102,6 @@ mod tests {
     }
 
     #[test]
-    fn the_migrate_user_defaults_to_the_run_as_user() {
-        let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
-        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
-        assert_eq!(
-            c.heal.migrate_run_as, c.launch.run_as,
-            "the migrate user defaults to UNLATCH_RUN_AS"
-        );
-        let c = config(&[
-            ("UNLATCH_RUN_AS", "root"),
-            ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
-        assert_eq!(
-            c.hooks.migrate_run_as, c.heal.migrate_run_as,
-            "hooks run as migrations do"
-        );
-        assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
-            .starts_with("UNLATCH_MIGRATE_RUN_AS=ghost-user-x"));
-    }
-
-    #[test]
-    fn the_hooks_folder_must_be_a_folder() {
-        let m = message(&[("UNLATCH_HOOKS_DIR", "/etc/passwd")]);
-        assert!(
-            m.contains("UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"),
-            "{m}"
-        );
-        let m = message(&[("UNLATCH_HOOKS_DIR", "/no/such/dir")]);
-        assert!(m.contains("it does not exist"), "{m}");
-    }
-
-    #[test]
     fn retry_and_table_names_are_read() {
         let c = config(&[
             ("UNLATCH_ON_DIRTY", "retry"),
@@ -1182,31 +1112,6 @@ mod tests {
             (c.heal.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
             (OnDirty::Retry, Some("my_migrations"))
         );
-    }
-
-    #[test]
-    fn a_bad_table_name_or_migrations_path_is_named() {
-        let m = message(&[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")]);
-        assert!(
-            m.starts_with("UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")])
-            .contains("UNLATCH_GOLANG_MIGRATE_PATH"));
-    }
-
-    #[test]
-    fn one_way_to_migrate() {
-        assert!(config(&[("UNLATCH_MIGRATIONS_DIR", "/")])
-            .unwrap()
-            .migrations_dir
-            .is_some());
-        let m = message(&[
-            ("UNLATCH_MIGRATIONS_DIR", "/"),
-            ("UNLATCH_MIGRATE_CMD", "true"),
-        ]);
-        assert!(m.contains("both set"), "{m}");
-        assert!(message(&[("UNLATCH_MIGRATIONS_DIR", "/etc/passwd")]).contains("expected a folder"));
     }
 
     #[test]
