@@ -44,16 +44,8 @@ impl Flyway {
 
 #[async_trait]
 impl Tool for Flyway {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (success = false)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (Self::NAME, &self.table, "success = false")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

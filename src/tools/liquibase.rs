@@ -45,16 +45,8 @@ impl Liquibase {
 
 #[async_trait]
 impl Tool for Liquibase {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (ID 1)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (Self::NAME, &self.table, "ID 1")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

@@ -342,14 +342,26 @@ fn quoted(text: &str) -> String {
 
 #[async_trait]
 pub trait Tool: Send + Sync {
+    /// The tool's name, as `UNLATCH_TOOL` spells it; the table whose
+    /// presence says the tool is used here; and which rows of it block the
+    /// tool, for messages (`lock_key 'km01'`).
+    fn at(&self) -> (&'static str, &str, &'static str);
+
     /// The tool's name, as `UNLATCH_TOOL` spells it.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.at().0
+    }
 
     /// The table whose presence says the tool is used here.
-    fn table(&self) -> &str;
+    fn table(&self) -> &str {
+        self.at().1
+    }
 
     /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
-    fn place(&self) -> String;
+    fn place(&self) -> String {
+        let (_, table, rows) = self.at();
+        format!("{table} ({rows})")
+    }
 
     /// Given that [`Tool::table`] exists, whether it is this tool's (other
     /// tools may use the same name).
