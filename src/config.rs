@@ -784,10 +784,13 @@ mod tests {
         assert_eq!(default_of("UNLATCH_NO_SUCH_VARIABLE"), "");
     }
 
+    /// Variables and their values.
+    type Vars = &'static [(&'static str, &'static str)];
+
     /// Each refusal, named after the behaviour it shows: the variables
     /// set, then what its message holds (`^`: starts with, `=`: is).
     #[rustfmt::skip]
-    const REFUSALS: &[(&str, &[(&str, &str)], &[&str])] = &[
+    const REFUSALS: &[(&str, Vars, &[&str])] = &[
         ("a bad duration names the form", &[("UNLATCH_LOCK_TTL", "soon")], &["^UNLATCH_LOCK_TTL=soon: expected a duration like 90s"]),
         ("a duration needs its unit", &[("UNLATCH_KILL_GRACE", "10")], &["UNLATCH_KILL_GRACE=10"]),
         // humantime reads M as months: 15M would be a TTL of 15 months.

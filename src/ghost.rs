@@ -649,10 +649,13 @@ mod tests {
         assert!(database_url(&env(&[]), &dir).unwrap().is_none());
     }
 
+    /// Variables and their values.
+    type Vars = &'static [(&'static str, &'static str)];
+
     /// Each refusal of the variables alone, named after its behaviour:
     /// the variables, then a part of the message.
     #[rustfmt::skip]
-    const REFUSALS: &[(&str, &[(&str, &str)], &str)] = &[
+    const REFUSALS: &[(&str, Vars, &str)] = &[
         ("an unknown client is named", &[("database__client", "pg")], "database__client=pg: expected sqlite3, mysql or mysql2"),
         // Outside Ghost's own environments there are no defaults to fill in.
         ("outside Ghost's environments, a missing filename", &[("NODE_ENV", "staging"), ("database__client", "sqlite3")], "database__connection__filename is not set"),
