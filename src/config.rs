@@ -845,26 +845,54 @@ mod tests {
         }
     }
 
-    #[test]
-    fn durations_accept_compound_units_days_and_zero() {
-        let c = config(&[
-            ("UNLATCH_LOCK_TTL", "1h30m"),
-            ("UNLATCH_WAIT_TIMEOUT", "90s"),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(5400));
-        assert_eq!(
-            c.heal.lock_wait,
-            Duration::from_secs(5400),
-            "the wait defaults to the TTL"
-        );
-        assert_eq!(c.wait_timeout, Duration::from_secs(90));
-        let c = config(&[("UNLATCH_LOCK_TTL", "15m"), ("UNLATCH_LOCK_WAIT", "2d")]).unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.heal.lock_wait, Duration::from_secs(2 * 86_400));
+    /// Variables read, and what the configuration then says, each row
+    /// named after the behaviour it shows (`|_| true`: read without error).
+    #[rustfmt::skip]
+    const READS: &[(&str, Vars, fn(&Config) -> bool)] = &[
+        ("a compound duration", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_ttl == Duration::from_secs(5400)),
+        ("the wait defaults to the TTL", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_wait == Duration::from_secs(5400)),
+        ("seconds", &[("UNLATCH_WAIT_TIMEOUT", "90s")], |c| c.wait_timeout == Duration::from_secs(90)),
+        ("minutes are m", &[("UNLATCH_LOCK_TTL", "15m")], |c| c.heal.lock_ttl == Duration::from_secs(900)),
+        ("days are d", &[("UNLATCH_LOCK_WAIT", "2d")], |c| c.heal.lock_wait == Duration::from_secs(2 * 86_400)),
         // Zero is meaningful where it means "at once".
-        let c = config(&[("UNLATCH_LOCK_TTL", "0s"), ("UNLATCH_KILL_GRACE", "0s")]).unwrap();
-        assert!(c.heal.lock_ttl.is_zero() && c.heal.kill_grace.is_zero());
+        ("a TTL of zero", &[("UNLATCH_LOCK_TTL", "0s")], |c| c.heal.lock_ttl.is_zero()),
+        ("a grace of zero", &[("UNLATCH_KILL_GRACE", "0s")], |c| c.heal.kill_grace.is_zero()),
+        ("an empty duration counts as unset", &[("UNLATCH_LOCK_TTL", "")], |c| c.heal.lock_ttl == Duration::from_secs(900)),
+        ("an empty choice counts as unset", &[("UNLATCH_ON_STALE", "")], |c| c.heal.on_stale == OnStale::Clear),
+        // A secret file's trailing newline, and capitals.
+        ("a choice is trimmed", &[("UNLATCH_ON_STALE", "clear\n")], |c| c.heal.on_stale == OnStale::Clear),
+        ("a choice in any case", &[("UNLATCH_ON_DIRTY", " Retry")], |c| c.heal.on_dirty == OnDirty::Retry),
+        ("a mode in capitals", &[("UNLATCH_MODE", "EXEC")], |c| c.launch.mode == Mode::Exec),
+        ("a target with CRLF", &[("UNLATCH_SIGNAL_TARGET", "Group\r\n")], |c| c.launch.signal_target == SignalTarget::Group),
+        ("a hook failure in capitals", &[("UNLATCH_HOOK_FAILURE", "WARN")], |c| c.hooks.hook_failure == HookFailure::Warn),
+        ("a flag in capitals", &[("UNLATCH_SQLITE_BACKUP", "TRUE\n")], |c| c.sqlite_backup),
+        ("a tool in any case", &[("UNLATCH_TOOL", "Knex-Migrator ")], |c| c.tool == ToolChoice::Named("knex-migrator")),
+        ("supervise", &[("UNLATCH_MODE", "supervise")], |c| c.launch.mode == Mode::Supervise),
+        ("group", &[("UNLATCH_SIGNAL_TARGET", "group")], |c| c.launch.signal_target == SignalTarget::Group),
+        ("a table name", &[("UNLATCH_KNEX_TABLE", "my_migrations")], |c| c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("my_migrations")),
+        ("an unused rollback command is a warning", &[("UNLATCH_ROLLBACK_CMD", "true")], |c| c.warnings.iter().any(|w| w.contains("UNLATCH_ROLLBACK_CMD"))),
+        ("a migrations folder", &[("UNLATCH_MIGRATIONS_DIR", "/")], |c| c.migrations_dir.is_some() && c.migrate_cmd.is_none()),
+        ("a command split like a shell, without one", &[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)], |c| c.migrate_cmd.as_deref() == Some(&["sh".into(), "-c".into(), r#"echo "a b"; exit 3"#.into()])),
+        ("TZ by name", &[("TZ", "Europe/Berlin")], |c| c.heal.lock_zone.iana_name() == Some("Europe/Berlin")),
+        ("TZ with glibc's colon", &[("TZ", ":Europe/Berlin")], |c| c.heal.lock_zone.iana_name() == Some("Europe/Berlin")),
+        ("TZ=UTC", &[("TZ", "UTC")], |c| *c.heal.lock_zone == TimeZone::UTC),
+        ("TZ as a POSIX rule", &[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")], |_| true),
+        ("UNLATCH_LOCK_TIMEZONE wins over TZ", &[("TZ", "Europe/Berlin"), ("UNLATCH_LOCK_TIMEZONE", "America/New_York")], |c| c.heal.lock_zone.iana_name() == Some("America/New_York")),
+        ("UNLATCH_DATABASE_URL wins over DATABASE_URL", &[("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "UNLATCH_DATABASE_URL"),
+        ("DATABASE_URL wins over Ghost's", &[("DATABASE_URL", "postgres://u@h/d"), ("database__client", "sqlite3")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
+        ("a URL of unlatch's own wins over a tool's variables", &[("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db:5432/app?currentSchema=x"), ("LIQUIBASE_COMMAND_USERNAME", "svc"), ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"), ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"), ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
+    ];
+
+    #[test]
+    fn each_variable_is_read_into_its_setting() {
+        for (behaviour, pairs, holds) in READS {
+            let c = config(pairs).unwrap_or_else(|e| panic!("{behaviour}: {}", e.message));
+            assert!(holds(&c), "{behaviour}: {c:#?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_duration_accepted() {
         // The longest accepted sum, in the largest unit accepted.
         let most = "99999999999w99999999999w99999999999w99999999999w99999999999w999s";
         assert_eq!(most.len(), 64);
@@ -896,78 +924,6 @@ mod tests {
             c.hooks.migrate_run_as, c.heal.migrate_run_as,
             "hooks run as migrations do"
         );
-    }
-
-    #[test]
-    fn empty_value_counts_as_unset() {
-        let c = config(&[("UNLATCH_LOCK_TTL", ""), ("UNLATCH_ON_STALE", "")]).unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.heal.on_stale, OnStale::Clear);
-    }
-
-    #[test]
-    fn choices_are_trimmed_and_read_in_any_case() {
-        // A secret file's trailing newline, and capitals.
-        let c = config(&[
-            ("UNLATCH_ON_STALE", "clear\n"),
-            ("UNLATCH_ON_DIRTY", " Retry"),
-            ("UNLATCH_MODE", "EXEC"),
-            ("UNLATCH_SIGNAL_TARGET", "Group\r\n"),
-            ("UNLATCH_HOOK_FAILURE", "WARN"),
-            ("UNLATCH_SQLITE_BACKUP", "TRUE\n"),
-            ("UNLATCH_TOOL", "Knex-Migrator "),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.on_stale, OnStale::Clear);
-        assert_eq!(c.heal.on_dirty, OnDirty::Retry);
-        assert_eq!(
-            (c.launch.mode, c.launch.signal_target),
-            (Mode::Exec, SignalTarget::Group)
-        );
-        assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
-        assert!(c.sqlite_backup);
-        assert_eq!(c.tool, ToolChoice::Named("knex-migrator"));
-    }
-
-    #[test]
-    fn unused_rollback_command_is_a_warning() {
-        let c = config(&[("UNLATCH_ROLLBACK_CMD", "true")]).unwrap();
-        assert!(c
-            .warnings
-            .iter()
-            .any(|w| w.contains("UNLATCH_ROLLBACK_CMD")));
-    }
-
-    #[test]
-    fn a_migrations_folder_is_read_and_commands_split_like_a_shell() {
-        let c = config(&[("UNLATCH_MIGRATIONS_DIR", "/")]).unwrap();
-        assert!(c.migrations_dir.is_some() && c.migrate_cmd.is_none());
-        let c = config(&[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)]).unwrap();
-        assert_eq!(
-            c.migrate_cmd.unwrap(),
-            ["sh", "-c", r#"echo "a b"; exit 3"#]
-        );
-    }
-
-    #[test]
-    fn the_lock_zone_is_tz_by_name_or_posix_rule() {
-        let c = config(&[("TZ", "Europe/Berlin")]).unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
-        let c = config(&[("TZ", ":Europe/Berlin")]).unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
-        let c = config(&[("TZ", "UTC")]).unwrap();
-        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
-        assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
-    }
-
-    #[test]
-    fn unlatch_lock_timezone_wins_over_tz() {
-        let c = config(&[
-            ("TZ", "Europe/Berlin"),
-            ("UNLATCH_LOCK_TIMEZONE", "America/New_York"),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("America/New_York"));
     }
 
     /// A TZif file (version 1) with one zone, `offset` seconds east of UTC.
@@ -1016,22 +972,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn database_url_precedence() {
-        let c = config(&[
-            ("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"),
-            ("DATABASE_URL", "postgres://u@h/d"),
-        ])
-        .unwrap();
-        assert_eq!(c.database.unwrap().source, "UNLATCH_DATABASE_URL");
-        let c = config(&[
-            ("DATABASE_URL", "postgres://u@h/d"),
-            ("database__client", "sqlite3"),
-        ])
-        .unwrap();
-        assert_eq!(c.database.unwrap().source, "DATABASE_URL");
-    }
-
     const LIQUIBASE: [(&str, &str); 5] = [
         (
             "LIQUIBASE_COMMAND_URL",
@@ -1064,16 +1004,6 @@ mod tests {
     }
 
     #[test]
-    fn a_url_of_unlatchs_own_wins_over_the_tools_variables() {
-        let mut with_url = LIQUIBASE.to_vec();
-        with_url.push(("DATABASE_URL", "postgres://u@h/d"));
-        assert_eq!(
-            config(&with_url).unwrap().database.unwrap().source,
-            "DATABASE_URL"
-        );
-    }
-
-    #[test]
     fn flyways_variables_name_the_schema_quoted_and_the_history_table() {
         let c = config(&FLYWAY).unwrap();
         assert_eq!(c.tool_settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
@@ -1089,32 +1019,6 @@ mod tests {
         both.push(("UNLATCH_TOOL", "flyway"));
         let source = config(&both).unwrap().database.unwrap().source;
         assert_eq!(source, "FLYWAY_URL");
-    }
-
-    #[test]
-    fn mode_and_signal_target_are_read() {
-        let c = config(&[
-            ("UNLATCH_MODE", "supervise"),
-            ("UNLATCH_SIGNAL_TARGET", "group"),
-        ])
-        .unwrap();
-        assert_eq!(
-            (c.launch.mode, c.launch.signal_target),
-            (Mode::Supervise, SignalTarget::Group)
-        );
-    }
-
-    #[test]
-    fn retry_and_table_names_are_read() {
-        let c = config(&[
-            ("UNLATCH_ON_DIRTY", "retry"),
-            ("UNLATCH_KNEX_TABLE", "my_migrations"),
-        ])
-        .unwrap();
-        assert_eq!(
-            (c.heal.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
-            (OnDirty::Retry, Some("my_migrations"))
-        );
     }
 
     #[test]
