@@ -787,6 +787,9 @@ mod tests {
     /// Variables and their values.
     type Vars = &'static [(&'static str, &'static str)];
 
+    /// What a configuration read must say.
+    type Holds = fn(&Config) -> bool;
+
     /// Each refusal, named after the behaviour it shows: the variables
     /// set, then what its message holds (`^`: starts with, `=`: is).
     #[rustfmt::skip]
@@ -848,7 +851,7 @@ mod tests {
     /// Variables read, and what the configuration then says, each row
     /// named after the behaviour it shows (`|_| true`: read without error).
     #[rustfmt::skip]
-    const READS: &[(&str, Vars, fn(&Config) -> bool)] = &[
+    const READS: &[(&str, Vars, Holds)] = &[
         ("a compound duration", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_ttl == Duration::from_secs(5400)),
         ("the wait defaults to the TTL", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_wait == Duration::from_secs(5400)),
         ("seconds", &[("UNLATCH_WAIT_TIMEOUT", "90s")], |c| c.wait_timeout == Duration::from_secs(90)),
