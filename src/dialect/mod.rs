@@ -372,6 +372,9 @@ fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
 mod tests {
     use super::*;
 
+    /// Parameters and their values (`None`: absent).
+    type Params = &'static [(&'static str, Option<&'static str>)];
+
     fn read_plain(url: &str) -> Located {
         read(url, &Env::default()).unwrap_or_else(|e| panic!("{url}: {e}"))
     }
@@ -391,48 +394,41 @@ mod tests {
             .map(|(_, v)| v)
     }
 
-    /// A URL as written, and one parameter of the URL it is read as
-    /// (`None`: dropped), each row named after the behaviour it shows.
+    /// A URL as written, and parameters of the URL it is read as (`None`:
+    /// dropped), each row named after the behaviour it shows.
     #[rustfmt::skip]
-    const PARAMS: &[(&str, &str, &str, Option<&str>)] = &[
-        ("Prisma's schema leaves the URL", "postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5", "schema", None),
-        ("Prisma's connection_limit is dropped", "postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5", "connection_limit", None),
+    const PARAMS: &[(&str, &str, Params)] = &[
         // Prisma checks no certificate unless sslaccept=strict.
-        ("Prisma checks no certificate by default", "postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5", "sslmode", Some("prefer")),
-        ("Prisma's require", "postgres://u@h/d?sslmode=require", "sslmode", Some("require")),
-        ("Prisma's strict require", "postgres://u@h/d?sslmode=require&sslaccept=strict", "sslmode", Some("verify-full")),
-        ("Prisma's disable", "postgres://u@h/d?sslmode=disable&schema=x", "sslmode", Some("disable")),
-        ("Prisma's strict alone", "postgres://u@h/d?sslaccept=strict", "sslmode", Some("verify-full")),
-        ("Prisma's sslcert is the CA when strict", "postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/etc/ca.pem", "sslrootcert", Some("/etc/ca.pem")),
-        ("Prisma's sslcert is the CA, not a client's", "postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/etc/ca.pem", "sslcert", None),
-        ("Prisma does not verify unless strict", "postgres://u@h/d?sslmode=require&sslcert=/etc/ca.pem&schema=public", "sslrootcert", None),
-        ("an unknown parameter is dropped", "postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s", "target_session_attrs", None),
-        ("application_name is kept", "postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s", "application_name", Some("x")),
-        ("options are kept", "postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s", "options[statement_timeout]", Some("5s")),
-        ("golang-migrate's unix socket", "mysql://root@unix(/run/mysqld/mysqld.sock)/app", "socket", Some("/run/mysqld/mysqld.sock")),
-        ("golang-migrate's custom TLS verifies", "mysql://root@tcp([::1]:3306)/app?tls=custom&x-tls-ca=/ca.pem", "ssl-mode", Some("VERIFY_IDENTITY")),
-        ("golang-migrate's x-tls-ca", "mysql://root@tcp([::1]:3306)/app?tls=custom&x-tls-ca=/ca.pem", "ssl-ca", Some("/ca.pem")),
-        ("golang-migrate's skip-verify", "mysql://root@tcp(db)/app?tls=skip-verify", "ssl-mode", Some("REQUIRED")),
-        ("Prisma's strict on MySQL", "mysql://u@h/d?sslaccept=strict&sslcert=/ca.pem&connection_limit=1", "ssl-mode", Some("VERIFY_IDENTITY")),
-        ("Prisma's sslcert on MySQL", "mysql://u@h/d?sslaccept=strict&sslcert=/ca.pem&connection_limit=1", "ssl-ca", Some("/ca.pem")),
-        ("Prisma's invalid certificates accepted", "mysql://u@h/d?sslaccept=accept_invalid_certs", "ssl-mode", Some("REQUIRED")),
-        ("sqlx's ssl-mode kept", "mysql://u@h/d?ssl-mode=REQUIRED", "ssl-mode", Some("REQUIRED")),
-        ("pgjdbc's ssl=true verifies", "jdbc:postgresql://db:5433/app?currentSchema=billing&user=svc&password=p%25w%40x&ssl=true&loginTimeout=5", "sslmode", Some("verify-full")),
-        ("pgjdbc's password leaves the query", "jdbc:postgresql://db:5433/app?currentSchema=billing&user=svc&password=p%25w%40x&ssl=true&loginTimeout=5", "password", None),
-        ("pgjdbc's NonValidatingFactory", "jdbc:postgresql://db/app?ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory", "sslmode", Some("require")),
-        ("Connector/J's sslMode", "jdbc:mysql://db:3306/app?user=root&password=pw&sslMode=VERIFY_CA", "ssl-mode", Some("VERIFY_CA")),
-        ("Connector/J's useSSL=false", "jdbc:mysql://db/app?useSSL=false", "ssl-mode", Some("DISABLED")),
-        ("MariaDB's verify-full", "jdbc:mariadb://db/app?sslMode=verify-full&serverSslCert=/ca.pem", "ssl-mode", Some("VERIFY_IDENTITY")),
-        ("MariaDB's serverSslCert", "jdbc:mariadb://db/app?sslMode=verify-full&serverSslCert=/ca.pem", "ssl-ca", Some("/ca.pem")),
-        ("MariaDB's trust", "jdbc:mariadb://db/app?sslMode=trust", "ssl-mode", Some("REQUIRED")),
+        ("Prisma's schema and connection_limit leave the URL; no certificate checked", "postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5", &[("schema", None), ("connection_limit", None), ("sslmode", Some("prefer"))]),
+        ("Prisma's require", "postgres://u@h/d?sslmode=require", &[("sslmode", Some("require"))]),
+        ("Prisma's strict require", "postgres://u@h/d?sslmode=require&sslaccept=strict", &[("sslmode", Some("verify-full"))]),
+        ("Prisma's disable", "postgres://u@h/d?sslmode=disable&schema=x", &[("sslmode", Some("disable"))]),
+        ("Prisma's strict alone", "postgres://u@h/d?sslaccept=strict", &[("sslmode", Some("verify-full"))]),
+        ("Prisma's sslcert is the CA when strict, not a client's", "postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/etc/ca.pem", &[("sslrootcert", Some("/etc/ca.pem")), ("sslcert", None)]),
+        ("Prisma does not verify unless strict", "postgres://u@h/d?sslmode=require&sslcert=/etc/ca.pem&schema=public", &[("sslrootcert", None)]),
+        ("an unknown parameter is dropped, application_name and options kept", "postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s", &[("target_session_attrs", None), ("application_name", Some("x")), ("options[statement_timeout]", Some("5s"))]),
+        ("golang-migrate's unix socket", "mysql://root@unix(/run/mysqld/mysqld.sock)/app", &[("socket", Some("/run/mysqld/mysqld.sock"))]),
+        ("golang-migrate's custom TLS verifies with x-tls-ca", "mysql://root@tcp([::1]:3306)/app?tls=custom&x-tls-ca=/ca.pem", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("golang-migrate's skip-verify", "mysql://root@tcp(db)/app?tls=skip-verify", &[("ssl-mode", Some("REQUIRED"))]),
+        ("Prisma's strict on MySQL, its sslcert the CA", "mysql://u@h/d?sslaccept=strict&sslcert=/ca.pem&connection_limit=1", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("Prisma's invalid certificates accepted", "mysql://u@h/d?sslaccept=accept_invalid_certs", &[("ssl-mode", Some("REQUIRED"))]),
+        ("sqlx's ssl-mode kept", "mysql://u@h/d?ssl-mode=REQUIRED", &[("ssl-mode", Some("REQUIRED"))]),
+        ("pgjdbc's ssl=true verifies; its password leaves the query", "jdbc:postgresql://db:5433/app?currentSchema=billing&user=svc&password=p%25w%40x&ssl=true&loginTimeout=5", &[("sslmode", Some("verify-full")), ("password", None)]),
+        ("pgjdbc's NonValidatingFactory", "jdbc:postgresql://db/app?ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory", &[("sslmode", Some("require"))]),
+        ("Connector/J's sslMode", "jdbc:mysql://db:3306/app?user=root&password=pw&sslMode=VERIFY_CA", &[("ssl-mode", Some("VERIFY_CA"))]),
+        ("Connector/J's useSSL=false", "jdbc:mysql://db/app?useSSL=false", &[("ssl-mode", Some("DISABLED"))]),
+        ("MariaDB's verify-full and serverSslCert", "jdbc:mariadb://db/app?sslMode=verify-full&serverSslCert=/ca.pem", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("MariaDB's trust", "jdbc:mariadb://db/app?sslMode=trust", &[("ssl-mode", Some("REQUIRED"))]),
     ];
 
     #[test]
     fn each_url_gives_its_parameters() {
-        for (behaviour, url, key, expected) in PARAMS {
+        for (behaviour, url, params) in PARAMS {
             let l = read_plain(url);
-            let found = param(&l.url, key);
-            assert_eq!(found.as_deref(), *expected, "{behaviour}: {l:?}");
+            for (key, expected) in *params {
+                let found = param(&l.url, key);
+                assert_eq!(found.as_deref(), *expected, "{behaviour}, {key}: {l:?}");
+            }
         }
     }
 
