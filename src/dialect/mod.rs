@@ -188,12 +188,16 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `url` with the kept parameters as its query.
-    pub(super) fn apply(&self, url: &mut Url) {
+    /// `located`, its URL `url` with the kept parameters as its query, and
+    /// the warning for what was dropped.
+    pub(super) fn finish(&self, mut url: Url, mut located: Located) -> Located {
         url.set_query(None);
         if !self.kept.is_empty() {
             url.query_pairs_mut().extend_pairs(&self.kept);
         }
+        located.warnings.extend(self.warning());
+        located.url = url.into();
+        located
     }
 
     /// The warning for a query of which unlatch uses nothing (a SQLite
@@ -267,7 +271,7 @@ fn parse_with_query(url: &str, prisma_named: bool) -> Result<(Url, Pairs, bool),
 }
 
 fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
+    let (parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::Postgres, String::new());
     let mut params = Params::default();
     let mut table = None;
@@ -316,10 +320,7 @@ fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
                 .into(),
         );
     }
-    located.warnings.extend(params.warning());
-    params.apply(&mut parsed);
-    located.url = parsed.into();
-    Ok(located)
+    Ok(params.finish(parsed, located))
 }
 
 /// A schema name as Prisma puts it in `search_path`: quoted, so that its
@@ -336,7 +337,7 @@ pub(super) fn quoted_schema(name: &str) -> String {
 }
 
 fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
+    let (parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::MySql, String::new());
     let mut params = Params::default();
     let mut prisma_tls = PrismaTls::default();
@@ -362,10 +363,7 @@ fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
         prisma_tls.apply_mysql(&mut params)?;
     }
     go_tls.apply(&mut params)?;
-    located.warnings.extend(params.warning());
-    params.apply(&mut parsed);
-    located.url = parsed.into();
-    Ok(located)
+    Ok(params.finish(parsed, located))
 }
 
 #[cfg(test)]
