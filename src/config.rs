@@ -413,7 +413,7 @@ struct ToolVariables {
 /// the first of its schemas, and quotes the name.
 const TOOL_VARIABLES: [ToolVariables; 2] = [
     ToolVariables {
-        tool: tools::Liquibase::NAME,
+        tool: tools::liquibase::ENTRY.name,
         url: "LIQUIBASE_COMMAND_URL",
         user: "LIQUIBASE_COMMAND_USERNAME",
         password: "LIQUIBASE_COMMAND_PASSWORD",
@@ -426,7 +426,7 @@ const TOOL_VARIABLES: [ToolVariables; 2] = [
         table: "LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME",
     },
     ToolVariables {
-        tool: tools::Flyway::NAME,
+        tool: tools::flyway::ENTRY.name,
         url: "FLYWAY_URL",
         user: "FLYWAY_USER",
         password: "FLYWAY_PASSWORD",

@@ -29,7 +29,7 @@ use crate::exit::{Code, Failure};
 /// `auto` tries them.
 macro_rules! registry {
     ($($tool:ident),* $(,)?) => {
-        $(mod $tool;)*
+        $(pub mod $tool;)*
         /// Every tool unlatch knows, in the order `auto` tries them.
         pub const REGISTRY: &[Entry] = &[$($tool::ENTRY),*];
     };
@@ -45,11 +45,8 @@ registry!(
     sqlx_tool,
 );
 
-// Named elsewhere: config reads Liquibase's and Flyway's own variables,
-// and a test drives knex-migrator's adapter directly.
-pub use flyway::Flyway;
+// A test drives knex-migrator's adapter directly.
 pub use knex_migrator::KnexMigrator;
-pub use liquibase::Liquibase;
 
 /// A tool as the registry lists it.
 pub struct Entry {
