@@ -132,16 +132,13 @@ pub fn settings_from<'a>(
         .as_str()
     {
         "auto" => ToolChoice::Auto,
-        name => match REGISTRY.iter().find(|e| e.name == name) {
-            Some(entry) => ToolChoice::Named(entry.name),
-            None => {
+        name => {
+            let entry = REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
                 let expected = format!("expected auto or one of: {}", names());
-                return Err(Failure::new(
-                    Code::Config,
-                    format!("UNLATCH_TOOL={name}: {expected}"),
-                ));
-            }
-        },
+                Failure::new(Code::Config, format!("UNLATCH_TOOL={name}: {expected}"))
+            })?;
+            ToolChoice::Named(entry.name)
+        }
     };
     let mut settings = ToolSettings::default();
     for (entry, variable) in tool_variables() {
