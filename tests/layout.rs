@@ -15,8 +15,8 @@ fn modules_on_disk() -> BTreeSet<String> {
         .filter_map(|entry| {
             let path = entry.path();
             let name = path.file_stem()?.to_str()?.to_owned();
-            let is_module = path.extension().is_some_and(|e| e == "rs")
-                || path.join("mod.rs").is_file();
+            let is_module =
+                path.extension().is_some_and(|e| e == "rs") || path.join("mod.rs").is_file();
             (is_module && name != "lib" && name != "main").then_some(name)
         })
         .collect()
