@@ -105,52 +105,31 @@ mod tests {
         TimeZone::get(name).unwrap()
     }
 
-    #[test]
-    fn naive_time_is_read_in_the_writers_zone() {
-        let utc = parse_lock_time("2024-03-01 20:41:41", &TimeZone::UTC).unwrap();
-        assert_eq!(utc.to_string(), "2024-03-01T20:41:41Z");
-        let berlin = parse_lock_time("2024-03-01 20:41:41", &zone("Europe/Berlin")).unwrap();
-        assert_eq!(berlin.to_string(), "2024-03-01T19:41:41Z");
-        let summer = parse_lock_time("2024-07-01 20:41:41", &zone("Europe/Berlin")).unwrap();
-        assert_eq!(summer.to_string(), "2024-07-01T18:41:41Z");
-    }
-
-    #[test]
-    fn a_dst_fold_reads_as_the_later_instant() {
+    /// A lock's timestamp as a tool wrote it, the zone it is read in, and
+    /// the instant it is read as (`None`: not a time), each row named after
+    /// the behaviour it shows.
+    #[rustfmt::skip]
+    const TIMES: &[(&str, &str, &str, Option<&str>)] = &[
+        ("naive time in UTC", "2024-03-01 20:41:41", "UTC", Some("2024-03-01T20:41:41Z")),
+        ("naive time in the writer's zone", "2024-03-01 20:41:41", "Europe/Berlin", Some("2024-03-01T19:41:41Z")),
+        ("naive time in the writer's summer time", "2024-07-01 20:41:41", "Europe/Berlin", Some("2024-07-01T18:41:41Z")),
         // 02:30 happened twice in Berlin on 2024-10-27: at 00:30Z and 01:30Z.
-        let t = parse_lock_time("2024-10-27 02:30:00", &zone("Europe/Berlin")).unwrap();
-        assert_eq!(t.to_string(), "2024-10-27T01:30:00Z");
-    }
+        ("a DST fold reads as the later instant", "2024-10-27 02:30:00", "Europe/Berlin", Some("2024-10-27T01:30:00Z")),
+        ("an offset wins over the zone", "2024-03-01 20:41:41+00", "Asia/Tokyo", Some("2024-03-01T20:41:41Z")),
+        ("an offset with minutes and a fraction", "2024-03-01 20:41:41.5+05:30", "UTC", Some("2024-03-01T15:11:41.5Z")),
+        ("epoch milliseconds", "1709325701000", "UTC", Some("2024-03-01T20:41:41Z")),
+        ("epoch seconds", "1709325701", "UTC", Some("2024-03-01T20:41:41Z")),
+        ("nothing is not a time", "", "UTC", None),
+        ("a word is not a time", "yesterday", "UTC", None),
+        ("month 13 is not a time", "2024-13-01 00:00:00", "UTC", None),
+    ];
 
     #[test]
-    fn offsets_win_over_the_zone() {
-        let t = parse_lock_time("2024-03-01 20:41:41+00", &zone("Asia/Tokyo")).unwrap();
-        assert_eq!(t.to_string(), "2024-03-01T20:41:41Z");
-        let t = parse_lock_time("2024-03-01 20:41:41.5+05:30", &TimeZone::UTC).unwrap();
-        assert_eq!(t.to_string(), "2024-03-01T15:11:41.5Z");
-    }
-
-    #[test]
-    fn epoch_milliseconds_and_seconds_are_read() {
-        assert_eq!(
-            parse_lock_time("1709325701000", &TimeZone::UTC)
-                .unwrap()
-                .as_second(),
-            1_709_325_701
-        );
-        assert_eq!(
-            parse_lock_time("1709325701", &TimeZone::UTC)
-                .unwrap()
-                .as_second(),
-            1_709_325_701
-        );
-    }
-
-    #[test]
-    fn what_is_not_a_time_has_none() {
-        assert!(parse_lock_time("", &TimeZone::UTC).is_none());
-        assert!(parse_lock_time("yesterday", &TimeZone::UTC).is_none());
-        assert!(parse_lock_time("2024-13-01 00:00:00", &TimeZone::UTC).is_none());
+    fn each_lock_time_reads_as_its_instant() {
+        for (behaviour, text, zone_name, expected) in TIMES {
+            let read = parse_lock_time(text, &zone(zone_name)).map(|t| t.to_string());
+            assert_eq!(read.as_deref(), *expected, "{behaviour}");
+        }
     }
 
     #[test]

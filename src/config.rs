@@ -403,7 +403,7 @@ struct ToolVariables {
 /// the first of its schemas, and quotes the name.
 const TOOL_VARIABLES: [ToolVariables; 2] = [
     ToolVariables {
-        tool: tools::Liquibase::NAME,
+        tool: tools::liquibase::ENTRY.name,
         url: "LIQUIBASE_COMMAND_URL",
         user: "LIQUIBASE_COMMAND_USERNAME",
         password: "LIQUIBASE_COMMAND_PASSWORD",
@@ -416,7 +416,7 @@ const TOOL_VARIABLES: [ToolVariables; 2] = [
         table: "LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME",
     },
     ToolVariables {
-        tool: tools::Flyway::NAME,
+        tool: tools::flyway::ENTRY.name,
         url: "FLYWAY_URL",
         user: "FLYWAY_USER",
         password: "FLYWAY_PASSWORD",
@@ -768,78 +768,120 @@ mod tests {
         assert_eq!(default_of("UNLATCH_NO_SUCH_VARIABLE"), "");
     }
 
-    #[test]
-    fn durations_accept_compound_units() {
-        let c = config(&[
-            ("UNLATCH_LOCK_TTL", "1h30m"),
-            ("UNLATCH_WAIT_TIMEOUT", "90s"),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(5400));
-        assert_eq!(
-            c.heal.lock_wait,
-            Duration::from_secs(5400),
-            "the wait defaults to the TTL"
-        );
-        assert_eq!(c.wait_timeout, Duration::from_secs(90));
-    }
+    /// Variables and their values.
+    type Vars = &'static [(&'static str, &'static str)];
 
-    #[test]
-    fn a_bad_duration_names_the_variable_and_the_form() {
-        let m = message(&[("UNLATCH_LOCK_TTL", "soon")]);
-        assert!(
-            m.starts_with("UNLATCH_LOCK_TTL=soon: expected a duration like 90s"),
-            "{m}"
-        );
-        let m = message(&[("UNLATCH_KILL_GRACE", "10")]);
-        assert!(m.contains("UNLATCH_KILL_GRACE=10"), "{m}");
-    }
+    /// What a configuration read must say.
+    type Holds = fn(&Config) -> bool;
 
-    #[test]
-    fn months_and_years_are_refused_as_surely_mistaken() {
+    /// Each refusal, named after the behaviour it shows: the variables
+    /// set, then a part of its message (`^`: its start). That a bad value
+    /// is named, refused with 64 and harmless is `tests/bad_input.rs`'s.
+    #[rustfmt::skip]
+    const REFUSALS: &[(&str, Vars, &str)] = &[
+        ("a bad duration names the form", &[("UNLATCH_LOCK_TTL", "soon")], "^UNLATCH_LOCK_TTL=soon: expected a duration like 90s"),
+        ("a duration needs its unit", &[("UNLATCH_KILL_GRACE", "10")], "UNLATCH_KILL_GRACE=10"),
         // humantime reads M as months: 15M would be a TTL of 15 months.
-        let m = message(&[("UNLATCH_LOCK_TTL", "15M")]);
-        assert!(
-            m.starts_with("UNLATCH_LOCK_TTL=15M: expected a duration like 90s")
-                && m.contains("M reads as months or years"),
-            "{m}"
-        );
+        ("months are surely mistaken", &[("UNLATCH_LOCK_TTL", "15M")], "^UNLATCH_LOCK_TTL=15M: expected a duration like 90s"),
+        ("months are surely mistaken, said why", &[("UNLATCH_LOCK_TTL", "15M")], "M reads as months or years"),
+        // fuzz/duration's crash: humantime's own parser panics on this.
+        ("a huge duration, not a panic", &[("UNLATCH_LOCK_TTL", "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s")], "numbers of at most 11 digits"),
+        ("an unknown stale choice", &[("UNLATCH_ON_STALE", "nuke")], "expected clear, rollback or fail"),
+        ("an unknown tool, with the known ones", &[("UNLATCH_TOOL", "alembic")], "knex-migrator"),
+        ("an unknown mode", &[("UNLATCH_MODE", "fork")], "^UNLATCH_MODE=fork: expected auto, supervise or exec"),
+        ("an unknown signal target", &[("UNLATCH_SIGNAL_TARGET", "all")], "expected child or group"),
+        ("an unknown hook failure", &[("UNLATCH_HOOK_FAILURE", "ignore")], "expected stop or warn"),
+        ("an unknown dirty choice", &[("UNLATCH_ON_DIRTY", "force")], "expected fail or retry"),
+        ("a count of copies", &[("UNLATCH_SQLITE_BACKUP_KEEP", "0")], "at least 1"),
+        ("a command with an open quote", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "UNLATCH_MIGRATE_CMD"),
+        ("a command with an open quote, said why", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "unmatched quote"),
+        ("a command of no words", &[("UNLATCH_MIGRATE_CMD", "   ")], "found no words"),
+        ("an unknown zone", &[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")], "UNLATCH_LOCK_TIMEZONE"),
+        ("an unknown TZ", &[("TZ", "Nowhere/Land")], "^TZ=Nowhere/Land"),
+        ("a tool's URL not JDBC", &[("FLYWAY_URL", "postgres://db/app")], "^FLYWAY_URL="),
+        ("two ways to migrate", &[("UNLATCH_MIGRATIONS_DIR", "/"), ("UNLATCH_MIGRATE_CMD", "true")], "both set"),
+        ("a tool's bad table", &[("FLYWAY_URL", "jdbc:postgresql://db/app"), ("FLYWAY_TABLE", "a b")], "^FLYWAY_TABLE=a b: expected a table name"),
+        ("an unknown migrate user", &[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")], "^UNLATCH_MIGRATE_RUN_AS=ghost-user-x"),
+        ("a hooks folder that is a file", &[("UNLATCH_HOOKS_DIR", "/etc/passwd")], "UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"),
+        ("a hooks folder that is not there", &[("UNLATCH_HOOKS_DIR", "/no/such/dir")], "it does not exist"),
+        ("a bad table name", &[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")], "^UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"),
+        ("a migrations path not there", &[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")], "UNLATCH_GOLANG_MIGRATE_PATH"),
+        ("a migrations folder that is a file", &[("UNLATCH_MIGRATIONS_DIR", "/etc/passwd")], "expected a folder"),
+    ];
+
+    #[test]
+    fn each_refusal_names_its_variable_and_what_was_expected() {
+        for (behaviour, pairs, part) in REFUSALS {
+            let m = message(pairs);
+            let ok = match part.strip_prefix('^') {
+                Some(start) => m.starts_with(start),
+                None => m.contains(part),
+            };
+            assert!(ok, "{behaviour}: {m:?} does not hold {part:?}");
+        }
         for value in ["1y", "2 months", "1year", "3years", "1month"] {
             let m = message(&[("UNLATCH_LOCK_WAIT", value)]);
-            assert!(
-                m.starts_with(&format!("UNLATCH_LOCK_WAIT={value}: ")),
-                "{m}"
-            );
+            let start = format!("UNLATCH_LOCK_WAIT={value}: ");
+            assert!(m.starts_with(&start), "months or years: {m}");
         }
-        let c = config(&[("UNLATCH_LOCK_TTL", "15m"), ("UNLATCH_LOCK_WAIT", "2d")]).unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.heal.lock_wait, Duration::from_secs(2 * 86_400));
-    }
-
-    #[test]
-    fn time_limits_of_zero_are_refused_alike() {
         for name in ["UNLATCH_MIGRATE_TIMEOUT", "UNLATCH_HOOK_TIMEOUT"] {
             for zero in ["0s", "0"] {
-                let m = message(&[(name, zero)]);
-                assert_eq!(
-                    m,
-                    format!(
-                        "{name}={zero}: expected a duration above zero, like 90s, 10m or 1h30m"
-                    ),
+                let expected = format!(
+                    "{name}={zero}: expected a duration above zero, like 90s, 10m or 1h30m"
                 );
+                assert_eq!(message(&[(name, zero)]), expected, "time limits of zero");
             }
         }
+    }
+
+    /// Variables read, and what the configuration then says, each row
+    /// named after the behaviour it shows (`|_| true`: read without error).
+    #[rustfmt::skip]
+    const READS: &[(&str, Vars, Holds)] = &[
+        ("a compound duration", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_ttl == Duration::from_secs(5400)),
+        ("the wait defaults to the TTL", &[("UNLATCH_LOCK_TTL", "1h30m")], |c| c.heal.lock_wait == Duration::from_secs(5400)),
+        ("seconds", &[("UNLATCH_WAIT_TIMEOUT", "90s")], |c| c.wait_timeout == Duration::from_secs(90)),
+        ("minutes are m", &[("UNLATCH_LOCK_TTL", "15m")], |c| c.heal.lock_ttl == Duration::from_secs(900)),
+        ("days are d", &[("UNLATCH_LOCK_WAIT", "2d")], |c| c.heal.lock_wait == Duration::from_secs(2 * 86_400)),
         // Zero is meaningful where it means "at once".
-        let c = config(&[("UNLATCH_LOCK_TTL", "0s"), ("UNLATCH_KILL_GRACE", "0s")]).unwrap();
-        assert!(c.heal.lock_ttl.is_zero() && c.heal.kill_grace.is_zero());
+        ("a TTL of zero", &[("UNLATCH_LOCK_TTL", "0s")], |c| c.heal.lock_ttl.is_zero()),
+        ("a grace of zero", &[("UNLATCH_KILL_GRACE", "0s")], |c| c.heal.kill_grace.is_zero()),
+        ("an empty duration counts as unset", &[("UNLATCH_LOCK_TTL", "")], |c| c.heal.lock_ttl == Duration::from_secs(900)),
+        ("an empty choice counts as unset", &[("UNLATCH_ON_STALE", "")], |c| c.heal.on_stale == OnStale::Clear),
+        // A secret file's trailing newline, and capitals.
+        ("a choice is trimmed", &[("UNLATCH_ON_STALE", "clear\n")], |c| c.heal.on_stale == OnStale::Clear),
+        ("a choice in any case", &[("UNLATCH_ON_DIRTY", " Retry")], |c| c.heal.on_dirty == OnDirty::Retry),
+        ("a mode in capitals", &[("UNLATCH_MODE", "EXEC")], |c| c.launch.mode == Mode::Exec),
+        ("a target with CRLF", &[("UNLATCH_SIGNAL_TARGET", "Group\r\n")], |c| c.launch.signal_target == SignalTarget::Group),
+        ("a hook failure in capitals", &[("UNLATCH_HOOK_FAILURE", "WARN")], |c| c.hooks.hook_failure == HookFailure::Warn),
+        ("a flag in capitals", &[("UNLATCH_SQLITE_BACKUP", "TRUE\n")], |c| c.sqlite_backup),
+        ("a tool in any case", &[("UNLATCH_TOOL", "Knex-Migrator ")], |c| c.tool == ToolChoice::Named("knex-migrator")),
+        ("supervise", &[("UNLATCH_MODE", "supervise")], |c| c.launch.mode == Mode::Supervise),
+        ("group", &[("UNLATCH_SIGNAL_TARGET", "group")], |c| c.launch.signal_target == SignalTarget::Group),
+        ("a table name", &[("UNLATCH_KNEX_TABLE", "my_migrations")], |c| c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("my_migrations")),
+        ("an unused rollback command is a warning", &[("UNLATCH_ROLLBACK_CMD", "true")], |c| c.warnings.iter().any(|w| w.contains("UNLATCH_ROLLBACK_CMD"))),
+        ("a migrations folder", &[("UNLATCH_MIGRATIONS_DIR", "/")], |c| c.migrations_dir.is_some() && c.migrate_cmd.is_none()),
+        ("a command split like a shell, without one", &[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)], |c| c.migrate_cmd.as_deref() == Some(&["sh".into(), "-c".into(), r#"echo "a b"; exit 3"#.into()])),
+        ("TZ by name", &[("TZ", "Europe/Berlin")], |c| c.heal.lock_zone.iana_name() == Some("Europe/Berlin")),
+        ("TZ with glibc's colon", &[("TZ", ":Europe/Berlin")], |c| c.heal.lock_zone.iana_name() == Some("Europe/Berlin")),
+        ("TZ=UTC", &[("TZ", "UTC")], |c| *c.heal.lock_zone == TimeZone::UTC),
+        ("TZ as a POSIX rule", &[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")], |_| true),
+        ("UNLATCH_LOCK_TIMEZONE wins over TZ", &[("TZ", "Europe/Berlin"), ("UNLATCH_LOCK_TIMEZONE", "America/New_York")], |c| c.heal.lock_zone.iana_name() == Some("America/New_York")),
+        ("UNLATCH_DATABASE_URL wins over DATABASE_URL", &[("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "UNLATCH_DATABASE_URL"),
+        ("DATABASE_URL wins over Ghost's", &[("DATABASE_URL", "postgres://u@h/d"), ("database__client", "sqlite3")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
+        ("a URL of unlatch's own wins over a tool's variables", &[("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db:5432/app?currentSchema=x"), ("LIQUIBASE_COMMAND_USERNAME", "svc"), ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"), ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"), ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
+    ];
+
+    #[test]
+    fn each_variable_is_read_into_its_setting() {
+        for (behaviour, pairs, holds) in READS {
+            let c = config(pairs).unwrap_or_else(|e| panic!("{behaviour}: {}", e.message));
+            assert!(holds(&c), "{behaviour}: {c:#?}");
+        }
     }
 
     #[test]
-    fn huge_durations_are_refused_not_a_panic() {
-        // fuzz/duration's crash: humantime's own parser panics on this.
-        let crash = "2s18446744073709551610.1s1.1s01.1s01.7s00.1s0.1s1.1s55.7s0.1ss0.7s0.1s0.1s";
-        let m = message(&[("UNLATCH_LOCK_TTL", crash)]);
-        assert!(m.contains("numbers of at most 11 digits"), "{m}");
+    fn the_longest_duration_accepted() {
         // The longest accepted sum, in the largest unit accepted.
         let most = "99999999999w99999999999w99999999999w99999999999w99999999999w999s";
         assert_eq!(most.len(), 64);
@@ -847,133 +889,30 @@ mod tests {
     }
 
     #[test]
-    fn empty_value_counts_as_unset() {
-        let c = config(&[("UNLATCH_LOCK_TTL", ""), ("UNLATCH_ON_STALE", "")]).unwrap();
-        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
-        assert_eq!(c.heal.on_stale, OnStale::Clear);
-    }
-
-    #[test]
-    fn choices_are_trimmed_and_read_in_any_case() {
-        // A secret file's trailing newline, and capitals.
-        let c = config(&[
-            ("UNLATCH_ON_STALE", "clear\n"),
-            ("UNLATCH_ON_DIRTY", " Retry"),
-            ("UNLATCH_MODE", "EXEC"),
-            ("UNLATCH_SIGNAL_TARGET", "Group\r\n"),
-            ("UNLATCH_HOOK_FAILURE", "WARN"),
-            ("UNLATCH_SQLITE_BACKUP", "TRUE\n"),
-            ("UNLATCH_TOOL", "Knex-Migrator "),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.on_stale, OnStale::Clear);
-        assert_eq!(c.heal.on_dirty, OnDirty::Retry);
-        assert_eq!(
-            (c.launch.mode, c.launch.signal_target),
-            (Mode::Exec, SignalTarget::Group)
-        );
-        assert_eq!(c.hooks.hook_failure, HookFailure::Warn);
-        assert!(c.sqlite_backup);
-        assert_eq!(c.tool, ToolChoice::Named("knex-migrator"));
-    }
-
-    #[test]
-    fn rollback_needs_its_command() {
-        let m = message(&[("UNLATCH_ON_STALE", "rollback")]);
-        assert!(m.contains("UNLATCH_ROLLBACK_CMD"), "{m}");
+    fn a_rollback_command_is_split_and_the_migrate_user_defaults_to_run_as() {
         let c = config(&[
             ("UNLATCH_ON_STALE", "rollback"),
             ("UNLATCH_ROLLBACK_CMD", "knex-migrator-rollback --v '5.0'"),
         ])
         .unwrap();
+        let words = ["knex-migrator-rollback", "--v", "5.0"].map(String::from);
+        assert_eq!(c.heal.on_stale, OnStale::Rollback(words.to_vec()));
+        let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
+        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
         assert_eq!(
-            c.heal.on_stale,
-            OnStale::Rollback(vec![
-                "knex-migrator-rollback".into(),
-                "--v".into(),
-                "5.0".into()
-            ])
+            c.heal.migrate_run_as, c.launch.run_as,
+            "the migrate user defaults to UNLATCH_RUN_AS"
         );
-    }
-
-    #[test]
-    fn unused_rollback_command_is_a_warning() {
-        let c = config(&[("UNLATCH_ROLLBACK_CMD", "true")]).unwrap();
-        assert!(c
-            .warnings
-            .iter()
-            .any(|w| w.contains("UNLATCH_ROLLBACK_CMD")));
-    }
-
-    #[test]
-    fn unknown_choices_are_named_with_every_choice() {
-        assert!(
-            message(&[("UNLATCH_ON_STALE", "nuke")]).contains("expected clear, rollback or fail")
-        );
-        let m = message(&[("UNLATCH_TOOL", "alembic")]);
-        assert!(
-            m.contains("UNLATCH_TOOL=alembic") && m.contains("knex-migrator"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_MODE", "fork")])
-            .starts_with("UNLATCH_MODE=fork: expected auto, supervise or exec"));
-        assert!(message(&[("UNLATCH_SIGNAL_TARGET", "all")]).contains("expected child or group"));
-        assert!(message(&[("UNLATCH_HOOK_FAILURE", "ignore")]).contains("expected stop or warn"));
-        assert!(message(&[("UNLATCH_ON_DIRTY", "force")]).contains("expected fail or retry"));
-    }
-
-    #[test]
-    fn flags_and_counts_name_what_they_expected() {
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP", "yes")]).contains("UNLATCH_SQLITE_BACKUP=yes"));
-        assert!(message(&[("UNLATCH_SQLITE_BACKUP_KEEP", "0")]).contains("at least 1"));
-    }
-
-    #[test]
-    fn commands_split_like_a_shell_without_one() {
-        let c = config(&[("UNLATCH_MIGRATE_CMD", r#"sh -c 'echo "a b"; exit 3'"#)]).unwrap();
-        assert_eq!(
-            c.migrate_cmd.unwrap(),
-            ["sh", "-c", r#"echo "a b"; exit 3"#]
-        );
-    }
-
-    #[test]
-    fn a_command_with_an_open_quote_or_no_words_is_refused() {
-        let m = message(&[("UNLATCH_MIGRATE_CMD", "echo 'oops")]);
-        assert!(
-            m.contains("UNLATCH_MIGRATE_CMD") && m.contains("unmatched quote"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_MIGRATE_CMD", "   ")]).contains("found no words"));
-    }
-
-    #[test]
-    fn the_lock_zone_is_tz_by_name_or_posix_rule() {
-        let c = config(&[("TZ", "Europe/Berlin")]).unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
-        let c = config(&[("TZ", ":Europe/Berlin")]).unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("Europe/Berlin"));
-        let c = config(&[("TZ", "UTC")]).unwrap();
-        assert_eq!(*c.heal.lock_zone, TimeZone::UTC);
-        assert!(config(&[("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")]).is_ok());
-    }
-
-    #[test]
-    fn unlatch_lock_timezone_wins_over_tz() {
         let c = config(&[
-            ("TZ", "Europe/Berlin"),
-            ("UNLATCH_LOCK_TIMEZONE", "America/New_York"),
+            ("UNLATCH_RUN_AS", "root"),
+            ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
         ])
         .unwrap();
-        assert_eq!(c.heal.lock_zone.iana_name(), Some("America/New_York"));
-    }
-
-    #[test]
-    fn an_unknown_zone_name_is_refused() {
-        assert!(
-            message(&[("UNLATCH_LOCK_TIMEZONE", "Mars/Olympus")]).contains("UNLATCH_LOCK_TIMEZONE")
+        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
+        assert_eq!(
+            c.hooks.migrate_run_as, c.heal.migrate_run_as,
+            "hooks run as migrations do"
         );
-        assert!(message(&[("TZ", "Nowhere/Land")]).starts_with("TZ=Nowhere/Land"));
     }
 
     /// A TZif file (version 1) with one zone, `offset` seconds east of UTC.
@@ -1022,22 +961,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn database_url_precedence() {
-        let c = config(&[
-            ("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"),
-            ("DATABASE_URL", "postgres://u@h/d"),
-        ])
-        .unwrap();
-        assert_eq!(c.database.unwrap().source, "UNLATCH_DATABASE_URL");
-        let c = config(&[
-            ("DATABASE_URL", "postgres://u@h/d"),
-            ("database__client", "sqlite3"),
-        ])
-        .unwrap();
-        assert_eq!(c.database.unwrap().source, "DATABASE_URL");
-    }
-
     const LIQUIBASE: [(&str, &str); 5] = [
         (
             "LIQUIBASE_COMMAND_URL",
@@ -1070,16 +993,6 @@ mod tests {
     }
 
     #[test]
-    fn a_url_of_unlatchs_own_wins_over_the_tools_variables() {
-        let mut with_url = LIQUIBASE.to_vec();
-        with_url.push(("DATABASE_URL", "postgres://u@h/d"));
-        assert_eq!(
-            config(&with_url).unwrap().database.unwrap().source,
-            "DATABASE_URL"
-        );
-    }
-
-    #[test]
     fn flyways_variables_name_the_schema_quoted_and_the_history_table() {
         let c = config(&FLYWAY).unwrap();
         assert_eq!(c.tool_settings.get("UNLATCH_FLYWAY_TABLE"), Some("history"));
@@ -1093,104 +1006,8 @@ mod tests {
         both.extend(FLYWAY);
         assert!(message(&both).contains("UNLATCH_TOOL"));
         both.push(("UNLATCH_TOOL", "flyway"));
-        assert_eq!(
-            config(&both).unwrap().database.unwrap().source,
-            "FLYWAY_URL"
-        );
-    }
-
-    #[test]
-    fn a_tools_bad_url_or_table_is_named() {
-        assert!(message(&[("FLYWAY_URL", "postgres://db/app")]).starts_with("FLYWAY_URL="));
-        assert!(message(&[
-            ("FLYWAY_URL", "jdbc:postgresql://db/app"),
-            ("FLYWAY_TABLE", "a b")
-        ])
-        .starts_with("FLYWAY_TABLE=a b: expected a table name"));
-    }
-
-    #[test]
-    fn mode_and_signal_target_are_read() {
-        let c = config(&[
-            ("UNLATCH_MODE", "supervise"),
-            ("UNLATCH_SIGNAL_TARGET", "group"),
-        ])
-        .unwrap();
-        assert_eq!(
-            (c.launch.mode, c.launch.signal_target),
-            (Mode::Supervise, SignalTarget::Group)
-        );
-    }
-
-    #[test]
-    fn the_migrate_user_defaults_to_the_run_as_user() {
-        let c = config(&[("UNLATCH_RUN_AS", "nobody")]).unwrap();
-        assert_eq!(c.launch.run_as.as_ref().unwrap().spec, "nobody");
-        assert_eq!(
-            c.heal.migrate_run_as, c.launch.run_as,
-            "the migrate user defaults to UNLATCH_RUN_AS"
-        );
-        let c = config(&[
-            ("UNLATCH_RUN_AS", "root"),
-            ("UNLATCH_MIGRATE_RUN_AS", "nobody"),
-        ])
-        .unwrap();
-        assert_eq!(c.heal.migrate_run_as.as_ref().unwrap().spec, "nobody");
-        assert_eq!(
-            c.hooks.migrate_run_as, c.heal.migrate_run_as,
-            "hooks run as migrations do"
-        );
-        assert!(message(&[("UNLATCH_MIGRATE_RUN_AS", "ghost-user-x")])
-            .starts_with("UNLATCH_MIGRATE_RUN_AS=ghost-user-x"));
-    }
-
-    #[test]
-    fn the_hooks_folder_must_be_a_folder() {
-        let m = message(&[("UNLATCH_HOOKS_DIR", "/etc/passwd")]);
-        assert!(
-            m.contains("UNLATCH_HOOKS_DIR=/etc/passwd: it is not a folder"),
-            "{m}"
-        );
-        let m = message(&[("UNLATCH_HOOKS_DIR", "/no/such/dir")]);
-        assert!(m.contains("it does not exist"), "{m}");
-    }
-
-    #[test]
-    fn retry_and_table_names_are_read() {
-        let c = config(&[
-            ("UNLATCH_ON_DIRTY", "retry"),
-            ("UNLATCH_KNEX_TABLE", "my_migrations"),
-        ])
-        .unwrap();
-        assert_eq!(
-            (c.heal.on_dirty, c.tool_settings.get("UNLATCH_KNEX_TABLE")),
-            (OnDirty::Retry, Some("my_migrations"))
-        );
-    }
-
-    #[test]
-    fn a_bad_table_name_or_migrations_path_is_named() {
-        let m = message(&[("UNLATCH_FLYWAY_TABLE", "x; DROP TABLE y")]);
-        assert!(
-            m.starts_with("UNLATCH_FLYWAY_TABLE=x; DROP TABLE y: expected a table name"),
-            "{m}"
-        );
-        assert!(message(&[("UNLATCH_GOLANG_MIGRATE_PATH", "/no/such")])
-            .contains("UNLATCH_GOLANG_MIGRATE_PATH"));
-    }
-
-    #[test]
-    fn one_way_to_migrate() {
-        assert!(config(&[("UNLATCH_MIGRATIONS_DIR", "/")])
-            .unwrap()
-            .migrations_dir
-            .is_some());
-        let m = message(&[
-            ("UNLATCH_MIGRATIONS_DIR", "/"),
-            ("UNLATCH_MIGRATE_CMD", "true"),
-        ]);
-        assert!(m.contains("both set"), "{m}");
-        assert!(message(&[("UNLATCH_MIGRATIONS_DIR", "/etc/passwd")]).contains("expected a folder"));
+        let source = config(&both).unwrap().database.unwrap().source;
+        assert_eq!(source, "FLYWAY_URL");
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn every_bad_input_is_named_refused_and_harmless() {
     let secret_url = |url: &str| url.replace("PW", PASSWORD);
 
     // (variables, arguments, what stderr must name)
-    let cases: Vec<Case> = vec![
+    let mut cases: Vec<Case> = vec![
         (
             vec![("UNLATCH_WAIT_TIMEOUT", "soon".into())],
             vec![],
@@ -554,6 +554,7 @@ fn every_bad_input_is_named_refused_and_harmless() {
         (vec![], vec!["status", "--yaml"], "unlatch status"),
         (vec![], vec!["--bogus"], "--bogus"),
     ];
+    cases.extend(tool_variable_cases());
     assert!(cases.len() >= 30);
     for (vars, args, names) in &cases {
         let mut cmd = unlatch();
@@ -664,6 +665,22 @@ fn values_as_glibc_or_a_secret_file_give_them_are_accepted() {
     );
 }
 
+/// A bad value for each variable a tool's registry entry declares, so that
+/// a new tool's variables are covered without a case written here.
+fn tool_variable_cases() -> Vec<Case<'static>> {
+    use unlatch::tools::{Value, REGISTRY};
+    let variables = REGISTRY.iter().flat_map(|entry| entry.variables);
+    variables
+        .map(|variable| {
+            let bad = match variable.value {
+                Value::Table => "no such;table",
+                Value::Folder => "/no/such/folder",
+            };
+            (vec![(variable.name, bad.into())], vec![], variable.name)
+        })
+        .collect()
+}
+
 /// Every variable unlatch reads has a case above, or a reason here why no
 /// value of it is bad input: a new variable without one fails this test.
 #[test]
@@ -684,7 +701,8 @@ fn every_variable_has_a_bad_input_case() {
     for (names, _, _) in unlatch::config::variables() {
         for name in names.split(", ") {
             let name = name.trim_end_matches('*');
-            let exempt = NO_BAD_VALUE.iter().any(|(n, _)| *n == name);
+            let exempt = NO_BAD_VALUE.iter().any(|(n, _)| *n == name)
+                || tool_variable_cases().iter().any(|(_, _, n)| *n == name);
             if !exempt && !cases.contains(&format!("\"{name}")) {
                 missing.push(name);
             }

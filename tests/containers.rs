@@ -747,15 +747,27 @@ impl GhostDb {
         let value = match self {
             // The sqlite3 shell, read-only: a reader that changes nothing
             // (no journal mode set, no file made) while Ghost migrates.
+            // A kill inside a transaction leaves a hot journal, which a
+            // read-only reader cannot roll back (SQLITE_READONLY_ROLLBACK);
+            // then it is read as the next start would, rolling it back.
             GhostDb::Sqlite(dir) => {
-                let out = Command::new("sqlite3")
-                    .args(["-readonly", "-cmd", ".timeout 5000"])
-                    .arg(dir.path().join("data/ghost.db"))
-                    .arg("SELECT locked FROM migrations_lock WHERE lock_key = 'km01'")
-                    .output()
-                    .ok()?;
-                out.status.success().then_some(())?;
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                let file = dir.path().join("data/ghost.db");
+                let read = |flags: &[&str]| {
+                    let out = Command::new("sqlite3")
+                        .args(flags)
+                        .args(["-cmd", ".timeout 5000"])
+                        .arg(&file)
+                        .arg("SELECT locked FROM migrations_lock WHERE lock_key = 'km01'")
+                        .output()
+                        .ok()?;
+                    out.status.success().then_some(())?;
+                    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                };
+                let hot_journal = || dir.path().join("data/ghost.db-journal").exists();
+                match read(&["-readonly"]) {
+                    None if hot_journal() => read(&[])?,
+                    value => value?,
+                }
             }
             GhostDb::MySql(db) => try_row(
                 &db.url,

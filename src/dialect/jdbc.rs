@@ -110,10 +110,7 @@ pub(super) fn jdbc_postgres(tail: &str) -> Result<Located, String> {
         params.keep("sslmode", &mode);
     }
     credentials_from_query(&mut url, user, password)?;
-    located.warnings.extend(params.warning());
-    params.apply(&mut url);
-    located.url = url.into();
-    Ok(located)
+    Ok(params.finish(url, located))
 }
 
 /// What a tool's own variables add to its JDBC URL (Liquibase's
@@ -194,7 +191,7 @@ pub(super) fn jdbc_mysql(sub: &str, tail: &str) -> Result<Located, String> {
     let mut url = jdbc_url("mysql", sub, tail)?;
     let mariadb = sub.eq_ignore_ascii_case("mariadb");
     let pairs = crate::tls::query_pairs(&url);
-    let mut located = Located::new(Kind::MySql, String::new());
+    let located = Located::new(Kind::MySql, String::new());
     let mut params = Params::default();
     let (mut user, mut password, mut mode, mut use_ssl, mut verify, mut trust) =
         (None, None, None, None, None, false);
@@ -227,10 +224,7 @@ pub(super) fn jdbc_mysql(sub: &str, tail: &str) -> Result<Located, String> {
         params.keep("ssl-mode", &mode);
     }
     credentials_from_query(&mut url, user, password)?;
-    located.warnings.extend(params.warning());
-    params.apply(&mut url);
-    located.url = url.into();
-    Ok(located)
+    Ok(params.finish(url, located))
 }
 
 pub(super) fn jdbc_mysql_mode(value: &str, mariadb: bool) -> Result<String, String> {

@@ -188,12 +188,16 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `url` with the kept parameters as its query.
-    pub(super) fn apply(&self, url: &mut Url) {
+    /// `located`, its URL `url` with the kept parameters as its query, and
+    /// the warning for what was dropped.
+    pub(super) fn finish(&self, mut url: Url, mut located: Located) -> Located {
         url.set_query(None);
         if !self.kept.is_empty() {
             url.query_pairs_mut().extend_pairs(&self.kept);
         }
+        located.warnings.extend(self.warning());
+        located.url = url.into();
+        located
     }
 
     /// The warning for a query of which unlatch uses nothing (a SQLite
@@ -267,7 +271,7 @@ fn parse_with_query(url: &str, prisma_named: bool) -> Result<(Url, Pairs, bool),
 }
 
 fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
+    let (parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::Postgres, String::new());
     let mut params = Params::default();
     let mut table = None;
@@ -316,10 +320,7 @@ fn postgres(url: &str, prisma_named: bool) -> Result<Located, String> {
                 .into(),
         );
     }
-    located.warnings.extend(params.warning());
-    params.apply(&mut parsed);
-    located.url = parsed.into();
-    Ok(located)
+    Ok(params.finish(parsed, located))
 }
 
 /// A schema name as Prisma puts it in `search_path`: quoted, so that its
@@ -336,7 +337,7 @@ pub(super) fn quoted_schema(name: &str) -> String {
 }
 
 fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
-    let (mut parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
+    let (parsed, pairs, prisma) = parse_with_query(url, prisma_named)?;
     let mut located = Located::new(Kind::MySql, String::new());
     let mut params = Params::default();
     let mut prisma_tls = PrismaTls::default();
@@ -362,15 +363,15 @@ fn mysql(url: &str, prisma_named: bool) -> Result<Located, String> {
         prisma_tls.apply_mysql(&mut params)?;
     }
     go_tls.apply(&mut params)?;
-    located.warnings.extend(params.warning());
-    params.apply(&mut parsed);
-    located.url = parsed.into();
-    Ok(located)
+    Ok(params.finish(parsed, located))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parameters and their values (`None`: absent).
+    type Params = &'static [(&'static str, Option<&'static str>)];
 
     fn read_plain(url: &str) -> Located {
         read(url, &Env::default()).unwrap_or_else(|e| panic!("{url}: {e}"))
@@ -391,52 +392,79 @@ mod tests {
             .map(|(_, v)| v)
     }
 
+    /// A URL as written, and parameters of the URL it is read as (`None`:
+    /// dropped), each row named after the behaviour it shows.
+    #[rustfmt::skip]
+    const PARAMS: &[(&str, &str, Params)] = &[
+        // Prisma checks no certificate unless sslaccept=strict.
+        ("Prisma's schema and connection_limit leave the URL; no certificate checked", "postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5", &[("schema", None), ("connection_limit", None), ("sslmode", Some("prefer"))]),
+        ("Prisma's require", "postgres://u@h/d?sslmode=require", &[("sslmode", Some("require"))]),
+        ("Prisma's strict require", "postgres://u@h/d?sslmode=require&sslaccept=strict", &[("sslmode", Some("verify-full"))]),
+        ("Prisma's disable", "postgres://u@h/d?sslmode=disable&schema=x", &[("sslmode", Some("disable"))]),
+        ("Prisma's strict alone", "postgres://u@h/d?sslaccept=strict", &[("sslmode", Some("verify-full"))]),
+        ("Prisma's sslcert is the CA when strict, not a client's", "postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/etc/ca.pem", &[("sslrootcert", Some("/etc/ca.pem")), ("sslcert", None)]),
+        ("Prisma does not verify unless strict", "postgres://u@h/d?sslmode=require&sslcert=/etc/ca.pem&schema=public", &[("sslrootcert", None)]),
+        ("an unknown parameter is dropped, application_name and options kept", "postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s", &[("target_session_attrs", None), ("application_name", Some("x")), ("options[statement_timeout]", Some("5s"))]),
+        ("golang-migrate's unix socket", "mysql://root@unix(/run/mysqld/mysqld.sock)/app", &[("socket", Some("/run/mysqld/mysqld.sock"))]),
+        ("golang-migrate's custom TLS verifies with x-tls-ca", "mysql://root@tcp([::1]:3306)/app?tls=custom&x-tls-ca=/ca.pem", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("golang-migrate's skip-verify", "mysql://root@tcp(db)/app?tls=skip-verify", &[("ssl-mode", Some("REQUIRED"))]),
+        ("Prisma's strict on MySQL, its sslcert the CA", "mysql://u@h/d?sslaccept=strict&sslcert=/ca.pem&connection_limit=1", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("Prisma's invalid certificates accepted", "mysql://u@h/d?sslaccept=accept_invalid_certs", &[("ssl-mode", Some("REQUIRED"))]),
+        ("sqlx's ssl-mode kept", "mysql://u@h/d?ssl-mode=REQUIRED", &[("ssl-mode", Some("REQUIRED"))]),
+        ("pgjdbc's ssl=true verifies; its password leaves the query", "jdbc:postgresql://db:5433/app?currentSchema=billing&user=svc&password=p%25w%40x&ssl=true&loginTimeout=5", &[("sslmode", Some("verify-full")), ("password", None)]),
+        ("pgjdbc's NonValidatingFactory", "jdbc:postgresql://db/app?ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory", &[("sslmode", Some("require"))]),
+        ("Connector/J's sslMode", "jdbc:mysql://db:3306/app?user=root&password=pw&sslMode=VERIFY_CA", &[("ssl-mode", Some("VERIFY_CA"))]),
+        ("Connector/J's useSSL=false", "jdbc:mysql://db/app?useSSL=false", &[("ssl-mode", Some("DISABLED"))]),
+        ("MariaDB's verify-full and serverSslCert", "jdbc:mariadb://db/app?sslMode=verify-full&serverSslCert=/ca.pem", &[("ssl-mode", Some("VERIFY_IDENTITY")), ("ssl-ca", Some("/ca.pem"))]),
+        ("MariaDB's trust", "jdbc:mariadb://db/app?sslMode=trust", &[("ssl-mode", Some("REQUIRED"))]),
+    ];
+
     #[test]
-    fn prisma_schema_becomes_the_schema_and_leaves_the_url() {
+    fn each_url_gives_its_parameters() {
+        for (behaviour, url, params) in PARAMS {
+            let l = read_plain(url);
+            for (key, expected) in *params {
+                let found = param(&l.url, key);
+                assert_eq!(found.as_deref(), *expected, "{behaviour}, {key}: {l:?}");
+            }
+        }
+    }
+
+    /// A URL refused, and a part of the reason given.
+    #[rustfmt::skip]
+    const REFUSED: &[(&str, &str, &str)] = &[
+        ("Prisma's sslidentity", "postgres://u@h/d?sslidentity=id.p12&schema=a", "PKCS#12"),
+        ("a transaction-mode pooler", "postgres://u@pooler:6543/d?pgbouncer=true", "transaction-mode pooler"),
+        ("a pooler needs a direct URL", "postgres://u@pooler:6543/d?pgbouncer=true", "direct URL"),
+        ("golang-migrate's table must be lowercase", "postgres://u@h/d?x-migrations-table=MyTable", "lowercase"),
+        ("a libpq service", "postgres:///d?service=prod", "pg_service.conf"),
+        ("pgjdbc's several hosts", "jdbc:postgresql://a:5432,b:5432/app", "several hosts"),
+        ("Connector/J's replication", "jdbc:mysql:replication://a,b/app", ""),
+        ("an unknown JDBC driver", "jdbc:oracle:thin:@h:1521:x", "jdbc:oracle"),
+    ];
+
+    #[test]
+    fn each_refused_url_says_why() {
+        for (behaviour, url, part) in REFUSED {
+            let err = read(url, &Env::default()).unwrap_err();
+            assert!(err.contains(part), "{behaviour}: {err}");
+        }
+        assert!(read("postgres://u@h/d?pgbouncer=false", &Env::default()).is_ok());
+    }
+
+    #[test]
+    fn prisma_schema_becomes_the_schema_and_warns_of_what_it_drops() {
         let l = read_plain("postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5");
         assert_eq!(l.kind, Kind::Postgres);
         assert_eq!(l.schema.as_deref(), Some("tenant_a"));
-        assert_eq!(param(&l.url, "schema"), None);
-        assert_eq!(param(&l.url, "connection_limit"), None);
         assert!(
             l.warnings.iter().any(|w| w.contains("connection_limit")),
             "{:?}",
             l.warnings
         );
-        // Prisma checks no certificate unless sslaccept=strict.
-        assert_eq!(param(&l.url, "sslmode").as_deref(), Some("prefer"));
         // Prisma quotes the name: its case is kept.
         let l = read_plain("postgresql://u@db/app?schema=Tenant");
         assert_eq!(l.schema.as_deref(), Some("\"Tenant\""));
-    }
-
-    #[test]
-    fn prisma_tls_maps_to_libpq_modes() {
-        for (q, mode) in [
-            ("sslmode=require", "require"),
-            ("sslmode=require&sslaccept=strict", "verify-full"),
-            ("sslmode=disable&schema=x", "disable"),
-            ("sslaccept=strict", "verify-full"),
-        ] {
-            let l = read_plain(&format!("postgres://u@h/d?{q}"));
-            assert_eq!(param(&l.url, "sslmode").as_deref(), Some(mode), "{q}");
-        }
-        let l = read_plain("postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/etc/ca.pem");
-        assert_eq!(param(&l.url, "sslrootcert").as_deref(), Some("/etc/ca.pem"));
-        assert_eq!(param(&l.url, "sslcert"), None, "Prisma's sslcert is the CA");
-        let l = read_plain("postgres://u@h/d?sslmode=require&sslcert=/etc/ca.pem&schema=public");
-        assert_eq!(
-            param(&l.url, "sslrootcert"),
-            None,
-            "Prisma does not verify: {:?}",
-            l.warnings
-        );
-        assert!(read(
-            "postgres://u@h/d?sslidentity=id.p12&schema=a",
-            &Env::default()
-        )
-        .unwrap_err()
-        .contains("PKCS#12"));
     }
 
     #[test]
@@ -454,16 +482,6 @@ mod tests {
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         let l = read_plain("postgres://u@h/d?sslcert=/ca.pem");
         assert!(l.warnings.iter().any(|w| w.contains("UNLATCH_TOOL=prisma")));
-    }
-
-    #[test]
-    fn pgbouncer_is_refused_with_the_reason() {
-        let err = read("postgres://u@pooler:6543/d?pgbouncer=true", &Env::default()).unwrap_err();
-        assert!(
-            err.contains("transaction-mode pooler") && err.contains("direct URL"),
-            "{err}"
-        );
-        assert!(read("postgres://u@h/d?pgbouncer=false", &Env::default()).is_ok());
     }
 
     #[test]
@@ -487,23 +505,11 @@ mod tests {
         );
         assert_eq!(l.schema.as_deref(), Some("migrate"));
         assert_eq!(l.tables, [("golang-migrate", "versions".to_owned())]);
-        let err = read(
-            "postgres://u@h/d?x-migrations-table=MyTable",
-            &Env::default(),
-        )
-        .unwrap_err();
-        assert!(err.contains("lowercase"), "{err}");
     }
 
     #[test]
-    fn unknown_parameters_are_named_and_dropped() {
+    fn unknown_parameters_are_named() {
         let l = read_plain("postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s");
-        assert_eq!(param(&l.url, "target_session_attrs"), None);
-        assert_eq!(param(&l.url, "application_name").as_deref(), Some("x"));
-        assert_eq!(
-            param(&l.url, "options[statement_timeout]").as_deref(),
-            Some("5s")
-        );
         assert!(
             l.warnings
                 .iter()
@@ -511,8 +517,6 @@ mod tests {
             "{:?}",
             l.warnings
         );
-        let err = read("postgres:///d?service=prod", &Env::default()).unwrap_err();
-        assert!(err.contains("pg_service.conf"), "{err}");
     }
 
     #[test]
@@ -530,33 +534,6 @@ mod tests {
             "{:?}",
             l.warnings
         );
-        let l = read_plain("mysql://root@unix(/run/mysqld/mysqld.sock)/app");
-        assert_eq!(
-            param(&l.url, "socket").as_deref(),
-            Some("/run/mysqld/mysqld.sock")
-        );
-        let l = read_plain("mysql://root@tcp([::1]:3306)/app?tls=custom&x-tls-ca=/ca.pem");
-        assert_eq!(
-            param(&l.url, "ssl-mode").as_deref(),
-            Some("VERIFY_IDENTITY")
-        );
-        assert_eq!(param(&l.url, "ssl-ca").as_deref(), Some("/ca.pem"));
-        let l = read_plain("mysql://root@tcp(db)/app?tls=skip-verify");
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("REQUIRED"));
-    }
-
-    #[test]
-    fn prisma_mysql_tls() {
-        let l = read_plain("mysql://u@h/d?sslaccept=strict&sslcert=/ca.pem&connection_limit=1");
-        assert_eq!(
-            param(&l.url, "ssl-mode").as_deref(),
-            Some("VERIFY_IDENTITY")
-        );
-        assert_eq!(param(&l.url, "ssl-ca").as_deref(), Some("/ca.pem"));
-        let l = read_plain("mysql://u@h/d?sslaccept=accept_invalid_certs");
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("REQUIRED"));
-        let l = read_plain("mysql://u@h/d?ssl-mode=REQUIRED");
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("REQUIRED"));
     }
 
     #[test]
@@ -577,17 +554,9 @@ mod tests {
             .decode_utf8()
             .unwrap();
         assert_eq!(password, "p%w@x");
-        assert_eq!(param(&l.url, "sslmode").as_deref(), Some("verify-full"));
-        assert_eq!(param(&l.url, "password"), None);
         assert!(l.warnings[0].contains("loginTimeout"));
-        let l = read_plain(
-            "jdbc:postgresql://db/app?ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory",
-        );
-        assert_eq!(param(&l.url, "sslmode").as_deref(), Some("require"));
         let l = read_plain("jdbc:postgresql:app");
         assert_eq!(Url::parse(&l.url).unwrap().host_str(), Some("localhost"));
-        let err = read("jdbc:postgresql://a:5432,b:5432/app", &Env::default()).unwrap_err();
-        assert!(err.contains("several hosts"), "{err}");
     }
 
     #[test]
@@ -621,22 +590,7 @@ mod tests {
     fn jdbc_mysql_and_mariadb() {
         let l = read_plain("jdbc:mysql://db:3306/app?user=root&password=pw&sslMode=VERIFY_CA");
         assert_eq!(l.kind, Kind::MySql);
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("VERIFY_CA"));
         assert_eq!(Url::parse(&l.url).unwrap().username(), "root");
-        let l = read_plain("jdbc:mysql://db/app?useSSL=false");
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("DISABLED"));
-        let l = read_plain("jdbc:mariadb://db/app?sslMode=verify-full&serverSslCert=/ca.pem");
-        assert_eq!(
-            param(&l.url, "ssl-mode").as_deref(),
-            Some("VERIFY_IDENTITY")
-        );
-        assert_eq!(param(&l.url, "ssl-ca").as_deref(), Some("/ca.pem"));
-        let l = read_plain("jdbc:mariadb://db/app?sslMode=trust");
-        assert_eq!(param(&l.url, "ssl-mode").as_deref(), Some("REQUIRED"));
-        assert!(read("jdbc:mysql:replication://a,b/app", &Env::default()).is_err());
-        assert!(read("jdbc:oracle:thin:@h:1521:x", &Env::default())
-            .unwrap_err()
-            .contains("jdbc:oracle"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ const TABLE: Variable = Variable {
 };
 
 pub const ENTRY: Entry = Entry {
-    name: Flyway::NAME,
+    name: "flyway",
     variables: &[TABLE],
     build: |s| {
         Box::new(Flyway {
@@ -38,22 +38,10 @@ pub struct Flyway {
     pub table: String,
 }
 
-impl Flyway {
-    pub const NAME: &'static str = "flyway";
-}
-
 #[async_trait]
 impl Tool for Flyway {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (success = false)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, &self.table, "success = false")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

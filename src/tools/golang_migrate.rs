@@ -75,16 +75,8 @@ impl GolangMigrate {
 
 #[async_trait]
 impl Tool for GolangMigrate {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (dirty)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, &self.table, "dirty")
     }
 
     async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {

@@ -41,16 +41,8 @@ pub struct Knex {
 
 #[async_trait]
 impl Tool for Knex {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (is_locked)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, &self.table, "is_locked")
     }
 
     async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {

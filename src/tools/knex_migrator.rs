@@ -31,16 +31,8 @@ pub struct KnexMigrator;
 
 #[async_trait]
 impl Tool for KnexMigrator {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn table(&self) -> &str {
-        TABLE
-    }
-
-    fn place(&self) -> String {
-        format!("{TABLE} (lock_key '{KEY}')")
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, TABLE, "lock_key 'km01'")
     }
 
     async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {

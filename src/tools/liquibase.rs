@@ -26,7 +26,7 @@ const TABLE: Variable = Variable {
 };
 
 pub const ENTRY: Entry = Entry {
-    name: Liquibase::NAME,
+    name: "liquibase",
     variables: &[TABLE],
     build: |s| {
         Box::new(Liquibase {
@@ -39,22 +39,10 @@ pub struct Liquibase {
     pub table: String,
 }
 
-impl Liquibase {
-    pub const NAME: &'static str = "liquibase";
-}
-
 #[async_trait]
 impl Tool for Liquibase {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn place(&self) -> String {
-        format!("{} (ID 1)", self.table)
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, &self.table, "ID 1")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

@@ -29,7 +29,7 @@ use crate::exit::{Code, Failure};
 /// `auto` tries them.
 macro_rules! registry {
     ($($tool:ident),* $(,)?) => {
-        $(mod $tool;)*
+        $(pub mod $tool;)*
         /// Every tool unlatch knows, in the order `auto` tries them.
         pub const REGISTRY: &[Entry] = &[$($tool::ENTRY),*];
     };
@@ -45,11 +45,8 @@ registry!(
     sqlx_tool,
 );
 
-// Named elsewhere: config reads Liquibase's and Flyway's own variables,
-// and a test drives knex-migrator's adapter directly.
-pub use flyway::Flyway;
+// A test drives knex-migrator's adapter directly.
 pub use knex_migrator::KnexMigrator;
-pub use liquibase::Liquibase;
 
 /// A tool as the registry lists it.
 pub struct Entry {
@@ -135,16 +132,13 @@ pub fn settings_from<'a>(
         .as_str()
     {
         "auto" => ToolChoice::Auto,
-        name => match REGISTRY.iter().find(|e| e.name == name) {
-            Some(entry) => ToolChoice::Named(entry.name),
-            None => {
+        name => {
+            let entry = REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
                 let expected = format!("expected auto or one of: {}", names());
-                return Err(Failure::new(
-                    Code::Config,
-                    format!("UNLATCH_TOOL={name}: {expected}"),
-                ));
-            }
-        },
+                Failure::new(Code::Config, format!("UNLATCH_TOOL={name}: {expected}"))
+            })?;
+            ToolChoice::Named(entry.name)
+        }
     };
     let mut settings = ToolSettings::default();
     for (entry, variable) in tool_variables() {
@@ -342,14 +336,26 @@ fn quoted(text: &str) -> String {
 
 #[async_trait]
 pub trait Tool: Send + Sync {
+    /// The tool's name, as `UNLATCH_TOOL` spells it; the table whose
+    /// presence says the tool is used here; and which rows of it block the
+    /// tool, for messages (`lock_key 'km01'`).
+    fn at(&self) -> (&'static str, &str, &'static str);
+
     /// The tool's name, as `UNLATCH_TOOL` spells it.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.at().0
+    }
 
     /// The table whose presence says the tool is used here.
-    fn table(&self) -> &str;
+    fn table(&self) -> &str {
+        self.at().1
+    }
 
     /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
-    fn place(&self) -> String;
+    fn place(&self) -> String {
+        let (_, table, rows) = self.at();
+        format!("{table} ({rows})")
+    }
 
     /// Given that [`Tool::table`] exists, whether it is this tool's (other
     /// tools may use the same name).

@@ -32,16 +32,8 @@ pub struct Prisma;
 
 #[async_trait]
 impl Tool for Prisma {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn table(&self) -> &str {
-        TABLE
-    }
-
-    fn place(&self) -> String {
-        format!("{TABLE} (finished_at and rolled_back_at NULL)")
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, TABLE, "finished_at and rolled_back_at NULL")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

@@ -27,16 +27,8 @@ pub struct Sqlx;
 
 #[async_trait]
 impl Tool for Sqlx {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn table(&self) -> &str {
-        TABLE
-    }
-
-    fn place(&self) -> String {
-        format!("{TABLE} (success = false)")
+    fn at(&self) -> (&'static str, &str, &'static str) {
+        (ENTRY.name, TABLE, "success = false")
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
