@@ -110,10 +110,19 @@ pub async fn run_all(config: &Settings, stop: &mut Stop) -> anyhow::Result<Hande
             stop,
         )
         .await?;
+        let failed = format!("hook {name} {}", ended.describe());
         match ended {
             _ if ended.succeeded() => {}
             Ended::Stopped(n) => return Err(Failure::signal(n).into()),
-            _ => failed(&name, &ended, config)?,
+            _ if config.hook_failure == HookFailure::Warn => {
+                log::warn!("{failed}; going on, as UNLATCH_HOOK_FAILURE=warn says");
+            }
+            _ => {
+                let why = format!(
+                    "{failed}; not starting the app (UNLATCH_HOOK_FAILURE=warn would go on)"
+                );
+                return Err(Failure::new(Code::HookFailed, why).into());
+            }
         }
         handed = env_file.read(&name)?;
     }
@@ -169,21 +178,6 @@ fn check_trusted(
         .into());
     }
     Ok(())
-}
-
-fn failed(name: &str, ended: &Ended, config: &Settings) -> anyhow::Result<()> {
-    let message = format!("hook {name} {}", ended.describe());
-    match config.hook_failure {
-        HookFailure::Warn => {
-            log::warn!("{message}; going on, as UNLATCH_HOOK_FAILURE=warn says");
-            Ok(())
-        }
-        HookFailure::Stop => Err(Failure::new(
-            Code::HookFailed,
-            format!("{message}; not starting the app (UNLATCH_HOOK_FAILURE=warn would go on)"),
-        )
-        .into()),
-    }
 }
 
 /// The in-memory file hooks append `KEY=VALUE` lines to; it goes with its

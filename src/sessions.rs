@@ -22,17 +22,26 @@ use crate::db::{Db, Kind};
 use crate::heal;
 use crate::tools::Tool;
 
-/// A session holding a tool's advisory lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session holding a tool's advisory lock; `unlatch status --json` shows
+/// it as it is, but for its start and query (fields in name order, as the
+/// report's).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Holder {
-    pub tool: &'static str,
+    /// Time since the session's state last changed.
+    #[serde(rename = "idle_seconds", serialize_with = "seconds")]
+    pub idle: Duration,
     pub key: i64,
     pub pid: i32,
     pub state: String,
-    /// Time since the session's state last changed.
-    pub idle: Duration,
+    pub tool: &'static str,
+    #[serde(skip)]
     pub backend_start: String,
+    #[serde(skip)]
     pub query: String,
+}
+
+fn seconds<S: serde::Serializer>(time: &Duration, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_u64(time.as_secs())
 }
 
 impl Holder {

@@ -31,19 +31,9 @@ struct Report {
     pending: Option<Vec<runner::Pending>>,
     /// Once connected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    sessions: Option<Vec<Session>>,
+    sessions: Option<Vec<sessions::Holder>>,
     tools: Vec<Found>,
     ttl_seconds: u64,
-}
-
-/// A PostgreSQL session holding a tool's advisory lock.
-#[derive(Serialize)]
-struct Session {
-    idle_seconds: u64,
-    key: i64,
-    pid: i32,
-    state: String,
-    tool: &'static str,
 }
 
 /// A tool found, and its lock.
@@ -88,19 +78,7 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
 /// 2 stale.
 async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::Result<u8> {
     let candidates = tools::candidates(config.tool, &config.tool_settings);
-    let holders = sessions::holders(db, &candidates, None).await?;
-    report.sessions = Some(
-        holders
-            .into_iter()
-            .map(|h| Session {
-                idle_seconds: h.idle.as_secs(),
-                key: h.key,
-                pid: h.pid,
-                state: h.state,
-                tool: h.tool,
-            })
-            .collect(),
-    );
+    report.sessions = Some(sessions::holders(db, &candidates, None).await?);
     let mut worst = 0;
     for tool in tools::detected(candidates, db, None).await? {
         let state = tool.observe(db, &config.heal.lock_zone).await?;
@@ -161,7 +139,11 @@ impl Report {
         for s in self.sessions.iter().flatten() {
             let held = format!(
                 "{} advisory lock {} held by pid {} ({}, {}s)",
-                s.tool, s.key, s.pid, s.state, s.idle_seconds
+                s.tool,
+                s.key,
+                s.pid,
+                s.state,
+                s.idle.as_secs()
             );
             line("session", &held);
         }
