@@ -1,7 +1,7 @@
 //! Configuration: every setting comes from the environment and is checked
 //! here, in full, before anything touches the database.
 //!
-//! One reader. envy + serde take the `UNLATCH_*` variables as text (`Raw`);
+//! One reader. envy + serde take the `UNLATCH_*` variables as text (`Vars`);
 //! `setting` then checks each with its kind (a duration, a choice, a flag,
 //! a command, a folder...), and every refusal reads `NAME=value: expected
 //! ...`. Typed fields straight from envy were turned down: for string, enum
@@ -13,6 +13,7 @@
 //! May touch: the process environment (through [`Env`]); for Ghost, its
 //! config file; the zone file `TZ` names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,8 +99,11 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Where a failed start writes its reason: `UNLATCH_TERMINATION_LOG`, read
 /// apart from the rest, since a configuration error is reported there too.
 pub fn termination_log(env: &Env) -> PathBuf {
-    let raw = raw(env).unwrap_or_default();
-    PathBuf::from(raw.termination_log.as_deref().unwrap_or(TERMINATION_LOG))
+    let vars = Vars::read(env).unwrap_or_default();
+    PathBuf::from(
+        vars.get("UNLATCH_TERMINATION_LOG")
+            .unwrap_or(TERMINATION_LOG),
+    )
 }
 
 /// The whole, validated configuration: each stage's own settings, and
@@ -122,66 +126,66 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// The `UNLATCH_*` variables as envy reads them: text, checked by
-/// [`setting`] with each one's kind.
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    database_url: Option<String>,
-    wait_timeout: Option<String>,
-    lock_ttl: Option<String>,
-    lock_wait: Option<String>,
-    lock_timezone: Option<String>,
-    on_stale: Option<String>,
-    rollback_cmd: Option<String>,
-    migrate_cmd: Option<String>,
-    migrations_dir: Option<String>,
-    migrate_timeout: Option<String>,
-    kill_grace: Option<String>,
-    mode: Option<String>,
-    signal_target: Option<String>,
-    run_as: Option<String>,
-    migrate_run_as: Option<String>,
-    hooks_dir: Option<String>,
-    hook_timeout: Option<String>,
-    hook_failure: Option<String>,
-    sqlite_backup: Option<String>,
-    sqlite_backup_keep: Option<String>,
-    on_dirty: Option<String>,
-    terminate_stale_sessions: Option<String>,
-    log: Option<String>,
-    log_format: Option<String>,
-    termination_log: Option<String>,
+/// The `UNLATCH_*` variables as envy reads them: text by name, each then
+/// checked by [`Vars::setting`] with its kind. The one reader: the tools'
+/// variables come from here too.
+#[derive(Default)]
+struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    fn read(env: &Env) -> Result<Vars, Failure> {
+        let vars = env.with_prefix("UNLATCH_");
+        envy::prefixed("UNLATCH_")
+            .from_iter(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .map(Vars)
+            .map_err(|e| config_error(format!("could not read the UNLATCH_* variables: {e}")))
+    }
+
+    /// The value of `name` (`UNLATCH_LOCK_TTL`), as given.
+    fn get(&self, name: &str) -> Option<&str> {
+        debug_assert!(
+            variables().iter().any(|(known, _, _)| *known == name),
+            "{name} is not in VARIABLES"
+        );
+        let key = name.strip_prefix("UNLATCH_").unwrap_or(name);
+        self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// [`setting`] of `name`'s value here.
+    fn setting<T>(
+        &self,
+        name: &str,
+        kind: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Failure> {
+        setting(name, self.get(name), kind)
+    }
+
+    /// [`optional`] of `name`'s value here.
+    fn optional<T>(
+        &self,
+        name: &str,
+        kind: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Failure> {
+        optional(name, self.get(name), kind)
+    }
 }
 
 fn config_error(message: String) -> Failure {
     Failure::new(Code::Config, message)
 }
 
-fn raw(env: &Env) -> Result<Raw, Failure> {
-    envy::prefixed("UNLATCH_")
-        .from_iter(
-            env.with_prefix("UNLATCH_")
-                .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        )
-        .map_err(|e| config_error(format!("could not read the UNLATCH_* variables: {e}")))
-}
-
 /// How to log; read before the rest, so that configuration errors are
 /// logged in the format the user asked for.
 pub fn logging(env: &Env) -> Result<logging::Settings, Failure> {
-    let raw = raw(env)?;
+    let vars = Vars::read(env)?;
     Ok(logging::Settings {
         // log's own names, in any case (trace too: harmless, and undocumented).
-        level: setting("UNLATCH_LOG", raw.log.as_deref(), |value| {
+        level: vars.setting("UNLATCH_LOG", |value| {
             value
                 .parse()
                 .map_err(|_| "expected error, warn, info, debug or off".to_owned())
         })?,
-        format: setting(
-            "UNLATCH_LOG_FORMAT",
-            raw.log_format.as_deref(),
-            choice::<LogFormat>,
-        )?,
+        format: vars.setting("UNLATCH_LOG_FORMAT", choice::<LogFormat>)?,
     })
 }
 
@@ -189,12 +193,12 @@ impl Config {
     /// Reads and checks everything. `cwd` is where Ghost's config file is
     /// looked for.
     pub fn from_env(env: &Env, cwd: &Path) -> Result<Config, Failure> {
-        let raw = raw(env)?;
+        let vars = Vars::read(env)?;
         let mut warnings = unknown_variables(env);
 
-        let lock_ttl = setting("UNLATCH_LOCK_TTL", raw.lock_ttl.as_deref(), duration)?;
-        let rollback_cmd = optional("UNLATCH_ROLLBACK_CMD", raw.rollback_cmd.as_deref(), command)?;
-        let on_stale = match setting("UNLATCH_ON_STALE", raw.on_stale.as_deref(), choice)? {
+        let lock_ttl = vars.setting("UNLATCH_LOCK_TTL", duration)?;
+        let rollback_cmd = vars.optional("UNLATCH_ROLLBACK_CMD", command)?;
+        let on_stale = match vars.setting("UNLATCH_ON_STALE", choice)? {
             Stale::Clear => OnStale::Clear,
             Stale::Fail => OnStale::Fail,
             Stale::Rollback => OnStale::Rollback(rollback_cmd.clone().ok_or_else(|| {
@@ -211,16 +215,15 @@ impl Config {
                     .into(),
             );
         }
-        let run_as = resolve_run_as("UNLATCH_RUN_AS", raw.run_as.as_deref())?;
-        let migrate_run_as = match raw.migrate_run_as.as_deref() {
-            Some(spec) => resolve_run_as("UNLATCH_MIGRATE_RUN_AS", Some(spec))?,
+        let run_as = resolve_run_as("UNLATCH_RUN_AS", &vars)?;
+        let migrate_run_as = match vars.get("UNLATCH_MIGRATE_RUN_AS") {
+            Some(_) => resolve_run_as("UNLATCH_MIGRATE_RUN_AS", &vars)?,
             None => run_as.clone(),
         };
-        let kill_grace = setting("UNLATCH_KILL_GRACE", raw.kill_grace.as_deref(), duration)?;
-        let migrate_cmd = optional("UNLATCH_MIGRATE_CMD", raw.migrate_cmd.as_deref(), command)?;
-        let migrations_dir = optional(
+        let kill_grace = vars.setting("UNLATCH_KILL_GRACE", duration)?;
+        let migrate_cmd = vars.optional("UNLATCH_MIGRATE_CMD", command)?;
+        let migrations_dir = vars.optional(
             "UNLATCH_MIGRATIONS_DIR",
-            raw.migrations_dir.as_deref(),
             folder("a folder of .sql migrations"),
         )?;
         if migrate_cmd.is_some() && migrations_dir.is_some() {
@@ -228,82 +231,52 @@ impl Config {
                 "UNLATCH_MIGRATIONS_DIR and UNLATCH_MIGRATE_CMD are both set; expected one way to migrate".into(),
             ));
         }
-        let (lock_zone, zone_warning) = lock_zone(raw.lock_timezone.as_deref(), env.get("TZ"))?;
+        let (lock_zone, zone_warning) =
+            lock_zone(vars.get("UNLATCH_LOCK_TIMEZONE"), env.get("TZ"))?;
         warnings.extend(zone_warning);
 
         let (tool, mut tool_settings) =
-            tools::settings_from(|name| env.get(name).map(str::trim).filter(|v| !v.is_empty()))?;
-        let database = database(env, raw.database_url.as_deref(), tool, cwd)?;
+            tools::settings_from(|name| vars.get(name).map(str::trim).filter(|v| !v.is_empty()))?;
+        let database = database(env, vars.get("UNLATCH_DATABASE_URL"), tool, cwd)?;
         if let Some(target) = &database {
             warnings.extend(target.warnings.iter().cloned());
             tool_settings.take_tables(&target.tables);
         }
-
-        let wait_timeout = setting(
-            "UNLATCH_WAIT_TIMEOUT",
-            raw.wait_timeout.as_deref(),
-            duration,
-        )?;
-        let lock_wait = optional("UNLATCH_LOCK_WAIT", raw.lock_wait.as_deref(), duration)?;
-        let lock_wait = lock_wait.unwrap_or(lock_ttl);
-        let migrate_timeout = setting(
-            "UNLATCH_MIGRATE_TIMEOUT",
-            raw.migrate_timeout.as_deref(),
-            above_zero,
-        )?;
+        let lock_wait = vars.optional("UNLATCH_LOCK_WAIT", duration)?;
         Ok(Config {
-            sqlite_backup: setting("UNLATCH_SQLITE_BACKUP", raw.sqlite_backup.as_deref(), flag)?,
+            sqlite_backup: vars.setting("UNLATCH_SQLITE_BACKUP", flag)?,
             heal: heal::Settings {
                 lock_ttl,
-                lock_wait,
+                lock_wait: lock_wait.unwrap_or(lock_ttl),
                 lock_zone,
                 on_stale,
-                on_dirty: setting("UNLATCH_ON_DIRTY", raw.on_dirty.as_deref(), choice)?,
-                terminate_stale_sessions: setting(
-                    "UNLATCH_TERMINATE_STALE_SESSIONS",
-                    raw.terminate_stale_sessions.as_deref(),
-                    flag,
-                )?,
-                migrate_timeout,
+                on_dirty: vars.setting("UNLATCH_ON_DIRTY", choice)?,
+                terminate_stale_sessions: vars.setting("UNLATCH_TERMINATE_STALE_SESSIONS", flag)?,
+                migrate_timeout: vars.setting("UNLATCH_MIGRATE_TIMEOUT", above_zero)?,
                 kill_grace,
                 migrate_run_as: migrate_run_as.clone(),
                 backup: backup::Settings {
                     sqlite_file: database.as_ref().and_then(|t| t.sqlite_file.clone()),
-                    sqlite_backup_keep: setting(
-                        "UNLATCH_SQLITE_BACKUP_KEEP",
-                        raw.sqlite_backup_keep.as_deref(),
-                        copies,
-                    )?,
+                    sqlite_backup_keep: vars.setting("UNLATCH_SQLITE_BACKUP_KEEP", copies)?,
                 },
             },
             hooks: hooks::Settings {
-                hooks_dir: optional(
-                    "UNLATCH_HOOKS_DIR",
-                    raw.hooks_dir.as_deref(),
-                    folder("a folder of executable hooks"),
-                )?
-                .or_else(|| Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir())),
-                hook_timeout: setting(
-                    "UNLATCH_HOOK_TIMEOUT",
-                    raw.hook_timeout.as_deref(),
-                    above_zero,
-                )?,
-                hook_failure: setting("UNLATCH_HOOK_FAILURE", raw.hook_failure.as_deref(), choice)?,
+                hooks_dir: vars
+                    .optional("UNLATCH_HOOKS_DIR", folder("a folder of executable hooks"))?
+                    .or_else(|| Some(PathBuf::from("/entrypoint.d")).filter(|dir| dir.is_dir())),
+                hook_timeout: vars.setting("UNLATCH_HOOK_TIMEOUT", above_zero)?,
+                hook_failure: vars.setting("UNLATCH_HOOK_FAILURE", choice)?,
                 migrate_run_as,
                 kill_grace,
             },
             launch: launch::Settings {
-                mode: setting("UNLATCH_MODE", raw.mode.as_deref(), choice)?,
-                signal_target: setting(
-                    "UNLATCH_SIGNAL_TARGET",
-                    raw.signal_target.as_deref(),
-                    choice,
-                )?,
+                mode: vars.setting("UNLATCH_MODE", choice)?,
+                signal_target: vars.setting("UNLATCH_SIGNAL_TARGET", choice)?,
                 run_as,
                 kill_grace,
             },
             database,
-            wait_timeout,
+            wait_timeout: vars.setting("UNLATCH_WAIT_TIMEOUT", duration)?,
             tool,
             tool_settings,
             migrate_cmd,
@@ -502,7 +475,8 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
     Ok(Some(target))
 }
 
-fn resolve_run_as(name: &str, spec: Option<&str>) -> Result<Option<RunAs>, Failure> {
+fn resolve_run_as(name: &str, vars: &Vars) -> Result<Option<RunAs>, Failure> {
+    let spec = vars.get(name);
     spec.map(|spec| RunAs::resolve(name, spec.trim()))
         .transpose()
 }
