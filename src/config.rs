@@ -27,7 +27,7 @@ pub use crate::env::Env;
 use crate::exit::{Code, Failure};
 use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
-use crate::tools::{ToolChoice, ToolSettings};
+use crate::tools::{ToolChoice, ToolSettings, Value};
 use crate::user::RunAs;
 use crate::{backup, ghost, heal, hooks, launch, tools};
 
@@ -235,8 +235,15 @@ impl Config {
             lock_zone(vars.get("UNLATCH_LOCK_TIMEZONE"), env.get("TZ"))?;
         warnings.extend(zone_warning);
 
-        let (tool, mut tool_settings) =
-            tools::settings_from(|name| vars.get(name).map(str::trim).filter(|v| !v.is_empty()))?;
+        let tool = vars.setting("UNLATCH_TOOL", tools::choice)?;
+        let mut tool_settings = ToolSettings::read(|entry, variable| match variable.value {
+            Value::Table => vars.optional(variable.name, tools::table_name),
+            Value::Folder => {
+                let what = format!("the folder of {}'s migrations", entry.name);
+                let path = vars.optional(variable.name, folder(&what))?;
+                Ok(path.map(|path| path.display().to_string()))
+            }
+        })?;
         let database = database(env, vars.get("UNLATCH_DATABASE_URL"), tool, cwd)?;
         if let Some(target) = &database {
             warnings.extend(target.warnings.iter().cloned());
@@ -321,8 +328,8 @@ fn optional<T>(
 }
 
 fn default_of(name: &str) -> &'static str {
-    VARIABLES
-        .iter()
+    variables()
+        .into_iter()
         .find(|(n, _, _)| *n == name)
         .map_or("", |(_, default, _)| default)
 }
@@ -464,7 +471,7 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
         .map_err(|why| config_error(format!("{}={}: {why}", chosen.url, crate::db::redact(url))))?;
     let mut target = Target::read(&composed, chosen.url, env)?;
     if let Some(table) = env.get(chosen.table) {
-        let table = tools::table_name(chosen.table, table.trim())?;
+        let table = setting(chosen.table, Some(table), tools::table_name)?;
         target.tables.push((chosen.tool, table));
     }
     log::debug!(
@@ -584,7 +591,7 @@ fn command(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// A folder that exists; `what` says what it should hold.
-fn folder(what: &'static str) -> impl Fn(&str) -> Result<PathBuf, String> {
+fn folder(what: &str) -> impl Fn(&str) -> Result<PathBuf, String> + '_ {
     move |value| {
         let path = PathBuf::from(value);
         match (path.is_dir(), path.exists()) {

@@ -15,7 +15,6 @@
 //! May touch: each tool's own tables, through its adapter only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -121,46 +120,32 @@ fn tool_variables() -> impl Iterator<Item = (&'static Entry, &'static Variable)>
         .flat_map(|entry| entry.variables.iter().map(move |v| (entry, v)))
 }
 
-/// Reads `UNLATCH_TOOL` and every tool's variables through `get` (a
-/// variable's value, `None` when unset or empty), checked.
-pub fn settings_from<'a>(
-    get: impl Fn(&str) -> Option<&'a str>,
-) -> Result<(ToolChoice, ToolSettings), Failure> {
-    let choice = match get("UNLATCH_TOOL")
-        .unwrap_or("auto")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "auto" => ToolChoice::Auto,
-        name => {
-            let entry = REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
-                let expected = format!("expected auto or one of: {}", names());
-                Failure::new(Code::Config, format!("UNLATCH_TOOL={name}: {expected}"))
-            })?;
-            ToolChoice::Named(entry.name)
-        }
-    };
-    let mut settings = ToolSettings::default();
-    for (entry, variable) in tool_variables() {
-        let Some(value) = get(variable.name) else {
-            continue;
-        };
-        let value = match variable.value {
-            Value::Table => table_name(variable.name, value)?,
-            Value::Folder if Path::new(value).is_dir() => value.to_owned(),
-            Value::Folder => {
-                return Err(Failure::new(
-                    Code::Config,
-                    format!(
-                        "{}={value}: expected the folder of {}'s migrations",
-                        variable.name, entry.name
-                    ),
-                ))
-            }
-        };
-        settings.0.insert(variable.name, value);
+/// `UNLATCH_TOOL`'s value: `auto`, or a registered tool's name, in any case.
+pub fn choice(value: &str) -> Result<ToolChoice, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "auto" => Ok(ToolChoice::Auto),
+        name => REGISTRY
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| ToolChoice::Named(e.name))
+            .ok_or_else(|| format!("expected auto or one of: {}", names())),
     }
-    Ok((choice, settings))
+}
+
+impl ToolSettings {
+    /// Every tool's variables, each read and checked by `read` (`None`:
+    /// unset), which is told the tool it belongs to.
+    pub fn read<E>(
+        mut read: impl FnMut(&Entry, &Variable) -> Result<Option<String>, E>,
+    ) -> Result<ToolSettings, E> {
+        let mut settings = ToolSettings::default();
+        for (entry, variable) in tool_variables() {
+            if let Some(value) = read(entry, variable)? {
+                settings.0.insert(variable.name, value);
+            }
+        }
+        Ok(settings)
+    }
 }
 
 /// `UNLATCH_TOOL`'s row of the variables table, then each tool's
@@ -185,15 +170,11 @@ pub fn is_table_name(value: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// `value` of the variable `name`, if it is a table name.
-pub fn table_name(name: &str, value: &str) -> Result<String, Failure> {
-    if is_table_name(value) {
-        Ok(value.to_owned())
-    } else {
-        Err(Failure::new(
-            Code::Config,
-            format!("{name}={value}: expected a table name of letters, digits and _"),
-        ))
+/// A table name as the `*_TABLE` variables take it.
+pub fn table_name(value: &str) -> Result<String, String> {
+    match is_table_name(value) {
+        true => Ok(value.to_owned()),
+        false => Err("expected a table name of letters, digits and _".into()),
     }
 }
 
@@ -502,9 +483,11 @@ mod tests {
 
     #[test]
     fn a_table_named_elsewhere_replaces_only_a_default() {
-        let get = |name: &str| (name == "UNLATCH_KNEX_TABLE").then_some("mine");
-        let (choice, mut settings) = settings_from(get).unwrap();
-        assert_eq!(choice, ToolChoice::Auto);
+        let mine = |_: &Entry, v: &Variable| {
+            Ok::<_, ()>((v.name == "UNLATCH_KNEX_TABLE").then(|| "mine".to_owned()))
+        };
+        let mut settings = ToolSettings::read(mine).unwrap();
+        assert_eq!(choice("Auto"), Ok(ToolChoice::Auto));
         settings.take_tables(&[
             ("knex", "theirs".into()),
             ("flyway", "history".into()),
