@@ -94,7 +94,24 @@ pub fn age(then: Timestamp, now: Timestamp) -> Option<Duration> {
 
 /// A duration for people: whole seconds, `1h 30m`, `45s`, `0s`.
 pub fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    // Days at most: months and years, which humantime would write past a
+    // month, are refused as settings, and what unlatch shows must read back.
+    let s = d.as_secs();
+    let parts = [
+        (s / 86_400, "d"),
+        (s / 3600 % 24, "h"),
+        (s / 60 % 60, "m"),
+        (s % 60, "s"),
+    ];
+    let shown: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    match shown.is_empty() {
+        true => "0s".to_owned(),
+        false => shown.join(" "),
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +171,7 @@ mod tests {
     fn human_rounds_to_seconds() {
         assert_eq!(human(Duration::from_millis(5_400_700)), "1h 30m");
         assert_eq!(human(Duration::from_millis(300)), "0s");
+        // Days, never months: a month is refused as a setting.
+        assert_eq!(human(Duration::from_secs(40 * 86_400 + 3_600)), "40d 1h");
     }
 }

@@ -353,13 +353,13 @@ fn database(
     cwd: &Path,
 ) -> Result<Option<Target>, Failure> {
     if let Some(url) = unlatch_url {
-        return Target::read(url, "UNLATCH_DATABASE_URL", env).map(Some);
+        return Target::read(url, "UNLATCH_DATABASE_URL", env, tool).map(Some);
     }
     if let Some(url) = env.get("DATABASE_URL") {
-        return Target::read(url, "DATABASE_URL", env).map(Some);
+        return Target::read(url, "DATABASE_URL", env, tool).map(Some);
     }
     if let Some((url, source)) = ghost::database_url(env, cwd)? {
-        return Target::read(&url, &source, env).map(Some);
+        return Target::read(&url, &source, env, tool).map(Some);
     }
     tool_variables(env, tool)
 }
@@ -469,7 +469,7 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
     };
     let composed = crate::dialect::jdbc_with(url.trim_end_matches(['\n', '\r']), &extras)
         .map_err(|why| config_error(format!("{}={}: {why}", chosen.url, crate::db::redact(url))))?;
-    let mut target = Target::read(&composed, chosen.url, env)?;
+    let mut target = Target::read(&composed, chosen.url, env, tool)?;
     if let Some(table) = env.get(chosen.table) {
         let table = setting(chosen.table, Some(table), tools::table_name)?;
         target.tables.push((chosen.tool, table));

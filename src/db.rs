@@ -26,6 +26,7 @@ use crate::clock::human;
 use crate::env::Env;
 use crate::exit::{Code, Failure};
 use crate::process::Stop;
+use crate::tools::ToolChoice;
 use crate::wait::{self, Wait};
 use crate::{dialect, tls};
 
@@ -80,13 +81,13 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Checks a database URL without connecting, with no `PG*` defaults.
     pub fn parse(url: &str, source: &str) -> Result<Target, Failure> {
-        Target::read(url, source, &Env::default())
+        Target::read(url, source, &Env::default(), ToolChoice::Auto)
     }
 
     /// Checks a database URL, in any dialect [`dialect`] knows, without
     /// connecting; `env` gives libpq's `PG*` defaults for what the URL does
-    /// not say.
-    pub fn read(url: &str, source: &str, env: &Env) -> Result<Target, Failure> {
+    /// not say; `tool`, how to read a URL more than one tool writes.
+    pub fn read(url: &str, source: &str, env: &Env, tool: ToolChoice) -> Result<Target, Failure> {
         // A secret file's trailing newline is not part of the URL.
         let url = url.trim_end_matches(['\n', '\r']);
         // Every cause may quote the URL, or part of it.
@@ -101,7 +102,7 @@ impl Target {
                 ),
             )
         };
-        let located = dialect::read(url, env).map_err(&bad)?;
+        let located = dialect::read(url, tool).map_err(&bad)?;
         let kind = located.kind;
         let mut target = Target {
             kind,

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use crate::db::Kind;
-use crate::env::Env;
+use crate::tools::ToolChoice;
 
 use golang_migrate::{go_dsn_to_url, migrations_table, mysql_table, GoTls};
 use jdbc::jdbc;
@@ -110,14 +110,11 @@ const SQLX_MYSQL: &[&str] = &[
     "time-zone",
 ];
 
-/// Reads `url` in whichever dialect its form shows; `env` gives
-/// `UNLATCH_TOOL`. `Err` is the reason, which the caller wraps with the
-/// variable's name.
-pub fn read(url: &str, env: &Env) -> Result<Located, String> {
-    // As config reads it: trimmed, in any case.
-    let prisma_named = env
-        .get("UNLATCH_TOOL")
-        .is_some_and(|tool| tool.trim().eq_ignore_ascii_case("prisma"));
+/// Reads `url` in whichever dialect its form shows, or `tool`'s where the
+/// form is shared (Prisma's). `Err` is the reason, which the caller wraps
+/// with the variable's name.
+pub fn read(url: &str, tool: ToolChoice) -> Result<Located, String> {
+    let prisma_named = tool == ToolChoice::Named("prisma");
     if let Some(rest) = strip_prefix_ignore_case(url, "jdbc:") {
         return jdbc(rest);
     }
@@ -374,7 +371,7 @@ mod tests {
     type Params = &'static [(&'static str, Option<&'static str>)];
 
     fn read_plain(url: &str) -> Located {
-        read(url, &Env::default()).unwrap_or_else(|e| panic!("{url}: {e}"))
+        read(url, ToolChoice::Auto).unwrap_or_else(|e| panic!("{url}: {e}"))
     }
 
     fn query(url: &str) -> Vec<(String, String)> {
@@ -446,10 +443,10 @@ mod tests {
     #[test]
     fn each_refused_url_says_why() {
         for (behaviour, url, part) in REFUSED {
-            let err = read(url, &Env::default()).unwrap_err();
+            let err = read(url, ToolChoice::Auto).unwrap_err();
             assert!(err.contains(part), "{behaviour}: {err}");
         }
-        assert!(read("postgres://u@h/d?pgbouncer=false", &Env::default()).is_ok());
+        assert!(read("postgres://u@h/d?pgbouncer=false", ToolChoice::Auto).is_ok());
     }
 
     #[test]
@@ -469,10 +466,9 @@ mod tests {
 
     #[test]
     fn unlatch_tool_prisma_reads_sslcert_as_the_ca() {
-        let env = Env::from_pairs(&[("UNLATCH_TOOL", "prisma")]);
         let l = read(
             "postgres://u@h/d?sslmode=require&sslaccept=strict&sslcert=/ca.pem",
-            &env,
+            ToolChoice::Named("prisma"),
         )
         .unwrap();
         assert_eq!(param(&l.url, "sslrootcert").as_deref(), Some("/ca.pem"));
