@@ -89,7 +89,8 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     let mut db = db?;
     // On PostgreSQL the guard's first try also reads what the steps below
     // need (see [`look`]).
-    let read = look::statement(target, config);
+    let candidates = tools::candidates(config.tool, &config.tool_settings);
+    let read = look::statement(target, &candidates);
     let tried = guard::try_acquire(
         target,
         early,

@@ -22,10 +22,10 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::config::Config;
 use crate::db::{self, Kind, Target};
 use crate::sessions::{self, Names};
-use crate::{state, tools};
+use crate::state;
+use crate::tools::Tool;
 
 /// The row the guard's first try brought back.
 #[derive(Debug)]
@@ -35,12 +35,11 @@ pub struct Look {
     pub names: Names,
 }
 
-/// The statement: the candidate tools' tables and unlatch's own, looked up
+/// The statement: the `candidates`' tables and unlatch's own, looked up
 /// through `search_path` as the tools' unqualified names are. On
 /// PostgreSQL only, and only when every name can be written inline (`None`
 /// otherwise: each step reads for itself).
-pub fn statement(target: &Target, config: &Config) -> Option<String> {
-    let candidates = tools::candidates(config.tool, &config.tool_settings);
+pub fn statement(target: &Target, candidates: &[Box<dyn Tool>]) -> Option<String> {
     let mut tables: Vec<&str> = candidates.iter().map(|t| t.table()).collect();
     tables.push(state::TABLE);
     if target.kind != Kind::Postgres || !tables.iter().all(|t| db::plain_name(t)) {
