@@ -160,13 +160,16 @@ impl Vars {
         setting(name, self.get(name), kind)
     }
 
-    /// [`optional`] of `name`'s value here.
+    /// [`setting`] for a variable with no default: `None` when unset.
     fn optional<T>(
         &self,
         name: &str,
         kind: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, Failure> {
-        optional(name, self.get(name), kind)
+        let value = self.get(name);
+        value
+            .map(|value| setting(name, Some(value), kind))
+            .transpose()
     }
 }
 
@@ -314,17 +317,6 @@ fn setting<T>(
 ) -> Result<T, Failure> {
     let value = value.unwrap_or_else(|| default_of(name)).trim();
     kind(value).map_err(|expected| config_error(format!("{name}={value}: {expected}")))
-}
-
-/// [`setting`] for a variable with no default: `None` when unset.
-fn optional<T>(
-    name: &str,
-    value: Option<&str>,
-    kind: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<Option<T>, Failure> {
-    value
-        .map(|value| setting(name, Some(value), kind))
-        .transpose()
 }
 
 fn default_of(name: &str) -> &'static str {
