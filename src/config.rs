@@ -424,11 +424,12 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
     let url = env.get(chosen.url).expect("filtered on it");
     // A name with a control character (a secret file's newline) would
     // reach the server as it is, and be refused there only after the wait.
-    let mut names = chosen.schemas.iter().chain(&chosen.schema_list);
-    if let Some(name) = names.find(|name| {
+    let control = |name: &str| {
         env.get(name)
             .is_some_and(|v| v.chars().any(char::is_control))
-    }) {
+    };
+    let mut names = chosen.schemas.iter().chain(&chosen.schema_list);
+    if let Some(name) = names.find(|name| control(name)) {
         return Err(config_error(format!(
             "{name}: the schema name has a control character (a secret file's trailing newline?); \
              expected schema names alone"
@@ -443,10 +444,7 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
         .iter()
         .find_map(|name| env.get(name))
         .or(listed);
-    if env
-        .get(chosen.user)
-        .is_some_and(|user| user.chars().any(char::is_control))
-    {
+    if control(chosen.user) {
         return Err(config_error(format!(
             "{}: {}",
             chosen.user,
