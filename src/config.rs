@@ -160,13 +160,16 @@ impl Vars {
         setting(name, self.get(name), kind)
     }
 
-    /// [`optional`] of `name`'s value here.
+    /// [`setting`] for a variable with no default: `None` when unset.
     fn optional<T>(
         &self,
         name: &str,
         kind: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, Failure> {
-        optional(name, self.get(name), kind)
+        let value = self.get(name);
+        value
+            .map(|value| setting(name, Some(value), kind))
+            .transpose()
     }
 }
 
@@ -316,17 +319,6 @@ fn setting<T>(
     kind(value).map_err(|expected| config_error(format!("{name}={value}: {expected}")))
 }
 
-/// [`setting`] for a variable with no default: `None` when unset.
-fn optional<T>(
-    name: &str,
-    value: Option<&str>,
-    kind: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<Option<T>, Failure> {
-    value
-        .map(|value| setting(name, Some(value), kind))
-        .transpose()
-}
-
 fn default_of(name: &str) -> &'static str {
     variables()
         .into_iter()
@@ -432,11 +424,12 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
     let url = env.get(chosen.url).expect("filtered on it");
     // A name with a control character (a secret file's newline) would
     // reach the server as it is, and be refused there only after the wait.
-    let mut names = chosen.schemas.iter().chain(&chosen.schema_list);
-    if let Some(name) = names.find(|name| {
+    let control = |name: &str| {
         env.get(name)
             .is_some_and(|v| v.chars().any(char::is_control))
-    }) {
+    };
+    let mut names = chosen.schemas.iter().chain(&chosen.schema_list);
+    if let Some(name) = names.find(|name| control(name)) {
         return Err(config_error(format!(
             "{name}: the schema name has a control character (a secret file's trailing newline?); \
              expected schema names alone"
@@ -451,10 +444,7 @@ fn tool_variables(env: &Env, tool: ToolChoice) -> Result<Option<Target>, Failure
         .iter()
         .find_map(|name| env.get(name))
         .or(listed);
-    if env
-        .get(chosen.user)
-        .is_some_and(|user| user.chars().any(char::is_control))
-    {
+    if control(chosen.user) {
         return Err(config_error(format!(
             "{}: {}",
             chosen.user,

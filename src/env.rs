@@ -69,6 +69,16 @@ impl Env {
     }
 }
 
+/// ASCII letters, digits and `_`, not starting with a digit: a variable's
+/// name as a shell takes it, and a table's that needs no quotes.
+pub fn is_name(value: &str) -> bool {
+    let mut chars = value.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn is_ours(key: &str) -> bool {
     key.starts_with("UNLATCH_")
         || key.starts_with("database__")

@@ -566,22 +566,6 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_from_variables() {
-        let (url, source) = found(
-            &[
-                ("database__client", "sqlite3"),
-                (
-                    "database__connection__filename",
-                    "/var/lib/ghost/content/data/ghost.db",
-                ),
-            ],
-            Path::new("/nonexistent"),
-        );
-        assert_eq!(url, "sqlite:///var/lib/ghost/content/data/ghost.db");
-        assert_eq!(source, "Ghost's database__* variables");
-    }
-
-    #[test]
     fn sqlite_path_with_odd_characters_is_encoded() {
         assert_eq!(
             sqlite_url(Path::new("/data/my blog#1?.db")),
@@ -603,22 +587,6 @@ mod tests {
         std::fs::create_dir_all(dir.join("current")).unwrap();
         let expected = sqlite_url(&dir.join("current/content/data/ghost.db"));
         assert_eq!(url(&e, &dir), expected);
-    }
-
-    #[test]
-    fn mysql_from_variables_encodes_credentials() {
-        let e = [
-            ("database__client", "mysql"),
-            ("database__connection__host", "db"),
-            ("database__connection__port", "3307"),
-            ("database__connection__user", "ghost"),
-            ("database__connection__password", "p@ss:w/rd"),
-            ("database__connection__database", "ghost_prod"),
-        ];
-        assert_eq!(
-            url(&e, Path::new("/nonexistent")),
-            "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod?ssl-mode=DISABLED"
-        );
     }
 
     #[test]
@@ -652,6 +620,28 @@ mod tests {
     /// Variables and their values.
     type Vars = &'static [(&'static str, &'static str)];
 
+    /// The URL each set of variables alone gives, named after its behaviour.
+    #[rustfmt::skip]
+    const URLS: &[(&str, Vars, &str)] = &[
+        ("sqlite from variables", &[("database__client", "sqlite3"), ("database__connection__filename", "/var/lib/ghost/content/data/ghost.db")], "sqlite:///var/lib/ghost/content/data/ghost.db"),
+        ("mysql from variables encodes credentials", &[("database__client", "mysql"), ("database__connection__host", "db"), ("database__connection__port", "3307"), ("database__connection__user", "ghost"), ("database__connection__password", "p@ss:w/rd"), ("database__connection__database", "ghost_prod")], "mysql://ghost:p%40ss%3Aw%2Frd@db:3307/ghost_prod?ssl-mode=DISABLED"),
+        // Ghost 5.130.6, config.production.json: mysql, 127.0.0.1, root, ghost.
+        ("production's defaults fill the rest", &[("NODE_ENV", "production"), ("database__connection__password", "pw")], "mysql://root:pw@127.0.0.1/ghost?ssl-mode=DISABLED"),
+        ("production's defaults under a host given", &[("NODE_ENV", "production"), ("database__connection__host", "db")], "mysql://root@db/ghost?ssl-mode=DISABLED"),
+        ("a socket path becomes a query parameter", &[("database__client", "mysql2"), ("database__connection__socketPath", "/run/mysqld/mysqld.sock"), ("database__connection__user", "root"), ("database__connection__database", "ghost")], "mysql://root@localhost/ghost?socket=%2Frun%2Fmysqld%2Fmysqld.sock&ssl-mode=DISABLED"),
+        // mysql2 takes a URL as its whole connection.
+        ("a connection string is the URL", &[("NODE_ENV", "production"), ("database__connection", "mysql://app@db2/blog?ssl-mode=REQUIRED")], "mysql://app@db2/blog?ssl-mode=REQUIRED"),
+    ];
+
+    #[test]
+    fn each_set_of_variables_gives_its_url() {
+        for (behaviour, pairs, expected) in URLS {
+            assert_eq!(url(pairs, Path::new(X)), *expected, "{behaviour}");
+        }
+        let (_, source) = found(URLS[0].1, Path::new(X));
+        assert_eq!(source, "Ghost's database__* variables");
+    }
+
     /// Each refusal of the variables alone, named after its behaviour:
     /// the variables, then a part of the message.
     #[rustfmt::skip]
@@ -680,21 +670,7 @@ mod tests {
 
     #[test]
     fn ghosts_own_defaults_fill_what_is_not_given() {
-        let x = Path::new(X);
-        // Ghost 5.130.6, config.production.json: mysql, 127.0.0.1, root, ghost.
-        let e = [
-            ("NODE_ENV", "production"),
-            ("database__connection__password", "pw"),
-        ];
-        assert_eq!(
-            url(&e, x),
-            "mysql://root:pw@127.0.0.1/ghost?ssl-mode=DISABLED"
-        );
-        let e = [
-            ("NODE_ENV", "production"),
-            ("database__connection__host", "db"),
-        ];
-        assert_eq!(url(&e, x), "mysql://root@db/ghost?ssl-mode=DISABLED");
+        // Production's are in URLS.
         // Development: SQLite under Ghost's root, whatever host is given.
         let e = [("database__connection__host", "db")];
         assert_eq!(
@@ -703,7 +679,7 @@ mod tests {
         );
         // Nothing of Ghost's given: no database made up.
         let e = env(&[("NODE_ENV", "production")]);
-        assert!(database_url(&e, x).unwrap().is_none());
+        assert!(database_url(&e, Path::new(X)).unwrap().is_none());
     }
 
     #[test]
@@ -815,22 +791,21 @@ mod tests {
         assert_eq!(tls, (mode("VERIFY_CA"), Some(ca.to_owned())));
     }
 
-    #[test]
-    fn only_reject_unauthorized_false_turns_verification_off() {
-        let off = mysql_tls(&[("database__connection__ssl__rejectUnauthorized", "false")]);
-        assert_eq!(off.0, mode("REQUIRED"));
+    /// The `ssl-mode` each `ssl` setting gives, named after its behaviour.
+    #[rustfmt::skip]
+    const SSL_MODES: &[(&str, Vars, &str)] = &[
+        ("rejectUnauthorized false turns verification off", &[("database__connection__ssl__rejectUnauthorized", "false")], "REQUIRED"),
         // Only the boolean false turns verification off, as in mysql2.
-        let on = mysql_tls(&[("database__connection__ssl__rejectUnauthorized", "0")]);
-        assert_eq!(on.0, mode("VERIFY_CA"));
-    }
+        ("rejectUnauthorized 0 does not", &[("database__connection__ssl__rejectUnauthorized", "0")], "VERIFY_CA"),
+        ("ssl as an object", &[("database__connection__ssl", r#"{"ca":"x","verifyIdentity":true}"#)], "VERIFY_IDENTITY"),
+        ("ssl false", &[("database__connection__ssl", "false")], "DISABLED"),
+    ];
 
     #[test]
-    fn ssl_as_an_object_or_false_is_read_as_mysql2_reads_it() {
-        let object = r#"{"ca":"x","verifyIdentity":true}"#;
-        let tls = mysql_tls(&[("database__connection__ssl", object)]);
-        assert_eq!(tls.0, mode("VERIFY_IDENTITY"));
-        let tls = mysql_tls(&[("database__connection__ssl", "false")]);
-        assert_eq!(tls.0, mode("DISABLED"));
+    fn each_ssl_setting_is_read_as_mysql2_reads_it() {
+        for (behaviour, pairs, expected) in SSL_MODES {
+            assert_eq!(mysql_tls(pairs).0, mode(expected), "{behaviour}");
+        }
     }
 
     #[test]
@@ -866,17 +841,6 @@ mod tests {
                 "config.production.json".into()
             )
         );
-        let e = [
-            ("NODE_ENV", "production"),
-            (
-                "database__connection",
-                "mysql://app@db2/blog?ssl-mode=REQUIRED",
-            ),
-        ];
-        assert_eq!(
-            url(&e, Path::new(X)),
-            "mysql://app@db2/blog?ssl-mode=REQUIRED"
-        );
         // A string and keys of the object form: which wins is not clear.
         let e = [
             ("NODE_ENV", "production"),
@@ -892,22 +856,5 @@ mod tests {
             r#"{"database":{"client":"sqlite3","connection":"/data/ghost.db"}}"#,
         );
         assert!(refusal(&[], &sqlite).contains("filename"));
-    }
-
-    #[test]
-    fn socket_path_becomes_a_query_parameter() {
-        let e = [
-            ("database__client", "mysql2"),
-            (
-                "database__connection__socketPath",
-                "/run/mysqld/mysqld.sock",
-            ),
-            ("database__connection__user", "root"),
-            ("database__connection__database", "ghost"),
-        ];
-        assert_eq!(
-            url(&e, Path::new(X)),
-            "mysql://root@localhost/ghost?socket=%2Frun%2Fmysqld%2Fmysqld.sock&ssl-mode=DISABLED"
-        );
     }
 }

@@ -258,11 +258,7 @@ impl EnvFile {
 /// `KEY=VALUE`, the value taken literally to the end of the line.
 fn parse_assignment(line: &str) -> Option<(&str, &str)> {
     let (key, value) = line.split_once('=')?;
-    let mut chars = key.chars();
-    let first = chars.next()?;
-    let valid = (first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    valid.then_some((key, value))
+    crate::env::is_name(key).then_some((key, value))
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub(super) fn go_dsn_to_url(url: &str) -> Result<String, String> {
 
 /// A MySQL table name unlatch writes unquoted exactly as the tool quotes it.
 pub(super) fn mysql_table(key: &str, value: &str) -> Result<String, String> {
-    if crate::tools::is_table_name(value) {
+    if crate::env::is_name(value) {
         Ok(value.to_owned())
     } else {
         Err(format!(

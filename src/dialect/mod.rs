@@ -389,6 +389,13 @@ mod tests {
             .map(|(_, v)| v)
     }
 
+    /// That `l`'s first warning holds `part`.
+    #[track_caller]
+    fn assert_warns(l: &Located, part: &str) {
+        let first = l.warnings.first().map(String::as_str).unwrap_or_default();
+        assert!(first.contains(part), "{part}: {:?}", l.warnings);
+    }
+
     /// A URL as written, and parameters of the URL it is read as (`None`:
     /// dropped), each row named after the behaviour it shows.
     #[rustfmt::skip]
@@ -454,11 +461,7 @@ mod tests {
         let l = read_plain("postgresql://u:p@db:5432/app?schema=tenant_a&connection_limit=5");
         assert_eq!(l.kind, Kind::Postgres);
         assert_eq!(l.schema.as_deref(), Some("tenant_a"));
-        assert!(
-            l.warnings.iter().any(|w| w.contains("connection_limit")),
-            "{:?}",
-            l.warnings
-        );
+        assert_warns(&l, "connection_limit");
         // Prisma quotes the name: its case is kept.
         let l = read_plain("postgresql://u@db/app?schema=Tenant");
         assert_eq!(l.schema.as_deref(), Some("\"Tenant\""));
@@ -477,7 +480,7 @@ mod tests {
         assert_eq!(param(&l.url, "sslcert").as_deref(), Some("/client.pem"));
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         let l = read_plain("postgres://u@h/d?sslcert=/ca.pem");
-        assert!(l.warnings.iter().any(|w| w.contains("UNLATCH_TOOL=prisma")));
+        assert_warns(&l, "UNLATCH_TOOL=prisma");
     }
 
     #[test]
@@ -491,11 +494,7 @@ mod tests {
             query(&l.url),
             [("sslmode".to_owned(), "disable".to_owned())]
         );
-        assert!(
-            l.warnings[0].contains("x-multi-statement"),
-            "{:?}",
-            l.warnings
-        );
+        assert_warns(&l, "x-multi-statement");
         let l = read_plain(
             "postgres://u@h/d?x-migrations-table=%22migrate%22.%22versions%22&x-migrations-table-quoted=1",
         );
@@ -506,13 +505,7 @@ mod tests {
     #[test]
     fn unknown_parameters_are_named() {
         let l = read_plain("postgres://u@h/d?target_session_attrs=read-write&application_name=x&options[statement_timeout]=5s");
-        assert!(
-            l.warnings
-                .iter()
-                .any(|w| w.contains("target_session_attrs (not parameters unlatch knows)")),
-            "{:?}",
-            l.warnings
-        );
+        assert_warns(&l, "target_session_attrs (not parameters unlatch knows)");
     }
 
     #[test]
@@ -525,11 +518,7 @@ mod tests {
         assert_eq!(url.password(), Some("s%40cret"));
         assert_eq!(url.path(), "/app");
         assert_eq!(l.tables, [("golang-migrate", "versions".to_owned())]);
-        assert!(
-            l.warnings[0].contains("multiStatements"),
-            "{:?}",
-            l.warnings
-        );
+        assert_warns(&l, "multiStatements");
     }
 
     #[test]
@@ -550,7 +539,7 @@ mod tests {
             .decode_utf8()
             .unwrap();
         assert_eq!(password, "p%w@x");
-        assert!(l.warnings[0].contains("loginTimeout"));
+        assert_warns(&l, "loginTimeout");
         let l = read_plain("jdbc:postgresql:app");
         assert_eq!(Url::parse(&l.url).unwrap().host_str(), Some("localhost"));
     }
@@ -595,7 +584,7 @@ mod tests {
         assert_eq!(l.url, "sqlite:///data/app.db");
         let l = read_plain("file:/data/dev.db?connection_limit=1");
         assert_eq!(l.url, "sqlite:///data/dev.db");
-        assert!(l.warnings[0].contains("connection_limit"));
+        assert_warns(&l, "connection_limit");
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path();
         std::fs::create_dir_all(dir.join("prisma")).unwrap();

@@ -69,7 +69,7 @@ pub struct Variable {
 /// What a [`Variable`]'s value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value {
-    /// A table name ([`is_table_name`]); a URL or the tool's own variables
+    /// A table name ([`table_name`]); a URL or the tool's own variables
     /// may name it instead, when it is left at its default.
     Table,
     /// An existing folder of the tool's migrations.
@@ -159,20 +159,11 @@ pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
         .collect()
 }
 
-/// A table name the `*_TABLE` settings take: ASCII letters, digits and
-/// `_`, not starting with a digit. The adapters write it unquoted, so it
-/// must mean the same quoted or not (on MySQL; on PostgreSQL, lowercase).
-pub fn is_table_name(value: &str) -> bool {
-    let mut chars = value.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A table name as the `*_TABLE` variables take it.
+/// A table name as the `*_TABLE` variables take it ([`crate::env::is_name`]).
+/// The adapters write it unquoted, so it must mean the same quoted or not
+/// (on MySQL; on PostgreSQL, lowercase).
 pub fn table_name(value: &str) -> Result<String, String> {
-    match is_table_name(value) {
+    match crate::env::is_name(value) {
         true => Ok(value.to_owned()),
         false => Err("expected a table name of letters, digits and _".into()),
     }
