@@ -102,7 +102,7 @@ pub fn termination_log(env: &Env) -> PathBuf {
     let vars = Vars::read(env).unwrap_or_default();
     PathBuf::from(
         vars.get("UNLATCH_TERMINATION_LOG")
-            .unwrap_or(TERMINATION_LOG),
+            .map_or(TERMINATION_LOG, str::trim),
     )
 }
 

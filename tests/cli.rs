@@ -452,6 +452,21 @@ fn a_failed_start_writes_its_reason_for_kubernetes() {
     assert_ne!(code(&out), 0);
     assert_eq!(std::fs::read_to_string(&message).unwrap(), "");
 
+    // Its path from a secret file, with the file's newline.
+    let mut with_newline = message.clone().into_os_string();
+    with_newline.push("\n");
+    let out = run(unlatch()
+        .env("UNLATCH_TERMINATION_LOG", &with_newline)
+        .env("UNLATCH_LOCK_TTL", "soon")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 64);
+    assert!(
+        std::fs::read_to_string(&message)
+            .unwrap()
+            .starts_with("unlatch: error: UNLATCH_LOCK_TTL=soon"),
+        "a path with a trailing newline names the same file"
+    );
+
     // Only into a file that exists: it is never created.
     let missing = scratch.path().join("no-such-log");
     let out = run(unlatch()
