@@ -606,11 +606,11 @@ fn lock_zone(
         })?;
         return Ok((LockZone::fixed(zone), None));
     }
-    let Some(value) = tz else {
+    // glibc and Node read `:name` as `name`, `:` alone as no TZ, and a name
+    // starting with `/` as the path of a TZif file.
+    let Some(value) = tz.filter(|tz| *tz != ":") else {
         return Ok((LockZone::system(), None));
     };
-    // glibc and Node read `:name` as `name`, and a name starting with `/`
-    // as the path of a TZif file.
     let name = value.strip_prefix(':').unwrap_or(value);
     if name.starts_with('/') {
         return Ok(match zone_file(name) {

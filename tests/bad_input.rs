@@ -646,6 +646,7 @@ fn values_as_glibc_or_a_secret_file_give_them_are_accepted() {
         ("TZ", ":/etc/localtime"),
         ("TZ", ":Europe/Berlin"),
         ("TZ", ":/no/such/zone/file"),
+        ("TZ", ":"),
         ("UNLATCH_ON_STALE", "clear\n"),
         ("UNLATCH_LOG", "DEBUG"),
         ("UNLATCH_LOG_FORMAT", " Text "),
