@@ -172,7 +172,8 @@ fn remove_partial(partial: &Path) {
         let path = PathBuf::from(path);
         match std::fs::remove_file(&path) {
             Ok(()) => log::debug!("removed the partial copy {}", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not there (a read-only filesystem says so with EROFS).
+            Err(_) if !path.exists() => {}
             Err(e) => log::warn!(
                 "cannot remove the partial copy {}: {e}; the next start removes it",
                 path.display()
@@ -191,24 +192,32 @@ fn could_not_copy(
 ) -> Failure {
     let dir = folder(file);
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let advice =
-        if cause.contains(&std::io::Error::from_raw_os_error(nix::libc::ENOSPC).to_string()) {
-            format!(
+    let read_only_mount = crate::db::on_read_only_mount(file);
+    let advice = if read_only_mount {
+        format!("{} {}", dir.display(), crate::db::READ_ONLY_MOUNT)
+    } else if cause.contains(&std::io::Error::from_raw_os_error(nix::libc::ENOSPC).to_string()) {
+        format!(
             "free some space in {} (a copy needs about {} MiB there), or keep fewer copies with \
              UNLATCH_SQLITE_BACKUP_KEEP (now {})",
             dir.display(),
             size.div_ceil(1024 * 1024),
             config.sqlite_backup_keep
         )
-        } else {
-            format!(
-                "make {} writable for uid {}, with room for a copy of the database",
-                dir.display(),
-                nix::unistd::geteuid()
-            )
-        };
+    } else {
+        format!(
+            "make {} writable for uid {}, with room for a copy of the database",
+            dir.display(),
+            nix::unistd::geteuid()
+        )
+    };
+    // As for a file read-only to unlatch: no wait or retry would change it.
+    let code = if read_only_mount {
+        Code::Credentials
+    } else {
+        Code::Internal
+    };
     Failure::new(
-        Code::Internal,
+        code,
         format!(
             "cannot copy {} {why}: writing {}: {cause}. The partial copy was removed, and unlatch \
              stops without changing the database (it changes nothing it could not copy first); {advice}",

@@ -595,8 +595,12 @@ pub fn sqlite_refusal(err: anyhow::Error, target: &Target) -> anyhow::Error {
     else {
         return err;
     };
+    let read_only_mount = on_read_only_mount(file);
     let file = file.display();
     let (code, meaning) = match code & 0xff {
+        SQLITE_READONLY if read_only_mount => {
+            (Code::Credentials, READ_ONLY_MOUNT.to_owned())
+        }
         SQLITE_READONLY => (
             Code::Credentials,
             format!(
@@ -621,6 +625,17 @@ pub fn sqlite_refusal(err: anyhow::Error, target: &Target) -> anyhow::Error {
         format!("the SQLite database {file} {meaning}. SQLite answered \"{said}\" to: {doing}"),
     )
     .into()
+}
+
+/// What a SQLite file on a read-only mount needs: no owner or mode helps.
+pub const READ_ONLY_MOUNT: &str = "is on a read-only filesystem: mount its volume read-write (not \
+     a read-only bind, ConfigMap or image layer under --read-only)";
+
+/// Whether `file`'s folder is on a filesystem mounted read-only.
+pub fn on_read_only_mount(file: &std::path::Path) -> bool {
+    let folder = file.parent().filter(|d| !d.as_os_str().is_empty());
+    nix::sys::statvfs::statvfs(folder.unwrap_or(std::path::Path::new(".")))
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 /// An open connection and the dialect it speaks.

@@ -486,6 +486,43 @@ fn sqlite_read_only_is_said_with_what_to_do() {
     assert_eq!(db.knex_migrator_lock().unwrap()[0], "1", "{err}");
 }
 
+/// A SQLite file on a filesystem mounted read-only (a read-only bind, the
+/// image's own layer under `--read-only`): no owner or mode would help, so
+/// the advice is the mount, not the file.
+#[test]
+fn sqlite_on_a_read_only_mount_says_to_mount_it_read_write() {
+    if let Some(what) = lacks_root() {
+        eprintln!("skipped: a mount needs {what}");
+        return;
+    }
+    let (db, file) = sqlite_with_a_stale_lock("sqlite_read_only_mount");
+    let mut cmd = with_db(&db);
+    cmd.args(["--", "true"]);
+    // In a mount namespace of its own: the mount goes with the process.
+    let folder = db.scratch.path().display().to_string();
+    let remount = format!(
+        "mount --bind '{folder}' '{folder}' && mount -o remount,ro,bind '{folder}' && exec \"$0\" \"$@\""
+    );
+    let out = run(&mut wrapped(
+        "unshare",
+        &["--mount", "--", "sh", "-c", &remount],
+        &cmd,
+    ));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 77, "{err}");
+    // The copy before the heal is what meets the mount first.
+    assert!(
+        err.contains(&format!("cannot copy {file} before freeing the lock"))
+            && err.contains("is on a read-only filesystem: mount its volume read-write"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("warning: cannot remove"),
+        "nothing to remove: {err}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "1", "{err}");
+}
+
 /// A SQLite file another process keeps locked past SQLite's busy timeout:
 /// exit 75, as for any lock still held, naming the file and how to find
 /// the process, rather than exit 70 with SQLite's own words.
