@@ -182,8 +182,14 @@ fn config_error(message: String) -> Failure {
 pub fn logging(env: &Env) -> Result<logging::Settings, Failure> {
     let vars = Vars::read(env)?;
     Ok(logging::Settings {
-        // log's own names, in any case (trace too: harmless, and undocumented).
+        // log's own names, in any case (trace too: harmless, and undocumented),
+        // and `warning`, as Python's logging and syslog spell it.
         level: vars.setting("UNLATCH_LOG", |value| {
+            let value = if value.eq_ignore_ascii_case("warning") {
+                "warn"
+            } else {
+                value
+            };
             value
                 .parse()
                 .map_err(|_| "expected error, warn, info, debug or off".to_owned())

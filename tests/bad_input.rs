@@ -649,6 +649,7 @@ fn values_as_glibc_or_a_secret_file_give_them_are_accepted() {
         ("TZ", ":"),
         ("UNLATCH_ON_STALE", "clear\n"),
         ("UNLATCH_LOG", "DEBUG"),
+        ("UNLATCH_LOG", "Warning"),
         ("UNLATCH_LOG_FORMAT", " Text "),
     ] {
         let out = run(unlatch().env(name, value).args(["--", "echo", "app"]));
