@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -83,14 +84,18 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 /// Every variable unlatch reads: [`VARIABLES`], with the tools' own
 /// ([`tools::variables`]) after `UNLATCH_WAIT_TIMEOUT`. `--help` prints
 /// this table, and a test holds the README's to it.
-pub fn variables() -> Vec<(&'static str, &'static str, &'static str)> {
-    let mut all = VARIABLES.to_vec();
-    let at = all
-        .iter()
-        .position(|(name, _, _)| *name == "UNLATCH_WAIT_TIMEOUT");
-    let at = at.map_or(all.len(), |i| i + 1);
-    all.splice(at..at, tools::variables());
-    all
+/// Made once: every setting's default is looked up here.
+pub fn variables() -> &'static [(&'static str, &'static str, &'static str)] {
+    static ALL: LazyLock<Vec<(&str, &str, &str)>> = LazyLock::new(|| {
+        let mut all = VARIABLES.to_vec();
+        let at = all
+            .iter()
+            .position(|(name, _, _)| *name == "UNLATCH_WAIT_TIMEOUT");
+        let at = at.map_or(all.len(), |i| i + 1);
+        all.splice(at..at, tools::variables());
+        all
+    });
+    &ALL
 }
 
 /// Kubernetes' default `terminationMessagePath`.
@@ -327,7 +332,7 @@ fn setting<T>(
 
 fn default_of(name: &str) -> &'static str {
     variables()
-        .into_iter()
+        .iter()
         .find(|(n, _, _)| *n == name)
         .map_or("", |(_, default, _)| default)
 }
