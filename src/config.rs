@@ -104,11 +104,8 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Where a failed start writes its reason: `UNLATCH_TERMINATION_LOG`, read
 /// apart from the rest, since a configuration error is reported there too.
 pub fn termination_log(env: &Env) -> PathBuf {
-    let vars = Vars::read(env).unwrap_or_default();
-    PathBuf::from(
-        vars.get("UNLATCH_TERMINATION_LOG")
-            .map_or(TERMINATION_LOG, str::trim),
-    )
+    let given = env.get("UNLATCH_TERMINATION_LOG");
+    PathBuf::from(given.map_or(TERMINATION_LOG, str::trim))
 }
 
 /// The whole, validated configuration: each stage's own settings, and
@@ -134,12 +131,15 @@ pub struct Config {
 /// The `UNLATCH_*` variables as envy reads them: text by name, each then
 /// checked by [`Vars::setting`] with its kind. The one reader: the tools'
 /// variables come from here too.
-#[derive(Default)]
 struct Vars(BTreeMap<String, String>);
 
 impl Vars {
     fn read(env: &Env) -> Result<Vars, Failure> {
-        let vars = env.with_prefix("UNLATCH_");
+        // envy lowercases names: `UNLATCH_Lock_Ttl`, warned about as
+        // unknown, must not be read as `UNLATCH_LOCK_TTL`.
+        let vars = env
+            .with_prefix("UNLATCH_")
+            .filter(|(k, _)| !k.bytes().any(|b| b.is_ascii_lowercase()));
         envy::prefixed("UNLATCH_")
             .from_iter(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
             .map(Vars)
@@ -746,7 +746,6 @@ mod tests {
             duration(default_of("UNLATCH_LOCK_TTL")),
             Ok(Duration::from_secs(900))
         );
-        assert_eq!(default_of("UNLATCH_TERMINATION_LOG"), TERMINATION_LOG);
         assert_eq!(default_of("UNLATCH_NO_SUCH_VARIABLE"), "");
     }
 
@@ -1047,6 +1046,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_name_in_other_case_is_unknown_and_not_read() {
+        let c = config(&[("UNLATCH_Lock_Ttl", "1h")]).unwrap();
+        assert_eq!(c.heal.lock_ttl, Duration::from_secs(900));
+        assert!(c.warnings[0].starts_with("UNLATCH_Lock_Ttl is not a variable"));
     }
 
     #[test]

@@ -59,13 +59,8 @@ impl Env {
 
     /// Variables whose name starts with `prefix`, in name order.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.vars
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        let vars = self.vars.iter().filter(move |(k, _)| k.starts_with(prefix));
+        vars.map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 

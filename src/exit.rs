@@ -62,6 +62,12 @@ pub fn signal_number(n: i32) -> u8 {
     (128 + n).clamp(0, 255) as u8
 }
 
+/// How every message names a signal: `SIGTERM`, or `signal 40` (real-time).
+pub fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map_or_else(|_| format!("signal {n}"), |s| s.as_str().to_owned())
+}
+
 /// An error whose exit code is known. The message is one line for the user,
 /// already free of passwords.
 #[derive(Debug)]
@@ -80,10 +86,7 @@ impl Failure {
 
     /// unlatch was asked to stop by signal `n`.
     pub fn signal(n: i32) -> Failure {
-        let name = nix::sys::signal::Signal::try_from(n)
-            .map(|s| s.as_str())
-            .unwrap_or("signal");
-        Failure::new(Code::Signal(n), format!("stopped by {name}"))
+        Failure::new(Code::Signal(n), format!("stopped by {}", signal_name(n)))
     }
 }
 

@@ -102,13 +102,12 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     );
     let mut guard = match tried.await? {
         guard::Try::Taken(guard) => guard,
-        guard::Try::Busy(waiter) if waiter.on_work() => waiter.wait(db.as_mut(), &mut stop).await?,
-        // The work connection goes back while this replica waits (see
-        // [`guard::Waiter::on_work`]), and is opened again once it is its turn.
+        // The work connection goes back while this replica waits, unless the
+        // guard is on it ([`guard::Waiter::on_work`]), and opens again after.
         guard::Try::Busy(waiter) => {
-            let had_work = db.take().is_some();
-            let guard = waiter.wait(None, &mut stop).await?;
-            if had_work {
+            let given_back = !waiter.on_work() && db.take().is_some();
+            let guard = waiter.wait(db.as_mut(), &mut stop).await?;
+            if given_back {
                 db = db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?;
             }
             guard

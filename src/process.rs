@@ -347,14 +347,9 @@ impl Ended {
 pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with {code}"),
-        (None, Some(n)) => format!("was killed by {}", signal_name(n)),
+        (None, Some(n)) => format!("was killed by {}", crate::exit::signal_name(n)),
         _ => "ended".to_owned(),
     }
-}
-
-/// `SIGTERM`, or `signal 40` for one without a name (a real-time signal).
-pub fn signal_name(n: i32) -> String {
-    Signal::try_from(n).map_or_else(|_| format!("signal {n}"), |s| s.as_str().to_owned())
 }
 
 /// How a process ended, as a shell's exit code: its own, or 128+n if

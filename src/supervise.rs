@@ -232,7 +232,7 @@ fn forward(sig: i32, child: Pid, target: SignalTarget) {
     // Not nix's kill: its Signal has no real-time signals.
     // SAFETY: kill(2) takes no pointers; any number is safe to ask for.
     let sent = Errno::result(unsafe { nix::libc::kill(pid, sig) });
-    let signal = process::signal_name(sig);
+    let signal = crate::exit::signal_name(sig);
     match sent {
         Ok(_) => log::debug!("forwarded {signal} to {child}"),
         // The child just exited; its status is on the way.

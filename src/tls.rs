@@ -626,8 +626,8 @@ mod tests {
         ("libpq's modes are lowercase", Kind::Postgres, "postgres://u@h/d?sslmode=REQUIRE", &[], "sslmode=REQUIRE: expected disable, allow"),
         ("a root certificate that cannot be read", Kind::Postgres, "postgres://u@h/d?sslrootcert=/nonexistent/ca.pem", &[], "sslrootcert=/nonexistent/ca.pem: cannot read the file"),
         ("sslrootcert=system with a weaker mode", Kind::Postgres, "postgres://u@h/d?sslrootcert=system&sslmode=require", &[], "expected sslmode=verify-full"),
-        ("channel_binding=require without TLS", Kind::Postgres, "postgres://u@h/d?sslmode=disable&channel_binding=require", &[], ""),
-        ("an unknown channel_binding", Kind::Postgres, "postgres://u@h/d?channel_binding=maybe", &[], ""),
+        ("channel_binding=require without TLS", Kind::Postgres, "postgres://u@h/d?sslmode=disable&channel_binding=require", &[], "channel binding needs TLS"),
+        ("an unknown channel_binding", Kind::Postgres, "postgres://u@h/d?channel_binding=maybe", &[], "^channel_binding=maybe: expected disable, prefer or require"),
         ("libpq's verify-full is no MySQL mode", Kind::MySql, "mysql://u@h/d?ssl-mode=verify-full", &[], "expected DISABLED"),
     ];
 

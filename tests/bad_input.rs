@@ -554,7 +554,12 @@ fn every_bad_input_is_named_refused_and_harmless() {
         (vec![], vec!["status", "--yaml"], "unlatch status"),
         (vec![], vec!["--bogus"], "--bogus"),
     ];
-    cases.extend(tool_variable_cases());
+    let tool_cases = tool_variable_cases();
+    assert!(
+        !tool_cases.is_empty(),
+        "the registry declares the tools' variables"
+    );
+    cases.extend(tool_cases);
     assert!(cases.len() >= 30);
     for (vars, args, names) in &cases {
         let mut cmd = unlatch();

@@ -9,7 +9,7 @@ const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 /// The top-level modules `src/` holds: `x.rs` and `x/mod.rs`, bar the
 /// crate's roots.
 fn modules_on_disk() -> BTreeSet<String> {
-    std::fs::read_dir(SRC)
+    let modules: BTreeSet<String> = std::fs::read_dir(SRC)
         .unwrap()
         .flatten()
         .filter_map(|entry| {
@@ -19,7 +19,9 @@ fn modules_on_disk() -> BTreeSet<String> {
                 path.extension().is_some_and(|e| e == "rs") || path.join("mod.rs").is_file();
             (is_module && name != "lib" && name != "main").then_some(name)
         })
-        .collect()
+        .collect();
+    assert!(modules.len() > 10, "src/ read: {modules:?}");
+    modules
 }
 
 fn lib_rs() -> String {

@@ -443,7 +443,7 @@ mod tests {
         ("golang-migrate's table must be lowercase", "postgres://u@h/d?x-migrations-table=MyTable", "lowercase"),
         ("a libpq service", "postgres:///d?service=prod", "pg_service.conf"),
         ("pgjdbc's several hosts", "jdbc:postgresql://a:5432,b:5432/app", "several hosts"),
-        ("Connector/J's replication", "jdbc:mysql:replication://a,b/app", ""),
+        ("Connector/J's replication", "jdbc:mysql:replication://a,b/app", "jdbc:mysql:replication: expected jdbc:mysql://host:port/database"),
         ("an unknown JDBC driver", "jdbc:oracle:thin:@h:1521:x", "jdbc:oracle"),
     ];
 
