@@ -52,8 +52,6 @@ pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
 /// it too.
 pub struct Guard {
     held: Held,
-    /// Whether another replica held the guard when this one asked for it.
-    pub waited: bool,
     /// The row of the read that came with the first try, if that try took
     /// the guard (PostgreSQL): read under it.
     pub first_read: Option<AnyRow>,
@@ -127,7 +125,7 @@ pub async fn try_acquire(
     // few seconds.
     let wait = Wait::new(lock_wait, Duration::MAX);
     match held.take(work, true, stop).await? {
-        (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, false, first_read))),
+        (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, first_read))),
         (false, _) => Ok(Try::Busy(Waiter { held, wait })),
     }
 }
@@ -308,7 +306,7 @@ impl Waiter {
                         .await
                         .context("resetting lock_timeout after taking the guard")?;
                 }
-                return Ok(Guard::took(self.held, &self.wait, true, None));
+                return Ok(Guard::took(self.held, &self.wait, None));
             }
         }
     }
@@ -359,7 +357,7 @@ fn file_guard(database: &Path) -> Held {
 }
 
 impl Guard {
-    fn took(held: Held, wait: &Wait, waited: bool, first_read: Option<AnyRow>) -> Guard {
+    fn took(held: Held, wait: &Wait, first_read: Option<AnyRow>) -> Guard {
         if !matches!(held, Held::None) {
             log::debug!(
                 "took the guard {} after {}",
@@ -367,11 +365,7 @@ impl Guard {
                 human(wait.elapsed())
             );
         }
-        Guard {
-            held,
-            waited,
-            first_read,
-        }
+        Guard { held, first_read }
     }
 
     /// Whether it is SQLite's guard file.

@@ -68,7 +68,6 @@ pub struct Prepared {
 
 /// Everything before COMMAND starts: wait, guard, heal, hooks, migrate.
 pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
-    let started = jiff::Timestamp::now();
     let mut stop = Stop::install()?;
     let Some(target) = &config.database else {
         log::info!(
@@ -128,16 +127,9 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         // No other unlatch is copying this database now.
         backup::remove_leftovers(file);
     }
-    let result = under_guard(
-        config,
-        target,
-        &mut db,
-        guard.waited.then_some(started),
-        look,
-        &mut stop,
-    )
-    .await
-    .map_err(|e| db::sqlite_refusal(e, target));
+    let result = under_guard(config, target, &mut db, look, &mut stop)
+        .await
+        .map_err(|e| db::sqlite_refusal(e, target));
     // A guard on the work connection is released on it, before it closes.
     guard.release(db.as_mut()).await;
     if let Some(db) = db {
@@ -155,14 +147,12 @@ async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<P
     }
 }
 
-/// The preflight's steps, under the guard. `waited_since`: this replica
-/// started then and had to wait for another one's preflight. `look`: what
-/// the guard's first try read (see [`look`] for how long each part holds).
+/// The preflight's steps, under the guard. `look`: what the guard's first
+/// try read (see [`look`] for how long each part holds).
 async fn under_guard(
     config: &Config,
     target: &db::Target,
     db: &mut Option<Db>,
-    waited_since: Option<jiff::Timestamp>,
     look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
@@ -203,16 +193,11 @@ async fn under_guard(
         .await?;
     }
     if let Some(argv) = &config.migrate_cmd {
-        migrate_unless_done(
-            argv,
-            &env,
-            tool.as_deref(),
-            db.as_mut(),
-            waited_since,
-            config,
-            stop,
-        )
-        .await?;
+        let watched = match (tool.as_deref(), db.as_mut()) {
+            (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
+            _ => None,
+        };
+        migrate::run(argv, &env, watched, &config.heal, stop).await?;
     }
     if let Some(dir) = &config.migrations_dir {
         if db.is_none() {
@@ -293,37 +278,5 @@ fn give_to_app_user(
         ));
     }
     log::debug!("gave {} to {who}", file.display());
-    Ok(())
-}
-
-/// Runs the migrate command, unless the replica this one waited for has
-/// just run the same command successfully (see [`state`]).
-async fn migrate_unless_done(
-    argv: &[String],
-    env: &[(String, String)],
-    tool: Option<&dyn tools::Tool>,
-    mut db: Option<&mut Db>,
-    waited_since: Option<jiff::Timestamp>,
-    config: &Config,
-    stop: &mut Stop,
-) -> anyhow::Result<()> {
-    if let (Some(since), Some(db)) = (waited_since, db.as_deref_mut()) {
-        if let Some(at) = state::migrated_since(db, argv, since).await? {
-            log::info!(
-                "the replica this one waited for ran UNLATCH_MIGRATE_CMD successfully at {at}; not running it again"
-            );
-            return Ok(());
-        }
-    }
-    let watched = match (tool, db.as_deref_mut()) {
-        (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
-        _ => None,
-    };
-    migrate::run(argv, env, watched, &config.heal, stop).await?;
-    if let Some(db) = db {
-        if let Err(e) = state::record_migrated(db, argv).await {
-            log::warn!("could not record the migration in unlatch_state ({e:#}); replicas waiting now will run it again");
-        }
-    }
     Ok(())
 }
