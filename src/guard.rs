@@ -347,8 +347,11 @@ fn file_guard(database: &Path) -> Held {
     match opened {
         Ok(file) => Held::File(file, path),
         Err(e) => {
+            let uid = nix::unistd::geteuid();
             log::warn!(
-                "cannot open the guard file {}: {e}; going on without a guard",
+                "cannot open the guard file {}: {e}; going on without a guard: replicas starting together are \
+                 not kept apart, and a lock a failed migrate command leaves is not freed. To have the guard \
+                 again, make the file readable by uid {uid} (or remove it, while no unlatch runs)",
                 path.display()
             );
             Held::None
@@ -366,6 +369,13 @@ impl Guard {
             );
         }
         Guard { held, first_read }
+    }
+
+    /// Whether unlatch holds a guard at all: not when there was nothing to
+    /// guard, nor when its guard file could not be opened. Without one, no
+    /// lock is provably this start's own.
+    pub fn holds(&self) -> bool {
+        !matches!(self.held, Held::None)
     }
 
     /// Whether it is SQLite's guard file.

@@ -127,7 +127,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         // No other unlatch is copying this database now.
         backup::remove_leftovers(file);
     }
-    let result = under_guard(config, target, &mut db, look, &mut stop)
+    let result = under_guard(config, target, &mut db, guard.holds(), look, &mut stop)
         .await
         .map_err(|e| db::sqlite_refusal(e, target));
     // A guard on the work connection is released on it, before it closes.
@@ -147,12 +147,14 @@ async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<P
     }
 }
 
-/// The preflight's steps, under the guard. `look`: what the guard's first
-/// try read (see [`look`] for how long each part holds).
+/// The preflight's steps, under the guard. `guarded`: unlatch holds its
+/// guard ([`guard::Guard::holds`]). `look`: what the guard's first try read
+/// (see [`look`] for how long each part holds).
 async fn under_guard(
     config: &Config,
     target: &db::Target,
     db: &mut Option<Db>,
+    guarded: bool,
     look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
@@ -194,7 +196,7 @@ async fn under_guard(
     }
     if let Some(argv) = &config.migrate_cmd {
         let watched = match (tool.as_deref(), db.as_mut()) {
-            (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
+            (Some(tool), Some(db)) => Some(migrate::Watched { tool, db, guarded }),
             _ => None,
         };
         migrate::run(argv, &env, watched, &config.heal, stop).await?;

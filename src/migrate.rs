@@ -3,9 +3,11 @@
 //!
 //! A migrator that timed out, was stopped, or failed is gone when this runs,
 //! so a lock it took cannot be live. unlatch frees it only when that is
-//! provable: the lock was free when the command started (we hold the guard,
-//! so no other replica could take it) and its timestamp is not earlier than
-//! the command's start. Anything else is left alone, and said so.
+//! provable: the lock was free when the command started, unlatch held its
+//! guard throughout (so no other replica could take it), and its timestamp
+//! is not earlier than the command's start. Without the guard (a guard file
+//! it could not open) no lock is provably the command's: another replica,
+//! just as unguarded, may hold it. Anything else is left alone, and said so.
 //!
 //! May touch: the migrate command; the tool's lock, through its adapter.
 
@@ -24,6 +26,9 @@ use crate::tools::{LockState, Tool};
 pub struct Watched<'a> {
     pub tool: &'a dyn Tool,
     pub db: &'a mut Db,
+    /// Whether unlatch holds its guard ([`crate::guard::Guard::holds`]):
+    /// only then can a lock taken during the run be the command's own.
+    pub guarded: bool,
 }
 
 /// Runs the migrate command; `env` comes from the hooks' env file.
@@ -103,7 +108,14 @@ async fn free_own_lock(
         return Ok(());
     };
     let taken = lock.acquired_at.as_deref().unwrap_or("NULL");
-    if lock.taken.is_some_and(|t| t >= started) {
+    let during_run = lock.taken.is_some_and(|t| t >= started);
+    if during_run && !w.guarded {
+        log::warn!(
+            "{} is locked (taken at {taken}, after the migrate command started), but unlatch ran without its \
+             guard, so another replica may hold it; leaving it",
+            w.tool.place()
+        );
+    } else if during_run {
         let why = format!(
             "the migrate command is gone but left {} locked (taken at {taken}, after it started, while unlatch \
              held the guard)",
