@@ -47,7 +47,12 @@ pub async fn run(
     let started = Timestamp::now() - Duration::from_secs(1);
     let ended = command("UNLATCH_MIGRATE_CMD", argv, env, config, stop).await?;
     let failure = match ended {
-        Ended::Exited(status) if status.success() => return Ok(()),
+        Ended::Exited(status) if status.success() => {
+            if let Some(w) = watched {
+                said_if_left_locked(w, config).await;
+            }
+            return Ok(());
+        }
         Ended::Exited(_) | Ended::CouldNotStart(_) => Failure::new(
             Code::MigrationFailed,
             format!(
@@ -94,6 +99,36 @@ pub fn timed_out(name: &str, config: &heal::Settings, then: &str) -> Failure {
         Code::MigrationTimedOut,
         format!("{name} ran past UNLATCH_MIGRATE_TIMEOUT={limit} and was stopped; {then}"),
     )
+}
+
+/// After a migrate command that succeeded, the lock should be free; if it
+/// is not (a wrapper that exited 0 without waiting for its migrator, which
+/// unlatch then ended as a leftover), one warning says what was seen. The
+/// app starts all the same: the command said it succeeded. A failed look is
+/// said, and changes nothing either.
+async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings) {
+    let state = match w.tool.observe(w.db, &config.lock_zone).await {
+        Ok(LockState::Free) => return,
+        Ok(state) => state,
+        Err(e) => {
+            let place = w.tool.place();
+            log::warn!("could not look at {place} after UNLATCH_MIGRATE_CMD succeeded: {e:#}");
+            return;
+        }
+    };
+    let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
+    let account = heal::account(w.tool, &state, &verdict, config);
+    // The spot for a proof that the holder is gone: with one, the lock
+    // could be freed here at once, through `heal::release`; without one it
+    // may be live (a migrator still running elsewhere), so it is only said.
+    let later = match verdict {
+        heal::Verdict::Live(_) => "a later start waits for it up to UNLATCH_LOCK_TTL",
+        _ => "the next start heals it",
+    };
+    log::warn!(
+        "UNLATCH_MIGRATE_CMD exited with 0 but left {account}: starting the app all the same. The tool \
+         refuses to migrate until it is freed; {later} (did a wrapper exit without waiting for its migrator?)"
+    );
 }
 
 /// Frees the lock the finished migrator took, if it provably took it.

@@ -12,12 +12,61 @@ use std::time::Duration;
 
 use common::*;
 
-on_every_engine!(a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one,);
+on_every_engine!(
+    a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said,
+    a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one,
+);
 
 fn base(db: &TestDb) -> Command {
     let mut cmd = unlatch();
     cmd.env("UNLATCH_DATABASE_URL", &db.url).env("TZ", "UTC");
     cmd
+}
+
+/// A shell command that runs `statement` on `db` with the engine's own
+/// CLI, and the environment it needs: the password goes there, never into
+/// the command line, which unlatch logs.
+fn cli(db: &TestDb, statement: &str) -> (String, Vec<(&'static str, String)>) {
+    let url = url::Url::parse(&db.url).unwrap();
+    let password = url.password().unwrap_or_default().to_owned();
+    match db.engine {
+        Engine::Sqlite => (format!("sqlite3 '{}' \"{statement}\"", url.path()), vec![]),
+        Engine::MySql => (
+            format!(
+                "mariadb -h {} -P {} -u {} {} -e \"{statement}\"",
+                url.host_str().unwrap(),
+                url.port().unwrap_or(3306),
+                url.username(),
+                db.name
+            ),
+            vec![("MYSQL_PWD", password)],
+        ),
+        Engine::Postgres => {
+            let mut bare = url.clone();
+            bare.set_password(None).unwrap();
+            (
+                format!("psql -q '{bare}' -c \"{statement}\""),
+                vec![("PGPASSWORD", password)],
+            )
+        }
+    }
+}
+
+/// The statement a migrator takes knex-migrator's lock with, now.
+fn take_lock_now(db: &TestDb) -> String {
+    let now = match db.engine {
+        Engine::Sqlite => "datetime('now')",
+        Engine::MySql => "UTC_TIMESTAMP()",
+        Engine::Postgres => "now()",
+    };
+    let locked = if db.engine == Engine::Postgres {
+        "true"
+    } else {
+        "1"
+    };
+    format!(
+        "update migrations_lock set locked = {locked}, acquired_at = {now} where lock_key = 'km01'"
+    )
 }
 
 /// Without its guard (here a guard file an earlier start made as root,
@@ -92,6 +141,45 @@ fn without_its_guard_unlatch_frees_no_lock_after_a_failed_migrate_command() {
     )
     .unwrap();
     assert_eq!(lock[0], "1", "the other replica's lock is left: {err}");
+}
+
+/// A migrate command that exits 0 yet leaves the lock set (a wrapper whose
+/// migrator child took it and is then ended as a leftover): the app
+/// starts, but not in silence; one warning says what was seen.
+fn a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said(db: &TestDb) {
+    db.create_knex_migrator_lock();
+    db.set_knex_migrator_lock(false, "NULL");
+    let (statement, env) = cli(db, &take_lock_now(db));
+    // The migrator runs in the background; the wrapper exits 0 without
+    // waiting for it, and unlatch ends it as a leftover.
+    let wrapper = db.scratch.path().join("migrate.sh");
+    std::fs::write(
+        &wrapper,
+        format!("({statement}; sleep 60) &\nsleep 1\nexit 0\n"),
+    )
+    .unwrap();
+    let command = format!("sh {}", wrapper.display());
+    let out = run(base(db)
+        .envs(env)
+        .env("UNLATCH_MIGRATE_CMD", &command)
+        .env("UNLATCH_KILL_GRACE", "1s")
+        .args(["--", "true"]));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "the app starts all the same: {err}");
+    let warnings: Vec<_> = err
+        .lines()
+        .filter(|l| l.contains("exited with 0 but left"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {err}");
+    assert!(
+        warnings[0].contains("knex-migrator lock migrations_lock (lock_key 'km01') taken at"),
+        "what was seen: {err}"
+    );
+    assert_eq!(
+        db.knex_migrator_lock().unwrap()[0],
+        "1",
+        "left as it is, with no proof its holder is gone: {err}"
+    );
 }
 
 /// A rolling deploy: the replica of the old image holds the guard while it
