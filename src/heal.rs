@@ -173,8 +173,8 @@ pub async fn settle(
     let mut first = true;
     loop {
         let state = tool.observe(db, zone).await?;
-        let watched = watched_for(tool, db, &state, &mut state_absent).await?;
-        let verdict = judge(&state, Timestamp::now(), watched, config.lock_ttl);
+        let sightings = Sightings::Record(&mut state_absent);
+        let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
         let account = account(tool, &state, &verdict, config);
         match verdict {
             Verdict::Free => {
@@ -210,29 +210,63 @@ pub async fn settle(
     }
 }
 
+/// What judging a lock does with unlatch's first sightings (`unlatch_state`).
+pub enum Sightings<'a> {
+    /// A start: records a first sighting, and forgets it once the lock is
+    /// seen free. The flag: unlatch's table was just seen absent under the
+    /// guard (nothing to forget, until this start records a sighting).
+    Record(&'a mut bool),
+    /// `unlatch status`, which changes nothing: reads them only; a holder
+    /// not seen before counts from now, as a start would record it.
+    Read,
+}
+
+/// Judges `state` as a start does, and as `unlatch status` reports it: the
+/// age from the holder's own timestamp or, when that is no use, from this
+/// unlatch's first sighting of the same holder (see [`watched_for`]).
+pub async fn judge_seen(
+    tool: &dyn Tool,
+    db: &mut Db,
+    state: &LockState,
+    ttl: Duration,
+    sightings: Sightings<'_>,
+) -> anyhow::Result<Verdict> {
+    let watched = watched_for(tool, db, state, sightings).await?;
+    Ok(judge(state, Timestamp::now(), watched, ttl))
+}
+
 /// How long unlatch has seen this very lock, when its own timestamp is no
 /// use (none, unreadable, in the future): from the first sighting kept in
-/// `unlatch_state`, so that restarts add up. Seeing it free forgets that
-/// (nothing to forget while `state_absent`; recording one ends that).
+/// `unlatch_state`, so that restarts add up. A start records one and, on
+/// seeing the lock free, forgets it (nothing to forget while the table is
+/// absent; recording one ends that).
 async fn watched_for(
     tool: &dyn Tool,
     db: &mut Db,
     state: &LockState,
-    state_absent: &mut bool,
+    sightings: Sightings<'_>,
 ) -> anyhow::Result<Option<Duration>> {
-    match state {
-        LockState::Held(lock)
+    match (state, sightings) {
+        (LockState::Held(lock), sightings)
             if lock
                 .taken
                 .and_then(|t| clock::age(t, Timestamp::now()))
                 .is_none() =>
         {
-            *state_absent = false;
-            let first = state::first_seen(db, tool.name(), &lock.signature()).await?;
-            Ok(clock::age(first, Timestamp::now()).or(Some(Duration::ZERO)))
+            let signature = lock.signature();
+            let first = match sightings {
+                Sightings::Record(state_absent) => {
+                    *state_absent = false;
+                    Some(state::first_seen(db, tool.name(), &signature).await?)
+                }
+                Sightings::Read => state::seen_since(db, tool.name(), &signature).await?,
+            };
+            let now = Timestamp::now();
+            Ok(first
+                .and_then(|f| clock::age(f, now))
+                .or(Some(Duration::ZERO)))
         }
-        LockState::Free if *state_absent => Ok(None),
-        LockState::Free => {
+        (LockState::Free, Sightings::Record(state_absent)) if !*state_absent => {
             state::forget_seen(db, tool.name()).await?;
             Ok(None)
         }

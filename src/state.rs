@@ -66,15 +66,30 @@ async fn get(db: &mut Db, name: &str) -> anyhow::Result<Option<(String, Timestam
 /// When unlatch first saw `tool`'s lock as `signature`; recorded now if it
 /// had not seen it so before.
 pub async fn first_seen(db: &mut Db, tool: &str, signature: &str) -> anyhow::Result<Timestamp> {
-    let name = format!("seen:{tool}");
-    let signature = fingerprint(&[signature.to_owned()]);
-    if let Some((value, at)) = get(db, &name).await? {
-        if value == signature {
-            return Ok(at);
-        }
+    if let Some(at) = seen_since(db, tool, signature).await? {
+        return Ok(at);
     }
-    put(db, &name, &signature).await?;
+    put(db, &seen_row(tool), &fingerprint(&[signature.to_owned()])).await?;
     Ok(Timestamp::now())
+}
+
+/// When unlatch first saw `tool`'s lock as `signature`, if it has; reads
+/// only (what `unlatch status` may do).
+pub async fn seen_since(
+    db: &mut Db,
+    tool: &str,
+    signature: &str,
+) -> anyhow::Result<Option<Timestamp>> {
+    let signature = fingerprint(&[signature.to_owned()]);
+    Ok(get(db, &seen_row(tool))
+        .await?
+        .filter(|(value, _)| *value == signature)
+        .map(|(_, at)| at))
+}
+
+/// The row of `tool`'s first sighting.
+fn seen_row(tool: &str) -> String {
+    format!("seen:{tool}")
 }
 
 /// Forgets a first sighting: `tool`'s lock was seen free, or was freed.
@@ -82,7 +97,7 @@ pub async fn forget_seen(db: &mut Db, tool: &str) -> anyhow::Result<()> {
     if db.table_exists(TABLE).await? {
         db.exec(
             &format!("DELETE FROM {TABLE} WHERE name = ?"),
-            &[Some(&format!("seen:{tool}"))],
+            &[Some(&seen_row(tool))],
         )
         .await?;
     }

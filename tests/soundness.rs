@@ -15,6 +15,7 @@ use common::*;
 on_every_engine!(
     a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said,
     a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one,
+    status_judges_a_lock_of_unknown_age_as_a_start_does,
 );
 
 fn base(db: &TestDb) -> Command {
@@ -232,4 +233,65 @@ fn a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one(db: 
         new_ran.exists(),
         "the new image's migrations ran; it said:\n{new_err}"
     );
+}
+
+/// Whether unlatch's own table exists in `db`.
+fn has_state_table(db: &TestDb) -> bool {
+    let query = match db.engine {
+        Engine::Sqlite => {
+            "SELECT count(*) FROM sqlite_master WHERE name = 'unlatch_state'".to_owned()
+        }
+        _ => format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'unlatch_state' \
+             AND table_schema = {}",
+            if db.engine == Engine::MySql {
+                "DATABASE()"
+            } else {
+                "current_schema()"
+            }
+        ),
+    };
+    db.row(&query).unwrap()[0] != "0"
+}
+
+/// A lock whose holder wrote no timestamp is aged from unlatch's first
+/// sighting of it. `unlatch status` counts that sighting as a start does:
+/// stale where the next start heals, and it records none of its own.
+fn status_judges_a_lock_of_unknown_age_as_a_start_does(db: &TestDb) {
+    db.create_knex_migrator_lock();
+    db.set_knex_migrator_lock(true, "NULL");
+    let status = |db: &TestDb| {
+        let out = run(base(db).args(["status", "--json"]));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (code(&out), report["tools"][0].clone())
+    };
+    // Never seen before: live, its age counted from now, nothing written.
+    let (exit, tool) = status(db);
+    assert_eq!((exit, tool["verdict"].as_str()), (1, Some("live")));
+    assert_eq!(tool["age_seconds"], 0);
+    assert!(!has_state_table(db), "status wrote unlatch_state");
+    // A start sees it, records the sighting and waits; then 20 minutes pass.
+    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    let before = db.row("SELECT value FROM unlatch_state WHERE name = 'seen:knex-migrator'");
+    let earlier = jiff::Timestamp::now() - Duration::from_secs(20 * 60);
+    db.exec(&[&format!(
+        "UPDATE unlatch_state SET recorded_at = '{earlier}' WHERE name = 'seen:knex-migrator'"
+    )]);
+    let (exit, tool) = status(db);
+    assert_eq!(
+        (exit, tool["verdict"].as_str()),
+        (2, Some("stale")),
+        "{tool}"
+    );
+    assert!(tool["age_seconds"].as_u64().unwrap() >= 20 * 60, "{tool}");
+    assert_eq!(
+        db.row("SELECT value FROM unlatch_state WHERE name = 'seen:knex-migrator'"),
+        before,
+        "status changed the sighting"
+    );
+    // And the next start agrees: it heals at once.
+    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "0");
 }
