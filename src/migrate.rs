@@ -9,6 +9,10 @@
 //! it could not open) no lock is provably the command's: another replica,
 //! just as unguarded, may hold it. Anything else is left alone, and said so.
 //!
+//! A command that succeeded yet left the lock set (a wrapper that exited
+//! without waiting for its migrator) is said in one warning, and the app
+//! starts: nothing proves that holder gone.
+//!
 //! May touch: the migrate command; the tool's lock, through its adapter.
 
 use std::time::Duration;
