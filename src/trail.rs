@@ -745,3 +745,76 @@ pub async fn show(config: &Config, as_json: bool) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_keeps_its_columns_in_order() {
+        let line = r#"{"b":"1","a":null,"c":{"hex":"00"}}"#;
+        let row: Row = serde_json::from_str(line).unwrap();
+        assert_eq!(row.0[0].0, "b");
+        assert_eq!(row.0[2].1, Some(Cell::Hex { hex: "00".into() }));
+        assert_eq!(serde_json::to_string(&row).unwrap(), line);
+    }
+
+    #[test]
+    fn literals_put_each_value_back_as_it_was() {
+        let value = |class, text: Option<&str>| Value {
+            class,
+            text: text.map(str::to_owned),
+        };
+        let cases = [
+            (Kind::Postgres, value(Class::Text, None), "NULL"),
+            (Kind::Postgres, value(Class::Number, Some("-7")), "-7"),
+            (Kind::MySql, value(Class::Number, Some("1.5e3")), "1.5e3"),
+            // A number class holding text (SQLite's NUMERIC affinity): quoted.
+            (Kind::Sqlite, value(Class::Number, Some("km01")), "'km01'"),
+            (Kind::Sqlite, value(Class::Number, Some("inf")), "'inf'"),
+            (Kind::Postgres, value(Class::Text, Some("it's")), "'it''s'"),
+            (Kind::Postgres, value(Class::Text, Some("a\\b")), "'a\\b'"),
+            (Kind::MySql, value(Class::Text, Some("a\\b")), "X'615C62'"),
+            (Kind::Sqlite, value(Class::Binary, Some("00FF")), "X'00FF'"),
+            (
+                Kind::Postgres,
+                value(Class::Binary, Some("00ff")),
+                "decode('00ff', 'hex')",
+            ),
+        ];
+        for (kind, value, expected) in cases {
+            assert_eq!(literal(kind, &value), expected, "{kind:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn a_statement_is_written_with_its_values() {
+        let statement = Statement {
+            sql: "UPDATE t SET a = ?, b = CAST(? AS INTEGER) WHERE c IS ?".into(),
+            args: vec![Some("x'y".into()), Some("2".into()), None],
+        };
+        assert_eq!(
+            written(Kind::Sqlite, &statement),
+            "UPDATE t SET a = 'x''y', b = CAST('2' AS INTEGER) WHERE c IS NULL"
+        );
+    }
+
+    #[test]
+    fn column_types_decide_how_values_go_back() {
+        for (kind, declared, expected) in [
+            (Kind::Postgres, "bytea", Class::Binary),
+            (Kind::Postgres, "integer", Class::Number),
+            (Kind::Postgres, "numeric(10,2)", Class::Number),
+            (Kind::Postgres, "boolean", Class::Text),
+            (Kind::Postgres, "timestamp with time zone", Class::Text),
+            (Kind::MySql, "blob", Class::Binary),
+            (Kind::MySql, "tinyint", Class::Number),
+            (Kind::MySql, "datetime", Class::Text),
+            (Kind::Sqlite, "uint64", Class::Number),
+            (Kind::Sqlite, "varchar(191)", Class::Text),
+            (Kind::Sqlite, "", Class::Text),
+        ] {
+            assert_eq!(class(kind, declared), expected, "{kind:?} {declared}");
+        }
+    }
+}
