@@ -286,7 +286,7 @@ async fn transact(
 /// Inserts `record` under a savepoint; a failure is rolled back to it and
 /// returned as text, the change kept.
 async fn store(db: &mut Db, record: &Record) -> Result<(), String> {
-    let savepoint = |what: &str| format!("{what} SAVEPOINT unlatch_trail");
+    let savepoint = |what: &str| format!("{what}SAVEPOINT unlatch_trail");
     db.simple_rows(&savepoint(""))
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -307,11 +307,11 @@ async fn store(db: &mut Db, record: &Record) -> Result<(), String> {
     let args: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
     match db.exec(&sql, &args).await {
         Ok(_) => {
-            let _ = db.simple_rows(&savepoint("RELEASE")).await;
+            let _ = db.simple_rows(&savepoint("RELEASE ")).await;
             Ok(())
         }
         Err(err) => {
-            let _ = db.simple_rows(&savepoint("ROLLBACK TO")).await;
+            let _ = db.simple_rows(&savepoint("ROLLBACK TO ")).await;
             Err(format!("writing it failed: {err:#}"))
         }
     }

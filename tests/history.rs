@@ -558,3 +558,14 @@ impl Drop for Dropped {
         sql(url, &statements);
     }
 }
+
+#[test]
+fn help_and_readme_list_the_history_command() {
+    let help = stdout(&run(unlatch().arg("--help")));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for text in [&help, &readme] {
+        assert!(text.contains("unlatch history [--json]"), "{text}");
+    }
+    assert!(readme.contains("\n## History\n"));
+}
