@@ -2,8 +2,9 @@
 //! object a line with `UNLATCH_LOG_FORMAT=json`.
 //!
 //! A change's record ([`crate::trail`]) is a JSON object: in text, the line
-//! is `unlatch: trail {...}`; in JSON, the object is the line's `trail`
-//! field, not a string in `msg`.
+//! is `unlatch: trail {...}` (`unlatch: warning: trail {...}` when its table
+//! could not take it); in JSON, the object is the line's `trail` field, not
+//! a string in `msg`.
 //!
 //! The `log` facade and env_logger carry the records; only the line format
 //! is ours. Records from dependencies (sqlx) are dropped: their messages can
@@ -65,13 +66,13 @@ pub fn init(settings: Settings) {
                     false => writeln!(buf, "{line}"),
                 }
             } else {
-                let prefix = match record.level() {
+                let level = match record.level() {
                     log::Level::Error => "error: ",
                     log::Level::Warn => "warning: ",
                     log::Level::Debug | log::Level::Trace => "debug: ",
-                    log::Level::Info if trail => "trail ",
                     log::Level::Info => "",
                 };
+                let prefix = format!("{level}{}", if trail { "trail " } else { "" });
                 writeln!(
                     buf,
                     "unlatch: {prefix}{}",

@@ -44,8 +44,9 @@ use crate::process::Stop;
 
 pub const TABLE: &str = "unlatch_history";
 
-/// The log target of a record's line; [`crate::logging`] prints it as JSON.
-pub const LOG_TARGET: &str = "unlatch::trail";
+/// The log target of a record's line, which [`crate::logging`] prints as
+/// JSON (not the module's own: its other lines are plain).
+pub const LOG_TARGET: &str = "unlatch::trail::record";
 
 /// The columns this unlatch writes, in order (besides `id`, the key,
 /// numbered by the database, which orders the records). `_sql`: MySQL
@@ -234,8 +235,14 @@ pub async fn apply(
         }
     };
     let (record, stored) = outcome;
-    log::info!(target: LOG_TARGET, "{}", serde_json::to_string(&record)?);
     let not_kept = kept.err().or(stored.err());
+    // A record the table could not take is a warning, so that it shows
+    // wherever the warning about it does (`UNLATCH_LOG=warn`).
+    let level = match not_kept {
+        Some(_) => log::Level::Warn,
+        None => log::Level::Info,
+    };
+    log::log!(target: LOG_TARGET, level, "{}", serde_json::to_string(&record)?);
     if let Some(why) = not_kept {
         log::warn!("{TABLE}: this change is recorded in the log line above only: {why}");
     }
