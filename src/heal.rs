@@ -347,8 +347,9 @@ async fn heal(
 }
 
 /// The one way unlatch writes to a tool's lock: a SQLite database is copied
-/// first (no copy, no write), then the compare-and-swap, logged with `why`
-/// when it goes through.
+/// first (no copy, no write), then the compare-and-swap, recorded in the
+/// trail with `why` in its transaction, and logged with `why` when it goes
+/// through.
 pub async fn release(
     tool: &dyn Tool,
     db: &mut Db,
@@ -358,7 +359,7 @@ pub async fn release(
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     backup::sqlite(db, &config.backup, "before freeing the lock", stop).await?;
-    let swapped = tool.release(db, seen, &config.lock_zone).await?;
+    let swapped = tool.release(db, seen, &config.lock_zone, why).await?;
     if swapped {
         let how = match seen {
             LockState::Missing => "; put the row back, unlocked",

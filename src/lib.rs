@@ -24,6 +24,8 @@
 //! - [`supervise`]: unlatch as PID 1: signals forwarded, zombies reaped.
 //! - [`process`]: signals, child processes and the exec itself.
 //! - [`state`]: unlatch's own small table, shared by replicas.
+//! - [`trail`]: every change to a tool's table, made with its record in
+//!   `unlatch_history`; `unlatch history`.
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
@@ -53,6 +55,7 @@ pub mod status;
 pub mod supervise;
 pub mod tls;
 pub mod tools;
+pub mod trail;
 pub mod user;
 pub mod wait;
 

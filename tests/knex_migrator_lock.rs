@@ -455,7 +455,7 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(1)));
     let retaken = db.knex_migrator_lock().unwrap();
     assert!(!rt
-        .block_on(KnexMigrator.release(&mut conn, &seen, &utc))
+        .block_on(KnexMigrator.release(&mut conn, &seen, &utc, "test"))
         .unwrap());
     assert_eq!(
         db.knex_migrator_lock().unwrap(),
@@ -465,10 +465,10 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
     // Observed afresh, the swap goes through, once.
     let now = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
     assert!(rt
-        .block_on(KnexMigrator.release(&mut conn, &now, &utc))
+        .block_on(KnexMigrator.release(&mut conn, &now, &utc, "test"))
         .unwrap());
     assert!(
-        !rt.block_on(KnexMigrator.release(&mut conn, &now, &utc))
+        !rt.block_on(KnexMigrator.release(&mut conn, &now, &utc, "test"))
             .unwrap(),
         "only once"
     );
