@@ -30,7 +30,7 @@ use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
 use crate::tools::{ToolChoice, ToolSettings, Value};
 use crate::user::RunAs;
-use crate::{backup, ghost, heal, hooks, launch, tools};
+use crate::{backup, ghost, heal, hooks, launch, proof, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -62,6 +62,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_ON_STALE", "clear", "what to do with a stale lock: clear, rollback or fail"),
     ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
     ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
+    ("UNLATCH_PROOFS", "1", "1: heal a live lock at once when its holder is provably gone (SQLite lease, PostgreSQL or MySQL session list); 0: live until the TTL"),
+    ("UNLATCH_PROOF_SETTLE", "250ms", "how long the session list must stay empty of other clients for a proof on PostgreSQL or MySQL (measured: pool gaps up to 70ms)"),
     ("UNLATCH_TERMINATE_STALE_SESSIONS", "0", "1: end a PostgreSQL session that holds a tool's advisory lock, idle longer than the TTL"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
     ("UNLATCH_MIGRATIONS_DIR", "(unset)", "folder of plain SQL migrations (sqlx's format) for the built-in runner"),
@@ -279,6 +281,10 @@ impl Config {
                 backup: backup::Settings {
                     sqlite_file: database.as_ref().and_then(|t| t.sqlite_file.clone()),
                     sqlite_backup_keep: vars.setting("UNLATCH_SQLITE_BACKUP_KEEP", copies)?,
+                },
+                proof: proof::Settings {
+                    proofs: vars.setting("UNLATCH_PROOFS", flag)?,
+                    settle: vars.setting("UNLATCH_PROOF_SETTLE", duration)?,
                 },
             },
             hooks: hooks::Settings {
