@@ -181,8 +181,7 @@ pub async fn settle(
     let mut wait = Wait::new(config.lock_wait, wait::PACE);
     let mut state_absent = state_absent;
     let mut first = true;
-    // The last reason there was no proof, said only when it changes.
-    let mut no_proof: Option<String> = None;
+    let mut no_proof = proof::Reasons::default();
     loop {
         let state = tool.observe(db, zone).await?;
         let watched = watched_for(tool, db, &state, &mut state_absent).await?;
@@ -227,9 +226,8 @@ pub async fn settle(
                         } else {
                             POLL
                         };
-                        if no_proof.as_ref() != Some(&why) {
+                        if no_proof.fresh(&why) {
                             log::info!("{account}: no proof the holder is gone: {why}");
-                            no_proof = Some(why);
                         }
                         pause
                     }

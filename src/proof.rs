@@ -88,6 +88,23 @@ pub fn may_pass(why: &str) -> bool {
     why.starts_with(BUSY)
 }
 
+/// The reasons there was no proof, each said once: when it first appears,
+/// and again only after another was said (a poll a second would otherwise
+/// repeat it up to `UNLATCH_LOCK_WAIT`).
+#[derive(Debug, Default)]
+pub struct Reasons(Option<String>);
+
+impl Reasons {
+    /// Whether `why` is to be said now; it is then the last one said.
+    pub fn fresh(&mut self, why: &str) -> bool {
+        if self.0.as_deref() == Some(why) {
+            return false;
+        }
+        self.0 = Some(why.to_owned());
+        true
+    }
+}
+
 /// How a reason that may pass begins ([`Finding::may_pass`]).
 const BUSY: &str = "in use: ";
 
@@ -542,6 +559,16 @@ mod tests {
             "{five}"
         );
         assert!(five.ends_with("; and 2 more)"), "{five}");
+    }
+
+    #[test]
+    fn a_reason_is_said_when_it_appears_or_changes() {
+        let mut said = Reasons::default();
+        let busy = others(&[("7".into(), "u".into(), "h".into(), "Sleep".into())], "d");
+        assert!(said.fresh(&busy));
+        assert!(!said.fresh(&busy), "the same reason at the next poll");
+        assert!(said.fresh("UNLATCH_PROOFS=0 turns proofs off"));
+        assert!(said.fresh(&busy), "back to an earlier one: said again");
     }
 
     #[test]
