@@ -165,6 +165,49 @@ fn sqlite_companions_count_and_a_hot_journal_is_no_holder() {
 }
 
 #[test]
+fn sqlite_lease_needs_the_files_owner_or_cap_lease() {
+    use std::os::unix::fs::PermissionsExt;
+    let missing = lacks_root().or_else(|| lacks("setpriv", "setpriv"));
+    if !available("a lease refused to another user", missing.as_deref()) {
+        return;
+    }
+    let db = sqlite_db("lease_owner");
+    young_lock(&db);
+    let file = file_of(&db);
+    // Root's file (and guard file), which uid 4242 may read and write, but
+    // not take a lease on: it neither owns it nor has CAP_LEASE.
+    let mut guard = file.as_os_str().to_owned();
+    guard.push(".unlatch-lock");
+    for path in [file.as_os_str(), guard.as_os_str()] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let mut cmd = unlatch();
+    cmd.env("UNLATCH_DATABASE_URL", &db.url)
+        .env("TZ", "UTC")
+        .env("UNLATCH_LOCK_WAIT", "1s")
+        .args(["--", "true"]);
+    let as_4242 = ["--reuid", "4242", "--regid", "4242", "--clear-groups", "--"];
+    let out = run(&mut wrapped("setpriv", &as_4242, &cmd));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 75, "{err}");
+    let why = format!(
+        "no proof the holder is gone: unlatch (uid 4242) may not take a lease on {} (EACCES",
+        file.display()
+    );
+    assert!(err.contains(&why), "{err}");
+    assert!(
+        err.contains("a lease takes the file's owner (uid 0) or CAP_LEASE"),
+        "{err}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "1");
+}
+
+#[test]
 fn proofs_off_is_no_proof() {
     let db = sqlite_db("proofs_off");
     let off = Settings {
