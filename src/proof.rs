@@ -147,6 +147,10 @@ async fn sqlite(db: &mut Db, target: &Target) -> anyhow::Result<Finding> {
             "an in-memory database has no file to look at".to_owned(),
         ));
     };
+    // Where no lease can prove anything, the connection is left alone.
+    if let Err(why) = on_local_filesystem(file) {
+        return Ok(Finding::NoProof(why));
+    }
     let placeholder = Target::parse("sqlite::memory:", "the proof's placeholder")?;
     let stand_in = Db::new(placeholder.connect_once(Role::Work).await?, Kind::Sqlite);
     std::mem::replace(db, stand_in).close().await;
@@ -163,14 +167,8 @@ async fn sqlite(db: &mut Db, target: &Target) -> anyhow::Result<Finding> {
 /// connection closed.
 pub fn lease_look(file: &Path) -> Finding {
     let shown = file.display();
-    let fs_type = match nix::sys::statfs::statfs(file) {
-        Ok(fs) => fs.filesystem_type().0 as u64,
-        Err(e) => {
-            return Finding::NoProof(format!("cannot tell which filesystem {shown} is on: {e}"))
-        }
-    };
-    if let Err(why) = local_filesystem(fs_type) {
-        return Finding::NoProof(format!("{shown} is on {why}"));
+    if let Err(why) = on_local_filesystem(file) {
+        return Finding::NoProof(why);
     }
     let mut looked = Vec::new();
     let mut hot_journal = false;
@@ -196,6 +194,16 @@ pub fn lease_look(file: &Path) -> Finding {
         proof: "sqlite-lease",
         evidence,
     }
+}
+
+/// Whether `file` is on a filesystem known to be local; if not, why.
+fn on_local_filesystem(file: &Path) -> Result<(), String> {
+    let shown = file.display();
+    let fs = nix::sys::statfs::statfs(file)
+        .map_err(|e| format!("cannot tell which filesystem {shown} is on: {e}"))?;
+    local_filesystem(fs.filesystem_type().0 as u64)
+        .map(drop)
+        .map_err(|why| format!("{shown} is on {why}"))
 }
 
 /// `file` with `suffix` added to its name (`ghost.db` and `-wal`).
