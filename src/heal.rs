@@ -77,8 +77,13 @@ pub enum OnDirty {
 const POLL: Duration = Duration::from_secs(1);
 
 /// How often instead while the only thing between it and a proof may pass
-/// by itself soon (a killed holder's session lingers for some tens of ms).
+/// by itself soon (a killed holder's session lingers for some tens of ms,
+/// at most a few hundred measured), during the first [`PROOF_HURRY`] of
+/// the wait: past that, a holder still seen is most likely alive, and
+/// looking five times a second (a SQLite connection reopened each time)
+/// would only cost.
 const PROOF_POLL: Duration = Duration::from_millis(200);
+const PROOF_HURRY: Duration = Duration::from_secs(3);
 
 /// What a lock's state means under the TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +226,7 @@ pub async fn settle(
                         continue;
                     }
                     Finding::NoProof(why) => {
-                        let pause = if proof::may_pass(&why) {
+                        let pause = if proof::may_pass(&why) && wait.elapsed() < PROOF_HURRY {
                             PROOF_POLL
                         } else {
                             POLL
