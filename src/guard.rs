@@ -164,11 +164,7 @@ async fn mysql_guard(
                 )
             })?,
     };
-    // Per database, within GET_LOCK's 64 characters.
-    let key: String = format!("unlatch:{}", target.name)
-        .chars()
-        .take(64)
-        .collect();
+    let key = mysql_key(target);
     let sql = Statements {
         name: format!("GET_LOCK('{key}')"),
         try_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
@@ -176,6 +172,21 @@ async fn mysql_guard(
         release_sql: format!("SELECT RELEASE_LOCK('{key}')"),
     };
     Ok(Held::Session(db, sql))
+}
+
+/// The name of MySQL's guard (`GET_LOCK`): per database, within
+/// GET_LOCK's 64 characters. [`crate::proof`] knows other replicas'
+/// sessions waiting for it by this name.
+pub fn mysql_key(target: &Target) -> String {
+    format!("{}{}", mysql_key_prefix(), target.name)
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// What every MySQL guard's name begins with, whatever its database.
+pub fn mysql_key_prefix() -> &'static str {
+    "unlatch:"
 }
 
 /// PostgreSQL's guard, on the work connection. Its statements go as simple

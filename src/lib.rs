@@ -15,7 +15,8 @@
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`sessions`]: PostgreSQL sessions holding a tool's advisory lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse
-//!   ([`backup`] copies a SQLite database before it changes).
+//!   ([`proof`]: whether a live lock's holder is provably gone;
+//!   [`backup`] copies a SQLite database before it changes).
 //! - [`hooks`]: the `entrypoint.d` folder, after the heal.
 //! - [`migrate`]: the migrate command, under a timeout; [`runner`], the
 //!   built-in runner for plain SQL migrations.
@@ -48,6 +49,7 @@ pub mod logging;
 pub mod look;
 pub mod migrate;
 pub mod process;
+pub mod proof;
 pub mod runner;
 pub mod sessions;
 pub mod state;
@@ -169,7 +171,8 @@ async fn under_guard(
     let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));
     let mut free_at_once = true;
     if let (Some(tool), Some(db)) = (&tool, &mut *db) {
-        free_at_once = heal::settle(tool.as_ref(), db, &config.heal, stop, state_absent).await?;
+        free_at_once =
+            heal::settle(tool.as_ref(), db, target, &config.heal, stop, state_absent).await?;
     }
     if let Some(db) = db.as_mut() {
         // The advisory locks that can block this app's tool: the one found,
