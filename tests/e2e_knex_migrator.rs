@@ -6,69 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
+use common::apps::*;
 use common::*;
 
-struct App<'a> {
-    dir: PathBuf,
-    db: &'a TestDb,
-}
+type App<'a> = KnexMigratorApp<'a>;
 
 impl App<'_> {
-    fn node(&self, args: &[&str], version: &str) -> Command {
-        let mut cmd = Command::new(args[0]);
-        cmd.args(&args[1..])
-            .current_dir(&self.dir)
-            .env("FIXTURE_VERSION", version);
-        knexapp_env(self.db, &mut cmd);
-        cmd
-    }
-
-    fn bin(&self, name: &str) -> String {
-        self.dir
-            .join("node_modules/.bin")
-            .join(name)
-            .display()
-            .to_string()
-    }
-
-    fn migrator(&self, command: &str, version: &str) -> Command {
-        let bin = self.bin(command);
-        let mgpath = self.dir.display().to_string();
-        self.node(&[&bin, "--mgpath", &mgpath], version)
-    }
-
-    /// The Ghost-like app: its boot check, then one line.
-    fn boot(&self, version: &str) -> Output {
-        run(&mut self.node(&["node", "app.js"], version))
-    }
-
-    /// unlatch in front of the app, set up as in the Ghost recipe.
-    fn unlatch(&self) -> Command {
-        let mut cmd = unlatch();
-        cmd.current_dir(&self.dir)
-            .env("TZ", "UTC")
-            .env("FIXTURE_VERSION", "1.1");
-        cmd.env(
-            "UNLATCH_MIGRATE_CMD",
-            format!(
-                "{} --mgpath {}",
-                self.bin("knex-migrator-migrate"),
-                self.dir.display()
-            ),
-        );
-        cmd.args(["--", "node", "app.js"]);
-        knexapp_env(self.db, &mut cmd);
-        cmd
-    }
-
-    /// A fresh install of version 1.0.
-    fn install_1_0(&self) {
-        let init = run(&mut self.migrator("knex-migrator-init", "1.0"));
-        assert!(init.status.success());
-    }
-
     /// Installed at 1.0, then an upgrade to 1.1 killed half-way: the column
     /// added, no `migrations` row for it, the lock left set.
     fn install_then_kill_upgrade(&self, scratch: &Path) {

@@ -105,11 +105,6 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// The same command, run as PID 1 of a new PID namespace.
-fn in_pid_namespace(cmd: &Command) -> Command {
-    wrapped("unshare", &["--pid", "--fork", "--kill-child", "--"], cmd)
-}
-
 /// What the kills hit, and what they left.
 #[derive(Debug, Default)]
 struct Tally {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Init {
@@ -64,22 +63,6 @@ fn as_pid_1(init: Init, app: &[&str]) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
-}
-
-/// The host PID of the init that `unshare` (running as `child`) forked.
-fn init_pid(child: &Child) -> Pid {
-    let path = format!("/proc/{0}/task/{0}/children", child.id());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(pid) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        {
-            return Pid::from_raw(pid.parse().unwrap());
-        }
-        assert!(Instant::now() < deadline, "unshare never forked its init");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits for `child`, killing it after `limit` (a hang is a failure, not a

@@ -2,6 +2,7 @@
 //! run the unlatch binary that shows everything when an assertion fails.
 #![allow(dead_code, unused_macros)]
 
+pub mod apps;
 pub mod postgres;
 pub mod tls;
 
@@ -384,6 +385,28 @@ pub fn wrapped(program: &str, args: &[&str], cmd: &Command) -> Command {
         wrapper.current_dir(dir);
     }
     wrapper
+}
+
+/// `cmd` as PID 1 of a new PID namespace; SIGKILL to `unshare` (which
+/// passes it on to that init) ends every process in the namespace.
+pub fn in_pid_namespace(cmd: &Command) -> Command {
+    wrapped("unshare", &["--pid", "--fork", "--kill-child", "--"], cmd)
+}
+
+/// The host PID of the init that `unshare` (running as `child`) forked.
+pub fn init_pid(child: &Child) -> Pid {
+    let path = format!("/proc/{0}/task/{0}/children", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        {
+            return Pid::from_raw(pid.parse().unwrap());
+        }
+        assert!(Instant::now() < deadline, "unshare never forked its init");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The unlatch binary, with a clean environment: only PATH and what the
