@@ -64,6 +64,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
     ("UNLATCH_PROOFS", "1", "1: heal a live lock at once when its holder is provably gone (SQLite lease, PostgreSQL or MySQL session list); 0: live until the TTL"),
     ("UNLATCH_PROOF_SETTLE", "250ms", "how long the session list must stay empty of other clients for a proof on PostgreSQL or MySQL (measured: pool gaps up to 70ms)"),
+    ("UNLATCH_POOL_IDLE_TIMEOUT", "10s", "at or below the idle timeout of any connection pool that may hold the lock (node-postgres 10s, knex/tarn 30s): a proof needs the lock taken, or seen free, less than this ago"),
     ("UNLATCH_TERMINATE_STALE_SESSIONS", "0", "1: end a PostgreSQL session that holds a tool's advisory lock, idle longer than the TTL"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
     ("UNLATCH_MIGRATIONS_DIR", "(unset)", "folder of plain SQL migrations (sqlx's format) for the built-in runner"),
@@ -285,6 +286,7 @@ impl Config {
                 proof: proof::Settings {
                     proofs: vars.setting("UNLATCH_PROOFS", flag)?,
                     settle: vars.setting("UNLATCH_PROOF_SETTLE", duration)?,
+                    pool_idle: vars.setting("UNLATCH_POOL_IDLE_TIMEOUT", above_zero)?,
                 },
             },
             hooks: hooks::Settings {
@@ -782,6 +784,7 @@ mod tests {
         ("a count of copies", &[("UNLATCH_SQLITE_BACKUP_KEEP", "0")], "at least 1"),
         ("proofs are a flag", &[("UNLATCH_PROOFS", "yes")], "^UNLATCH_PROOFS=yes: expected 1 or 0"),
         ("a settle window is a duration", &[("UNLATCH_PROOF_SETTLE", "fast")], "^UNLATCH_PROOF_SETTLE=fast: expected a duration"),
+        ("a pool's idle timeout is above zero", &[("UNLATCH_POOL_IDLE_TIMEOUT", "0s")], "^UNLATCH_POOL_IDLE_TIMEOUT=0s: expected a duration above zero"),
         ("a command with an open quote", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "UNLATCH_MIGRATE_CMD"),
         ("a command with an open quote, said why", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "unmatched quote"),
         ("a command of no words", &[("UNLATCH_MIGRATE_CMD", "   ")], "found no words"),
@@ -850,6 +853,8 @@ mod tests {
         ("proofs on by default", &[], |c| c.heal.proof.proofs && c.heal.proof.settle == Duration::from_millis(250)),
         ("proofs off", &[("UNLATCH_PROOFS", "0")], |c| !c.heal.proof.proofs),
         ("a settle window in ms", &[("UNLATCH_PROOF_SETTLE", "400ms")], |c| c.heal.proof.settle == Duration::from_millis(400)),
+        ("a pool's idle timeout of 10s by default", &[], |c| c.heal.proof.pool_idle == Duration::from_secs(10)),
+        ("a pool's idle timeout in ms", &[("UNLATCH_POOL_IDLE_TIMEOUT", "400ms")], |c| c.heal.proof.pool_idle == Duration::from_millis(400)),
         ("a table name", &[("UNLATCH_KNEX_TABLE", "my_migrations")], |c| c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("my_migrations")),
         ("an unused rollback command is a warning", &[("UNLATCH_ROLLBACK_CMD", "true")], |c| c.warnings.iter().any(|w| w.contains("UNLATCH_ROLLBACK_CMD"))),
         ("a migrations folder", &[("UNLATCH_MIGRATIONS_DIR", "/")], |c| c.migrations_dir.is_some() && c.migrate_cmd.is_none()),

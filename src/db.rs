@@ -861,6 +861,25 @@ impl Db {
         Ok(row.try_get::<String, _>(0)?)
     }
 
+    /// The database's clock now, in UTC, to the millisecond or finer: what
+    /// unlatch times its own records by ([`crate::state`]), so that replicas
+    /// whose clocks disagree agree on it, and a change of daylight saving
+    /// time in the server's zone does not shift it.
+    pub async fn clock(&mut self) -> anyhow::Result<jiff::Timestamp> {
+        use sqlx::Row;
+        let sql = match self.kind {
+            Kind::Sqlite => "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+            Kind::MySql => "SELECT CAST(UTC_TIMESTAMP(6) AS CHAR)",
+            Kind::Postgres => "SELECT CAST(clock_timestamp() AT TIME ZONE 'UTC' AS TEXT)",
+        };
+        let row = self.row(sql, &[]).await?.expect("one row");
+        let text: String = row.try_get(0)?;
+        let civil: jiff::civil::DateTime = text
+            .parse()
+            .with_context(|| format!("the database's clock read as {text:?}"))?;
+        Ok(civil.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+    }
+
     /// Runs statements in one transaction; returns the rows each affected.
     pub async fn exec_in_transaction(
         &mut self,

@@ -6,16 +6,18 @@
 //! unreadable or in the future, the age is counted from the moment this
 //! unlatch first saw that same holder (so a lock of unknown age is freed
 //! only after unlatch itself has watched it, unchanged, for a whole TTL).
-//! A live lock is healed only when its holder is provably gone ([`proof`]),
-//! under the same policy as a stale one; otherwise it is never touched: it
+//! A live lock is healed only when its holder is provably gone ([`proof`]:
+//! no session or open file, and the holder used the database lately enough
+//! to be still connected if alive), under the same policy as a stale one; otherwise it is never touched: it
 //! is polled about once a second until it is released, goes stale, its
 //! holder is proven gone, or `UNLATCH_LOCK_WAIT` runs out. Every write is
 //! the adapter's compare-and-swap on what was observed; when it loses the
 //! race, we look again rather than retry blindly.
 //!
-//! May touch: the tool's lock, through its adapter; the rollback command.
+//! May touch: the tool's lock, through its adapter; the rollback command;
+//! `unlatch_state`, through [`state`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
@@ -25,7 +27,7 @@ use crate::db::{Db, Target};
 use crate::exit::{Code, Failure};
 use crate::migrate;
 use crate::process::{Ended, Stop};
-use crate::proof::{self, Finding};
+use crate::proof::{self, Finding, Recency, Since};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::user::RunAs;
@@ -188,6 +190,8 @@ pub async fn settle(
     let mut first = true;
     let mut no_proof = proof::Reasons::default();
     loop {
+        // Before the look: a time the lock is seen free at is never later.
+        let looked = Instant::now();
         let state = tool.observe(db, zone).await?;
         let sightings = Sightings::Record(&mut state_absent);
         let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
@@ -195,6 +199,7 @@ pub async fn settle(
         match verdict {
             Verdict::Free => {
                 log::info!("{account}");
+                saw_free(tool, db, config, looked).await?;
                 return Ok(first);
             }
             Verdict::Stale(_) => {
@@ -210,13 +215,9 @@ pub async fn settle(
             Verdict::Live(_) => {
                 // Looked for after the lock was observed: the heal's
                 // compare-and-swap is on what was seen before the proof.
-                let finding = proof::look(db, target, &config.proof, stop).await?;
-                let pause = match finding {
-                    Finding::Gone { proof, evidence } => {
-                        let cause = format!("its holder is provably gone ({proof}: {evidence})");
-                        if heal(tool, db, &state, &account, &cause, config, stop).await? {
-                            return Ok(false);
-                        }
+                let pause = match by_proof(tool, db, target, &state, &account, config, stop).await? {
+                    ByProof::Healed => return Ok(false),
+                    ByProof::Changed => {
                         log::info!(
                             "{} lock {} changed while unlatch looked; looking again",
                             tool.name(),
@@ -225,7 +226,7 @@ pub async fn settle(
                         first = false;
                         continue;
                     }
-                    Finding::NoProof(why) => {
+                    ByProof::NoProof(why) => {
                         let pause = if proof::may_pass(&why) && wait.elapsed() < PROOF_HURRY {
                             PROOF_POLL
                         } else {
@@ -253,6 +254,125 @@ pub async fn settle(
         }
         first = false;
     }
+}
+
+/// What looking for a proof that a live lock's holder is gone came to.
+#[derive(Debug)]
+pub enum ByProof {
+    /// Proven gone, and healed under the policy.
+    Healed,
+    /// Proven gone, but the lock changed before the compare-and-swap.
+    Changed,
+    /// Why there is no proof.
+    NoProof(String),
+}
+
+/// Looks for a proof that the holder of `seen`, a live lock, is gone and,
+/// with one, heals it as a stale one is healed (`UNLATCH_ON_STALE`,
+/// `UNLATCH_ON_DIRTY`), the proof named as the cause. `account` is the
+/// lock's line ([`account`]).
+pub async fn by_proof(
+    tool: &dyn Tool,
+    db: &mut Db,
+    target: &Target,
+    seen: &LockState,
+    account: &str,
+    config: &Settings,
+    stop: &mut Stop,
+) -> anyhow::Result<ByProof> {
+    Ok(match prove_gone(tool, db, target, seen, &config.proof, stop).await? {
+        Finding::Gone { proof, evidence } => {
+            let cause = format!("its holder is provably gone ({proof}: {evidence})");
+            match heal(tool, db, seen, account, &cause, config, stop).await? {
+                true => ByProof::Healed,
+                false => ByProof::Changed,
+            }
+        }
+        Finding::NoProof(why) => ByProof::NoProof(why),
+    })
+}
+
+/// Whether the holder of `seen` is provably gone ([`proof::look_for`]),
+/// with what unlatch knows of its last use ([`recency`]). Writes nothing:
+/// `unlatch status` asks it too.
+pub async fn prove_gone(
+    tool: &dyn Tool,
+    db: &mut Db,
+    target: &Target,
+    seen: &LockState,
+    settings: &proof::Settings,
+    stop: &mut Stop,
+) -> anyhow::Result<Finding> {
+    let recency = match settings.proofs {
+        true => recency(tool, db, seen).await?,
+        false => None,
+    };
+    proof::look_for(db, target, settings, recency.as_ref(), stop).await
+}
+
+/// When the holder of `seen` last used the database, at the latest: when
+/// it took the lock, by the lock's own timestamp (the age [`judge`] reads,
+/// never a first sighting); for a lock with none, when a start last saw it
+/// free ([`state::seen_free`]), by the database's clock.
+async fn recency(
+    tool: &dyn Tool,
+    db: &mut Db,
+    seen: &LockState,
+) -> anyhow::Result<Option<Recency>> {
+    let LockState::Held(lock) = seen else {
+        return Ok(None);
+    };
+    // Before any clock is read: the age only grows from here.
+    let measured = Instant::now();
+    if let Some(age) = lock.taken.and_then(|t| clock::age(t, Timestamp::now())) {
+        let since = Since::Taken;
+        return Ok(Some(Recency { since, age, measured }));
+    }
+    let Some(free_at) = state::seen_free(db, tool.name()).await? else {
+        return Ok(None);
+    };
+    let now = db.clock().await?;
+    let since = Since::SeenFree;
+    Ok(clock::age(free_at, now).map(|age| Recency { since, age, measured }))
+}
+
+/// Records that `tool`'s lock was free at `looked` ([`state::saw_free`]),
+/// when its lock records no time of its own and proofs are on.
+async fn saw_free(
+    tool: &dyn Tool,
+    db: &mut Db,
+    config: &Settings,
+    looked: Instant,
+) -> anyhow::Result<()> {
+    if config.proof.proofs && !tool.dates_its_lock() {
+        state::saw_free(db, &[tool.name()], looked).await?;
+    }
+    Ok(())
+}
+
+/// Before a first migration, no tool's table there yet: records that the
+/// lock of each of `candidates` whose lock records no time is free
+/// ([`state::saw_free`]), since the migrate command about to run may use
+/// any of them; a table made since the look is left to its tool.
+pub async fn no_lock_yet(
+    db: &mut Db,
+    candidates: &[Box<dyn Tool>],
+    config: &Settings,
+) -> anyhow::Result<()> {
+    if !config.proof.proofs {
+        return Ok(());
+    }
+    let looked = Instant::now();
+    let mut free = Vec::new();
+    for tool in candidates.iter().filter(|t| !t.dates_its_lock()) {
+        if !db.table_exists(tool.table()).await? {
+            free.push(tool.name());
+        }
+    }
+    if !free.is_empty() {
+        state::saw_free(db, &free, looked).await?;
+    }
+    Ok(())
 }
 
 /// What judging a lock does with unlatch's first sightings (`unlatch_state`).
@@ -411,6 +531,8 @@ pub async fn release(
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     backup::sqlite(db, &config.backup, "before freeing the lock", stop).await?;
+    // Before the swap: whoever takes the lock next takes it after.
+    let freeing = Instant::now();
     let swapped = tool.release(db, seen, &config.lock_zone, why).await?;
     if swapped {
         let how = match seen {
@@ -423,6 +545,7 @@ pub async fn release(
         };
         log::info!("{why}{how}");
         state::forget_seen(db, tool.name()).await?;
+        saw_free(tool, db, config, freeing).await?;
     }
     Ok(swapped)
 }

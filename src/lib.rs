@@ -174,6 +174,11 @@ async fn under_guard(
         free_at_once =
             heal::settle(tool.as_ref(), db, target, &config.heal, stop, state_absent).await?;
     }
+    if let (None, Some(db), Some(_)) = (&tool, db.as_mut(), &config.migrate_cmd) {
+        // A first deploy: the lock the command is about to take is free.
+        let candidates = tools::candidates(config.tool, &config.tool_settings);
+        heal::no_lock_yet(db, &candidates, &config.heal).await?;
+    }
     if let Some(db) = db.as_mut() {
         // The advisory locks that can block this app's tool: the one found,
         // or, with none found yet (a first deploy), every candidate's.
@@ -202,7 +207,12 @@ async fn under_guard(
     }
     if let Some(argv) = &config.migrate_cmd {
         let watched = match (tool.as_deref(), db.as_mut()) {
-            (Some(tool), Some(db)) => Some(migrate::Watched { tool, db, guarded }),
+            (Some(tool), Some(db)) => Some(migrate::Watched {
+                tool,
+                db,
+                target,
+                guarded,
+            }),
             _ => None,
         };
         migrate::run(argv, &env, watched, &config.heal, stop).await?;

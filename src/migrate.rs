@@ -10,8 +10,10 @@
 //! just as unguarded, may hold it. Anything else is left alone, and said so.
 //!
 //! A command that succeeded yet left the lock set (a wrapper that exited
-//! without waiting for its migrator) is said in one warning, and the app
-//! starts: nothing proves that holder gone.
+//! without waiting for its migrator, whose process group unlatch then
+//! ended) is healed at once when its holder is provably gone ([`heal::by_proof`],
+//! the proof logged); otherwise it is said in one warning. The app starts
+//! either way.
 //!
 //! May touch: the migrate command; the tool's lock, through its adapter.
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::clock::human;
-use crate::db::Db;
+use crate::db::{Db, Target};
 use crate::exit::{Code, Failure};
 use crate::heal;
 use crate::process::{self, Ended, Limits, Output, Spec, Stop};
@@ -30,6 +32,7 @@ use crate::tools::{LockState, Tool};
 pub struct Watched<'a> {
     pub tool: &'a dyn Tool,
     pub db: &'a mut Db,
+    pub target: &'a Target,
     /// Whether unlatch holds its guard ([`crate::guard::Guard::holds`]):
     /// only then can a lock taken during the run be the command's own.
     pub guarded: bool,
@@ -53,7 +56,7 @@ pub async fn run(
     let failure = match ended {
         Ended::Exited(status) if status.success() => {
             if let Some(w) = watched {
-                said_if_left_locked(w, config).await;
+                said_if_left_locked(w, config, stop).await;
             }
             return Ok(());
         }
@@ -107,10 +110,11 @@ pub fn timed_out(name: &str, config: &heal::Settings, then: &str) -> Failure {
 
 /// After a migrate command that succeeded, the lock should be free; if it
 /// is not (a wrapper that exited 0 without waiting for its migrator, which
-/// unlatch then ended as a leftover), one warning says what was seen. The
-/// app starts all the same: the command said it succeeded. A failed look is
-/// said, and changes nothing either.
-async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings) {
+/// unlatch then ended as a leftover), a live lock whose holder is provably
+/// gone is healed at once; otherwise one warning says what was seen. The
+/// app starts all the same: the command said it succeeded. A failed look or
+/// heal is said, and changes nothing either.
+async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings, stop: &mut Stop) {
     let state = match w.tool.observe(w.db, &config.lock_zone).await {
         Ok(LockState::Free) => return,
         Ok(state) => state,
@@ -122,12 +126,19 @@ async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings) {
     };
     let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
     let account = heal::account(w.tool, &state, &verdict, config);
-    // The spot for a proof that the holder is gone: with one, the lock
-    // could be freed here at once, through `heal::release`; without one it
-    // may be live (a migrator still running elsewhere), so it is only said.
     let later = match verdict {
-        heal::Verdict::Live(_) => "a later start waits for it up to UNLATCH_LOCK_TTL",
-        _ => "the next start heals it",
+        heal::Verdict::Live(_) => {
+            let (tool, db) = (w.tool, w.db);
+            match heal::by_proof(tool, db, w.target, &state, &account, config, stop).await {
+                Ok(heal::ByProof::Healed) => return,
+                Ok(heal::ByProof::NoProof(why)) => format!(
+                    "no proof its holder is gone ({why}), so a later start waits for it up to UNLATCH_LOCK_TTL"
+                ),
+                Ok(heal::ByProof::Changed) => "it changed while unlatch looked".to_owned(),
+                Err(e) => format!("it is not healed ({e:#}); a later start looks again"),
+            }
+        }
+        _ => "the next start heals it".to_owned(),
     };
     log::warn!(
         "UNLATCH_MIGRATE_CMD exited with 0 but left {account}: starting the app all the same. The tool \

@@ -29,6 +29,17 @@
 //!   with no database too (one may `USE` ours later); only when unlatch's
 //!   user has `PROCESS`, without which it sees its own sessions alone.
 //!
+//! No session and no open file prove the holder gone only if a live holder
+//! must still be connected: a migrator whose connection pool closes idle
+//! connections (knex's `pool: {min: 0}`) has neither while it sleeps
+//! between two statements. It must be connected only while it used the
+//! database less than its pool's idle timeout ago, and it used it when it
+//! took the lock, or after. So a proof also needs recency ([`recent`]): the
+//! lock's own timestamp, or, for a lock with none, the time a start saw it
+//! free ([`crate::state::saw_free`]), less than `UNLATCH_POOL_IDLE_TIMEOUT`
+//! ago, at the set idle timeout of any pool that may hold the lock or
+//! below it. A migration killed later than that waits for the TTL.
+//!
 //! May touch: the SQLite file, to take a lease and give it up at once
 //! (unlatch's own connection to it is closed and opened again); nothing
 //! else (it reads the session lists).
@@ -59,6 +70,59 @@ pub struct Settings {
     /// `UNLATCH_PROOF_SETTLE`: how long the session list must stay empty
     /// of other clients (PostgreSQL, MySQL).
     pub settle: Duration,
+    /// `UNLATCH_POOL_IDLE_TIMEOUT`: how long a live holder's pool may keep
+    /// an idle connection at the least ([`recent`]).
+    pub pool_idle: Duration,
+}
+
+/// Evidence that the holder used the database lately: it did when it took
+/// the lock, and a lock is taken after any moment it was seen free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recency {
+    pub since: Since,
+    /// How long ago, as it was at `measured`, or more.
+    pub age: Duration,
+    /// When `age` was measured (this host's monotonic clock): the age
+    /// grows from there.
+    pub measured: Instant,
+}
+
+/// What a [`Recency`] counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// The lock's own timestamp, as the heal ages it.
+    Taken,
+    /// A start of unlatch saw the lock free, or freed it (`unlatch_state`
+    /// row `free:<tool>`, by the database's clock): it was taken after.
+    SeenFree,
+}
+
+/// Whether a live holder must still be connected, so that no session and
+/// no open file would prove it gone: the evidence of its last use
+/// ([`Recency`]), less than `idle` (`UNLATCH_POOL_IDLE_TIMEOUT`) ago now.
+/// `Ok`: the evidence, for the log; `Err`: why not, for [`Finding::NoProof`]
+/// (the same words at every poll: the age grows and is not in them).
+pub fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<String, String> {
+    let setting = format!("UNLATCH_POOL_IDLE_TIMEOUT={}", window(idle));
+    let closed = "a live holder's pool may have closed its connections";
+    let Some(evidence) = evidence else {
+        return Err(format!(
+            "the lock records no time, and no start of unlatch saw it free, to show that its holder used \
+             the database less than {setting} ago: {closed}"
+        ));
+    };
+    let age = evidence.age + evidence.measured.elapsed();
+    let what = match evidence.since {
+        Since::Taken => "taken",
+        Since::SeenFree => "seen free by unlatch",
+    };
+    if age >= idle {
+        return Err(format!("it was {what} more than {setting} ago: {closed}"));
+    }
+    Ok(format!(
+        "{what} {:.1}s ago, under {setting}, so a live holder would still be connected",
+        age.as_secs_f64()
+    ))
 }
 
 /// What a look found.
@@ -111,7 +175,37 @@ const BUSY: &str = "in use: ";
 /// How often the session list is read during the settle window.
 const SAMPLE: Duration = Duration::from_millis(10);
 
-/// Looks for a proof that the lock's holder is gone; `db` is unlatch's
+/// Looks for a proof that the holder of a lock, which used the database as
+/// `recency` shows, is gone: [`recent`] before the look, to spare it when
+/// it could prove nothing, and after it, when the age has grown by the
+/// look's time; the recency is added to the evidence.
+pub async fn look_for(
+    db: &mut Db,
+    target: &Target,
+    settings: &Settings,
+    recency: Option<&Recency>,
+    stop: &mut Stop,
+) -> anyhow::Result<Finding> {
+    if !settings.proofs {
+        return look(db, target, settings, stop).await;
+    }
+    if let Err(why) = recent(recency, settings.pool_idle) {
+        return Ok(Finding::NoProof(why));
+    }
+    Ok(match look(db, target, settings, stop).await? {
+        Finding::Gone { proof, evidence } => match recent(recency, settings.pool_idle) {
+            Ok(lately) => Finding::Gone {
+                proof,
+                evidence: format!("{evidence}; {lately}"),
+            },
+            Err(why) => Finding::NoProof(why),
+        },
+        none => none,
+    })
+}
+
+/// Looks for no session and no open file: no proof by itself that the
+/// holder is gone, without recency ([`look_for`]); `db` is unlatch's
 /// work connection, which a SQLite look closes and opens again.
 pub async fn look(
     db: &mut Db,
@@ -527,6 +621,64 @@ fn lacks_process(user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn lately(since: Since, secs: f64) -> Recency {
+        Recency {
+            since,
+            age: Duration::from_secs_f64(secs),
+            measured: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_lock_taken_lately_is_recent_one_taken_earlier_is_no_proof() {
+        let young = recent(Some(&lately(Since::Taken, 3.0)), IDLE).unwrap();
+        assert!(
+            young.starts_with("taken 3.0s ago, under UNLATCH_POOL_IDLE_TIMEOUT=10s"),
+            "{young}"
+        );
+        let old = recent(Some(&lately(Since::Taken, 10.0)), IDLE).unwrap_err();
+        assert_eq!(
+            old,
+            "it was taken more than UNLATCH_POOL_IDLE_TIMEOUT=10s ago: a live holder's pool may have \
+             closed its connections"
+        );
+        // The same words at every poll, whatever the age.
+        assert_eq!(
+            recent(Some(&lately(Since::Taken, 3600.0)), IDLE).unwrap_err(),
+            old
+        );
+        assert!(!Finding::NoProof(old).may_pass());
+    }
+
+    #[test]
+    fn a_lock_seen_free_lately_is_recent_and_no_evidence_is_no_proof() {
+        let fresh = recent(Some(&lately(Since::SeenFree, 0.2)), IDLE).unwrap();
+        assert!(fresh.starts_with("seen free by unlatch 0.2s ago"), "{fresh}");
+        let stale = recent(Some(&lately(Since::SeenFree, 12.0)), IDLE).unwrap_err();
+        assert!(
+            stale.starts_with("it was seen free by unlatch more than UNLATCH_POOL_IDLE_TIMEOUT=10s ago"),
+            "{stale}"
+        );
+        let none = recent(None, Duration::from_millis(400)).unwrap_err();
+        assert!(
+            none.contains("less than UNLATCH_POOL_IDLE_TIMEOUT=400ms ago"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn the_age_grows_from_when_it_was_measured() {
+        let then = Recency {
+            since: Since::SeenFree,
+            age: Duration::from_millis(300),
+            measured: Instant::now() - Duration::from_millis(250),
+        };
+        assert!(recent(Some(&then), Duration::from_millis(600)).is_ok());
+        assert!(recent(Some(&then), Duration::from_millis(500)).is_err());
+    }
 
     #[test]
     fn local_filesystems_are_named_and_network_ones_refused_by_name() {

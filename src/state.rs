@@ -6,6 +6,25 @@
 //! loop then adds up to the TTL instead of starting over each time. The row
 //! goes when unlatch sees the lock free, or frees it.
 //!
+//! Rows `free:<tool>`, for the tools whose lock records no time (knex,
+//! golang-migrate): the database's clock ([`Db::clock`]) at which a start
+//! saw that lock free, or freed it, and went on to migrate. Whoever holds
+//! the lock later took it after that time, so used the database after it:
+//! the recency a proof needs ([`crate::proof::recent`]: a live holder whose
+//! pool closes idle connections has no session to see once idle). The
+//! time is the database's, so replicas whose clocks disagree read it alike;
+//! it is taken before the look that saw the lock free, never after.
+//! Written only when proofs are on, and only for those tools: a Ghost
+//! (knex-migrator) start writes nothing new, its lock carrying
+//! `acquired_at`. A knex start, which before wrote at most the removal of a
+//! sighting, now also writes this row on every start (a `CREATE TABLE IF
+//! NOT EXISTS` and one transaction: delete, insert; milliseconds), and a
+//! first deploy with a migrate command, which cannot know yet which tool
+//! the command uses, writes it for knex and golang-migrate both. Worth it:
+//! without it, a knex migration killed half-way could be proven gone by
+//! no session and no open file alone, which is unsound (a live holder whose
+//! pool is idle looks the same), so it would wait for the whole TTL.
+//!
 //! There is no row that lets a replica skip its migrate command because
 //! another replica ran "the same command": the same command line in an
 //! older image runs older migrations, so only the tool itself can say that
@@ -14,6 +33,8 @@
 //! table is created on first write: a first sighting.
 //!
 //! May touch: table `unlatch_state` only.
+
+use std::time::Instant;
 
 use jiff::Timestamp;
 use sqlx::Row;
@@ -102,6 +123,32 @@ pub async fn forget_seen(db: &mut Db, tool: &str) -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// Records that the locks of `tools` (whose locks record no time) were
+/// free at `looked`, a moment just passed on this host's monotonic clock
+/// (taken before the look that saw them free): the database's clock now,
+/// less the time since, so never later than the look.
+pub async fn saw_free(db: &mut Db, tools: &[&str], looked: Instant) -> anyhow::Result<()> {
+    let since = jiff::SignedDuration::try_from(looked.elapsed())?;
+    let at = db.clock().await?.checked_sub(since)?.to_string();
+    for tool in tools {
+        put(db, &free_row(tool), &at).await?;
+    }
+    Ok(())
+}
+
+/// When a start last saw `tool`'s lock free, or freed it, by the database's
+/// clock ([`saw_free`]); reads only.
+pub async fn seen_free(db: &mut Db, tool: &str) -> anyhow::Result<Option<Timestamp>> {
+    Ok(get(db, &free_row(tool))
+        .await?
+        .and_then(|(value, _)| value.parse().ok()))
+}
+
+/// The row of the time `tool`'s lock was last seen free.
+fn free_row(tool: &str) -> String {
+    format!("free:{tool}")
 }
 
 #[cfg(test)]

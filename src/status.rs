@@ -5,8 +5,12 @@
 //! lock, the holder's timestamp, the age and the verdict. The verdict is
 //! the next start's, by the start's own code ([`heal::judge_seen`]): a lock
 //! of unknown age is aged from unlatch's first sighting of it, read but
-//! never recorded here. The exit code is the verdict: 0 free, 1 live, 2
-//! stale.
+//! never recorded here. A live lock whose holder is provably gone
+//! ([`heal::prove_gone`]: a SQLite lease taken and given up, or the session
+//! list read; nothing written) is one the next start heals at once, so its
+//! verdict is `stale`, as a lock past the TTL, with the proof beside it;
+//! a live lock without one shows why. The exit code is the verdict: 0
+//! free, 1 live, 2 stale.
 //!
 //! May touch: the database, reading only.
 
@@ -19,6 +23,7 @@ use crate::clock::human;
 use crate::config::Config;
 use crate::heal::{self, Sightings, Verdict};
 use crate::process::Stop;
+use crate::proof::Finding;
 use crate::tools::{self, LockState};
 use crate::{db, runner, sessions};
 
@@ -44,6 +49,10 @@ struct Found {
     acquired_at: Option<String>,
     age_seconds: Option<u64>,
     lock: &'static str,
+    /// For a held lock younger than the TTL: the proof that its holder is
+    /// gone (`pg-sessions: ...`), or `none: ` and why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<String>,
     table: String,
     tool: &'static str,
     verdict: &'static str,
@@ -62,7 +71,7 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
         if let Some(mut db) =
             db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?
         {
-            worst = look(&mut db, config, &mut report)
+            worst = look(&mut db, target, config, &mut report, &mut stop)
                 .await
                 .map_err(|e| db::sqlite_refusal(e, target))?;
             db.close().await;
@@ -78,7 +87,13 @@ pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
 
 /// Fills `report` in from the database; the worst verdict: 0 free, 1 live,
 /// 2 stale.
-async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::Result<u8> {
+async fn look(
+    db: &mut db::Db,
+    target: &db::Target,
+    config: &Config,
+    report: &mut Report,
+    stop: &mut Stop,
+) -> anyhow::Result<u8> {
     let candidates = tools::candidates(config.tool, &config.tool_settings);
     report.sessions = Some(sessions::holders(db, &candidates, None).await?);
     let mut worst = 0;
@@ -86,9 +101,22 @@ async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::
         let state = tool.observe(db, &config.heal.lock_zone).await?;
         // The start's own judgement, first sightings counted, none recorded.
         let ttl = config.heal.lock_ttl;
-        let verdict = heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;
-        // Proofs go here: a live verdict whose holder is provably gone is
-        // one the next start heals at once, and should be reported so.
+        let mut verdict =
+            heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;
+        // As a start would: a live lock of a provably gone holder is healed.
+        let mut proof = None;
+        if let Verdict::Live(age) = verdict {
+            let proofs = &config.heal.proof;
+            proof = Some(
+                match heal::prove_gone(tool.as_ref(), db, target, &state, proofs, stop).await? {
+                    Finding::Gone { proof, evidence } => {
+                        verdict = Verdict::Stale(age);
+                        format!("{proof}: {evidence}")
+                    }
+                    Finding::NoProof(why) => format!("none: {why}"),
+                },
+            );
+        }
         let (lock, acquired_at) = match state {
             LockState::Free => ("free", None),
             LockState::Missing => ("missing", None),
@@ -104,6 +132,7 @@ async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::
             acquired_at,
             age_seconds: age.map(|a| a.as_secs()),
             lock,
+            proof,
             table: tool.place(),
             tool: tool.name(),
             verdict: verdict.word(),
@@ -138,6 +167,9 @@ impl Report {
             line("age", &found.age_seconds.map_or("-".to_owned(), seconds));
             line("ttl", &seconds(self.ttl_seconds));
             line("verdict", found.verdict);
+            if let Some(proof) = &found.proof {
+                line("proof", proof);
+            }
         }
         for p in self.pending.iter().flatten() {
             line("pending", &format!("{} {}", p.version, p.description));

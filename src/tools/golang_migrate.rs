@@ -80,6 +80,10 @@ impl Tool for GolangMigrate {
         (ENTRY.name, &self.table, "dirty")
     }
 
+    fn dates_its_lock(&self) -> bool {
+        false
+    }
+
     async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
         // Others (dbmate, Rails) name their table schema_migrations too;
         // only golang-migrate's has `dirty`.

@@ -46,6 +46,10 @@ impl Tool for Knex {
         (ENTRY.name, &self.table, "is_locked")
     }
 
+    fn dates_its_lock(&self) -> bool {
+        false
+    }
+
     async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
         db.column_exists(&self.table, "is_locked").await
     }

@@ -328,6 +328,14 @@ pub trait Tool: Send + Sync {
         self.at().1
     }
 
+    /// Whether the tool's lock or marker carries a time of its own (when
+    /// it was taken): `false` for those whose age is unlatch's first
+    /// sighting, for which a start records when it saw the lock free
+    /// ([`crate::state::saw_free`]), the recency a proof needs.
+    fn dates_its_lock(&self) -> bool {
+        true
+    }
+
     /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
     fn place(&self) -> String {
         let (_, table, rows) = self.at();
