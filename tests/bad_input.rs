@@ -462,6 +462,11 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "UNLATCH_PROOF_SETTLE=soon: expected a duration",
         ),
         (
+            vec![("UNLATCH_POOL_IDLE_TIMEOUT", "0".into())],
+            vec![],
+            "UNLATCH_POOL_IDLE_TIMEOUT=0: expected a duration above zero",
+        ),
+        (
             vec![("UNLATCH_TERMINATE_STALE_SESSIONS", "maybe".into())],
             vec![],
             "UNLATCH_TERMINATE_STALE_SESSIONS=maybe",

@@ -12,7 +12,9 @@
 //!   file; one on "another host" (network and PID namespaces of its own,
 //!   reaching the server through its unix socket); an app migrating
 //!   in-process under another unlatch. An unrelated client of the database
-//!   keeps even a dead holder's lock from being proven free. Each ends as
+//!   keeps even a dead holder's lock from being proven free; so does a
+//!   live migrator whose connection pool closed its idle connection, since
+//!   it took the lock longer ago than `UNLATCH_POOL_IDLE_TIMEOUT`. Each ends as
 //!   it did before proofs existed: exit 75 after a short
 //!   `UNLATCH_LOCK_WAIT`, the lock row as it was, the holder still running.
 //!
@@ -434,25 +436,42 @@ fn an_app_migrating_in_process_under_another_unlatch(tool: Tool, engine: Engine)
 }
 
 /// knex's migrations through its API, with a pool that closes an idle
-/// connection (`min: 0`, as knex's documentation advises; idle after 0.5 s
-/// here, 30 s by default): between two statements of a migration that
-/// runs outside a transaction, the holder has no connection at all.
+/// connection (`min: 0`, as knex's documentation advises) after
+/// `POOL_IDLE_MS` (30 s by default): between two statements of a migration
+/// that runs outside a transaction, the holder has no connection at all.
 const MIGRATE_WITH_A_POOL_THAT_EMPTIES: &str =
     "const knex = require('knex')({...require('./knexfile'), \
-     pool: {min: 0, max: 1, idleTimeoutMillis: 500, reapIntervalMillis: 100}}); \
+     pool: {min: 0, max: 1, idleTimeoutMillis: Number(process.env.POOL_IDLE_MS), reapIntervalMillis: 100}}); \
      knex.migrate.latest().then(() => knex.destroy())";
 
-/// The migrator alive half-way, its pool having closed its idle
-/// connection: no session on the server, the SQLite file open nowhere.
-/// That is no proof that the holder is gone.
-fn a_migrator_whose_pool_closed_its_idle_connection(tool: Tool, engine: Engine) {
-    assert_eq!(tool, Tool::Knex, "the pool is set through knex's API");
-    let Some(case) = Case::new(tool, engine, "pool_emptied", None) else {
-        return;
-    };
+/// The migrator alive half-way, its pool (idle timeout `pool_idle_ms`)
+/// having closed its idle connection: no session on the server, the SQLite
+/// file open nowhere. Just before it took the lock, a start of unlatch saw
+/// the lock free (its record, `free:knex`, as young as it can be), yet by
+/// the time the connection is gone that record is at least the pool's idle
+/// timeout old: with `UNLATCH_POOL_IDLE_TIMEOUT` (`setting`, else its
+/// default) at or below that, no proof, and the lock is left alone.
+fn a_pool_closed_its_idle_connection(
+    case: &Case,
+    pool_idle_ms: u64,
+    setting: Option<&str>,
+    why: &str,
+) {
+    // A start sees the lock free (no knex table yet: a first deploy) and
+    // records when, by the database's clock.
+    let out = run(unlatch()
+        .env("UNLATCH_DATABASE_URL", &case.db.url)
+        .env("UNLATCH_MIGRATE_CMD", "true")
+        .args(["--", "true"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let seen_free = case
+        .db
+        .row("select value from unlatch_state where name = 'free:knex'");
+    assert!(seen_free.is_some(), "no record of the lock seen free");
     let mut migrator = Command::new("node");
     migrator
         .current_dir(&case.dir)
+        .env("POOL_IDLE_MS", pool_idle_ms.to_string())
         .args(["-e", MIGRATE_WITH_A_POOL_THAT_EMPTIES]);
     knex_env(&case.db, &mut migrator);
     let pause = case.pausing(&mut migrator);
@@ -460,9 +479,36 @@ fn a_migrator_whose_pool_closed_its_idle_connection(tool: Tool, engine: Engine) 
     let pid = holder.pid();
     wait_until("the holder's pool closes its connection", || {
         holder.assert_alive();
-        connected(&case, pid) == 0
+        connected(case, pid) == 0
     });
-    assert_left_alone(&case, &mut holder, &mut case.impatient_unlatch(), NO_PROOF);
+    let mut checker = case.impatient_unlatch();
+    if let Some(idle) = setting {
+        checker.env("UNLATCH_POOL_IDLE_TIMEOUT", idle);
+    }
+    assert_left_alone(case, &mut holder, &mut checker, why);
+}
+
+/// A pool whose idle timeout is the setting's default, 10 s (node-postgres'
+/// own default): unlatch with default settings leaves its lock alone.
+fn a_migrator_whose_pool_closed_its_idle_connection(tool: Tool, engine: Engine) {
+    assert_eq!(tool, Tool::Knex, "the pool is set through knex's API");
+    let Some(case) = Case::new(tool, engine, "pool_emptied", None) else {
+        return;
+    };
+    let why = "no proof the holder is gone: it was seen free by unlatch more than \
+               UNLATCH_POOL_IDLE_TIMEOUT=10s ago: a live holder's pool may have closed its connections";
+    a_pool_closed_its_idle_connection(&case, 10_000, None, why);
+}
+
+/// A pool closing idle connections after 0.5 s, with
+/// `UNLATCH_POOL_IDLE_TIMEOUT` set below that, as the README says to.
+fn a_migrator_whose_quick_pool_closed_its_idle_connection(tool: Tool, engine: Engine) {
+    assert_eq!(tool, Tool::Knex, "the pool is set through knex's API");
+    let Some(case) = Case::new(tool, engine, "quick_pool_emptied", None) else {
+        return;
+    };
+    let why = "it was seen free by unlatch more than UNLATCH_POOL_IDLE_TIMEOUT=400ms ago";
+    a_pool_closed_its_idle_connection(&case, 500, Some("400ms"), why);
 }
 
 /// Whether process `pid` has `file` open.
@@ -602,6 +648,11 @@ scenario!(an_unrelated_client_means_no_proof:
     knex_on_postgres(Knex, Postgres),
 );
 scenario!(a_migrator_whose_pool_closed_its_idle_connection:
+    knex_on_sqlite(Knex, Sqlite),
+    knex_on_mariadb(Knex, MySql),
+    knex_on_postgres(Knex, Postgres),
+);
+scenario!(a_migrator_whose_quick_pool_closed_its_idle_connection:
     knex_on_sqlite(Knex, Sqlite),
     knex_on_mariadb(Knex, MySql),
     knex_on_postgres(Knex, Postgres),

@@ -21,6 +21,7 @@ use unlatch::proof::{self, Finding, Settings};
 const ON: Settings = Settings {
     proofs: true,
     settle: Duration::from_millis(250),
+    pool_idle: Duration::from_secs(10),
 };
 
 /// What a look finds on `url`, from a work connection of its own; the
