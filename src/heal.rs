@@ -215,7 +215,8 @@ pub async fn settle(
             Verdict::Live(_) => {
                 // Looked for after the lock was observed: the heal's
                 // compare-and-swap is on what was seen before the proof.
-                let pause = match by_proof(tool, db, target, &state, &account, config, stop).await? {
+                let pause = match by_proof(tool, db, target, &state, &account, config, stop).await?
+                {
                     ByProof::Healed => return Ok(false),
                     ByProof::Changed => {
                         log::info!(
@@ -280,16 +281,18 @@ pub async fn by_proof(
     config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<ByProof> {
-    Ok(match prove_gone(tool, db, target, seen, &config.proof, stop).await? {
-        Finding::Gone { proof, evidence } => {
-            let cause = format!("its holder is provably gone ({proof}: {evidence})");
-            match heal(tool, db, seen, account, &cause, config, stop).await? {
-                true => ByProof::Healed,
-                false => ByProof::Changed,
+    Ok(
+        match prove_gone(tool, db, target, seen, &config.proof, stop).await? {
+            Finding::Gone { proof, evidence } => {
+                let cause = format!("its holder is provably gone ({proof}: {evidence})");
+                match heal(tool, db, seen, account, &cause, config, stop).await? {
+                    true => ByProof::Healed,
+                    false => ByProof::Changed,
+                }
             }
-        }
-        Finding::NoProof(why) => ByProof::NoProof(why),
-    })
+            Finding::NoProof(why) => ByProof::NoProof(why),
+        },
+    )
 }
 
 /// Whether the holder of `seen` is provably gone ([`proof::look_for`]),
@@ -326,14 +329,22 @@ async fn recency(
     let measured = Instant::now();
     if let Some(age) = lock.taken.and_then(|t| clock::age(t, Timestamp::now())) {
         let since = Since::Taken;
-        return Ok(Some(Recency { since, age, measured }));
+        return Ok(Some(Recency {
+            since,
+            age,
+            measured,
+        }));
     }
     let Some(free_at) = state::seen_free(db, tool.name()).await? else {
         return Ok(None);
     };
     let now = db.clock().await?;
     let since = Since::SeenFree;
-    Ok(clock::age(free_at, now).map(|age| Recency { since, age, measured }))
+    Ok(clock::age(free_at, now).map(|age| Recency {
+        since,
+        age,
+        measured,
+    }))
 }
 
 /// Records that `tool`'s lock was free at `looked` ([`state::saw_free`]),

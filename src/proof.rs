@@ -656,10 +656,15 @@ mod tests {
     #[test]
     fn a_lock_seen_free_lately_is_recent_and_no_evidence_is_no_proof() {
         let fresh = recent(Some(&lately(Since::SeenFree, 0.2)), IDLE).unwrap();
-        assert!(fresh.starts_with("seen free by unlatch 0.2s ago"), "{fresh}");
+        assert!(
+            fresh.starts_with("seen free by unlatch 0.2s ago"),
+            "{fresh}"
+        );
         let stale = recent(Some(&lately(Since::SeenFree, 12.0)), IDLE).unwrap_err();
         assert!(
-            stale.starts_with("it was seen free by unlatch more than UNLATCH_POOL_IDLE_TIMEOUT=10s ago"),
+            stale.starts_with(
+                "it was seen free by unlatch more than UNLATCH_POOL_IDLE_TIMEOUT=10s ago"
+            ),
             "{stale}"
         );
         let none = recent(None, Duration::from_millis(400)).unwrap_err();

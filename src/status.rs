@@ -101,8 +101,7 @@ async fn look(
         let state = tool.observe(db, &config.heal.lock_zone).await?;
         // The start's own judgement, first sightings counted, none recorded.
         let ttl = config.heal.lock_ttl;
-        let mut verdict =
-            heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;
+        let mut verdict = heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;
         // As a start would: a live lock of a provably gone holder is healed.
         let mut proof = None;
         if let Verdict::Live(age) = verdict {

@@ -16,6 +16,7 @@ on_every_engine!(
     a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said,
     a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one,
     status_judges_a_lock_of_unknown_age_as_a_start_does,
+    status_judges_a_provably_gone_holder_as_a_start_does,
 );
 
 fn base(db: &TestDb) -> Command {
@@ -146,10 +147,11 @@ fn without_its_guard_unlatch_frees_no_lock_after_a_failed_migrate_command() {
 
 /// A migrate command that exits 0 yet leaves the lock set (a wrapper whose
 /// migrator child took it and is then ended as a leftover): the app
-/// starts, but not in silence; one warning says what was seen.
+/// starts, and the lock, its holder provably gone, is healed at once, the
+/// proof in the log. Without a proof (proofs off here) one warning says
+/// what was seen, and the lock is left.
 fn a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said(db: &TestDb) {
     db.create_knex_migrator_lock();
-    db.set_knex_migrator_lock(false, "NULL");
     let (statement, env) = cli(db, &take_lock_now(db));
     // The migrator runs in the background; the wrapper exits 0 without
     // waiting for it, and unlatch ends it as a leftover.
@@ -160,27 +162,185 @@ fn a_migrate_command_that_succeeds_but_leaves_the_lock_set_is_said(db: &TestDb) 
     )
     .unwrap();
     let command = format!("sh {}", wrapper.display());
-    let out = run(base(db)
-        .envs(env)
-        .env("UNLATCH_MIGRATE_CMD", &command)
-        .env("UNLATCH_KILL_GRACE", "1s")
-        .args(["--", "true"]));
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "the app starts all the same: {err}");
-    let warnings: Vec<_> = err
+    let start = |extra: &[(&str, &str)]| {
+        db.set_knex_migrator_lock(false, "NULL");
+        let out = run(base(db)
+            .envs(env.clone())
+            .envs(extra.iter().copied())
+            .env("UNLATCH_MIGRATE_CMD", &command)
+            .env("UNLATCH_KILL_GRACE", "1s")
+            .args(["--", "true"]));
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "the app starts all the same: {err}");
+        let warnings: Vec<String> = err
+            .lines()
+            .filter(|l| l.contains("exited with 0 but left"))
+            .map(str::to_owned)
+            .collect();
+        (err, warnings)
+    };
+    let (err, warnings) = until_proven(db, || start(&[]), |(_, w)| w.is_empty());
+    assert!(warnings.is_empty(), "healed, not warned about: {err}");
+    let proof = match db.engine {
+        Engine::Sqlite => "its holder is provably gone (sqlite-lease: ",
+        Engine::MySql => "its holder is provably gone (mysql-sessions: ",
+        Engine::Postgres => "its holder is provably gone (pg-sessions: ",
+    };
+    let healed = err
         .lines()
-        .filter(|l| l.contains("exited with 0 but left"))
-        .collect();
+        .find(|l| l.contains(proof) && !l.starts_with("unlatch: trail "))
+        .unwrap_or_else(|| panic!("no heal by proof: {err}"));
+    assert!(
+        healed.contains("taken ") && healed.contains("s ago, under UNLATCH_POOL_IDLE_TIMEOUT=10s"),
+        "{healed}"
+    );
+    assert!(
+        healed.ends_with("freed it (compare-and-swap on what was observed)"),
+        "{healed}"
+    );
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "0", "{err}");
+
+    let (err, warnings) = start(&[("UNLATCH_PROOFS", "0")]);
     assert_eq!(warnings.len(), 1, "one warning: {err}");
     assert!(
         warnings[0].contains("knex-migrator lock migrations_lock (lock_key 'km01') taken at"),
         "what was seen: {err}"
     );
+    assert!(
+        warnings[0].contains("no proof its holder is gone (UNLATCH_PROOFS=0 turns proofs off)"),
+        "why it is left: {err}"
+    );
+    assert!(!err.contains("provably gone"), "{err}");
     assert_eq!(
         db.knex_migrator_lock().unwrap()[0],
         "1",
         "left as it is, with no proof its holder is gone: {err}"
     );
+}
+
+/// Runs `attempt` until `proven` holds of what it gives, for at most 20 s
+/// on MySQL, where other tests' sessions with no database hold a proof up
+/// now and then (they may `USE` any database); once elsewhere.
+fn until_proven<T>(db: &TestDb, mut attempt: impl FnMut() -> T, proven: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = attempt();
+        if proven(&got) || db.engine != Engine::MySql || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `unlatch status` judges a live lock as a start would: a young lock whose
+/// holder is provably gone is one the next start heals at once, so `stale`
+/// (exit 2) with the proof; with a session open or a file held, `live`
+/// (exit 1) and why there is no proof. It writes nothing either way.
+fn status_judges_a_provably_gone_holder_as_a_start_does(db: &TestDb) {
+    db.create_knex_migrator_lock();
+    let two_seconds_ago = match db.engine {
+        Engine::Sqlite => "datetime('now', '-2 seconds')",
+        Engine::MySql => "UTC_TIMESTAMP() - INTERVAL 2 SECOND",
+        Engine::Postgres => "now() - interval '2 seconds'",
+    };
+    db.set_knex_migrator_lock(true, two_seconds_ago);
+    let status = || {
+        let out = run(base(db).args(["status", "--json"]));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (code(&out), report["tools"][0].clone())
+    };
+    let (exit, tool) = until_proven(db, status, |(exit, _)| *exit == 2);
+    assert_eq!(
+        (exit, tool["verdict"].as_str()),
+        (2, Some("stale")),
+        "{tool}"
+    );
+    let proof = tool["proof"].as_str().unwrap_or_default();
+    let name = match db.engine {
+        Engine::Sqlite => "sqlite-lease: ",
+        Engine::MySql => "mysql-sessions: ",
+        Engine::Postgres => "pg-sessions: ",
+    };
+    assert!(proof.starts_with(name), "{tool}");
+    assert!(
+        proof.contains("taken ") && proof.contains("UNLATCH_POOL_IDLE_TIMEOUT=10s"),
+        "{tool}"
+    );
+    // The text form says it too.
+    let out = run(base(db).arg("status"));
+    if code(&out) == 2 {
+        assert!(
+            stdout(&out).contains(&format!("proof       {name}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // Someone there: live, and why.
+    let mut holder = match db.engine {
+        Engine::Sqlite => {
+            let file = url::Url::parse(&db.url).unwrap().path().to_owned();
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", "exec 3<\"$0\"; exec sleep 60"]).arg(file);
+            cmd
+        }
+        engine => {
+            let sleep = match engine {
+                Engine::Postgres => "select pg_sleep(60)",
+                _ => "select sleep(60)",
+            };
+            let (statement, env) = cli(db, sleep);
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &statement]).envs(env);
+            cmd
+        }
+    }
+    .spawn()
+    .unwrap();
+    let others = match db.engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => Some(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and pid <> pg_backend_pid()",
+        ),
+        Engine::MySql => Some(
+            "select count(*) from information_schema.processlist where db = database() \
+             and id <> connection_id()",
+        ),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let opened = |pid: u32| {
+        let file = std::path::PathBuf::from(url::Url::parse(&db.url).unwrap().path());
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+        })
+    };
+    while !match others {
+        Some(count) => db.row(count).unwrap()[0] != "0",
+        None => opened(holder.id()),
+    } {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (exit, tool) = status();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(
+        (exit, tool["verdict"].as_str()),
+        (1, Some("live")),
+        "{tool}"
+    );
+    let none = tool["proof"].as_str().unwrap_or_default();
+    let why = match db.engine {
+        Engine::Sqlite => "none: in use: another process has ",
+        _ => "none: in use: ",
+    };
+    assert!(none.starts_with(why), "{tool}");
+    assert!(!has_state_table(db), "status wrote unlatch_state");
+    assert_eq!(db.knex_migrator_lock().unwrap()[0], "1");
 }
 
 /// A rolling deploy: the replica of the old image holds the guard while it
