@@ -356,9 +356,23 @@ async fn saw_free(
     looked: Instant,
 ) -> anyhow::Result<()> {
     if config.proof.proofs && !tool.dates_its_lock() {
-        state::saw_free(db, &[tool.name()], looked).await?;
+        note_free(db, &[tool.name()], looked).await;
     }
     Ok(())
+}
+
+/// [`state::saw_free`], a failure said in a warning: a user who may not
+/// write `unlatch_state` (nor create it) still starts, its killed
+/// migrations then waiting for the TTL.
+async fn note_free(db: &mut Db, tools: &[&str], looked: Instant) {
+    if let Err(e) = state::saw_free(db, tools, looked).await {
+        log::warn!(
+            "could not record in {} when the lock of {} was seen free ({e:#}): a migration killed soon \
+             after cannot be proven gone, and waits for UNLATCH_LOCK_TTL",
+            state::TABLE,
+            tools.join(" and ")
+        );
+    }
 }
 
 /// Before a first migration, no tool's table there yet: records that the
@@ -381,7 +395,7 @@ pub async fn no_lock_yet(
         }
     }
     if !free.is_empty() {
-        state::saw_free(db, &free, looked).await?;
+        note_free(db, &free, looked).await;
     }
     Ok(())
 }

@@ -455,3 +455,82 @@ fn status_judges_a_lock_of_unknown_age_as_a_start_does(db: &TestDb) {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(db.knex_migrator_lock().unwrap()[0], "0");
 }
+
+/// A knex start whose user may not create `unlatch_state`: recording when
+/// the lock was seen free (the recency a later proof needs) fails, and the
+/// start goes on all the same, saying what follows.
+#[test]
+fn a_user_who_cannot_make_unlatch_state_still_starts_a_knex_app() {
+    for engine in [Engine::MySql, Engine::Postgres] {
+        let Some(db) = TestDb::new(engine, "free_ro") else {
+            continue;
+        };
+        db.exec(&[
+            "create table knex_migrations_lock (\"index\" integer primary key, is_locked integer)",
+            "insert into knex_migrations_lock values (1, 0)",
+        ]
+        .map(|ddl| match engine {
+            Engine::MySql => ddl.replace('"', "`"),
+            _ => ddl.to_owned(),
+        })
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+        let user: String = format!("u{}", unique("fr").replace('_', ""))
+            .chars()
+            .take(24)
+            .collect();
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_username(&user).unwrap();
+        url.set_password(Some(PASSWORD)).unwrap();
+        let (create, drop): (Vec<String>, Vec<String>) = match engine {
+            Engine::MySql => (
+                ["%", "localhost"]
+                    .iter()
+                    .flat_map(|host| {
+                        [
+                            format!("CREATE USER '{user}'@'{host}' IDENTIFIED BY '{PASSWORD}'"),
+                            format!(
+                                "GRANT SELECT, UPDATE ON `{}`.knex_migrations_lock TO '{user}'@'{host}'",
+                                db.name
+                            ),
+                        ]
+                    })
+                    .collect(),
+                vec![
+                    format!("DROP USER IF EXISTS '{user}'@'%'"),
+                    format!("DROP USER IF EXISTS '{user}'@'localhost'"),
+                ],
+            ),
+            _ => (
+                vec![
+                    format!("CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'"),
+                    "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
+                    format!("GRANT SELECT, UPDATE ON knex_migrations_lock TO {user}"),
+                ],
+                vec![
+                    format!("DROP OWNED BY {user}"),
+                    format!("DROP ROLE IF EXISTS {user}"),
+                ],
+            ),
+        };
+        db.exec(&create.iter().map(String::as_str).collect::<Vec<_>>());
+        let out = run(unlatch()
+            .env("UNLATCH_DATABASE_URL", url.as_str())
+            .env("UNLATCH_MIGRATE_CMD", "true")
+            .args(["--", "true"]));
+        sql(
+            &db.url,
+            &drop.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{engine:?}: {err}");
+        assert!(
+            err.contains(
+                "unlatch: warning: could not record in unlatch_state when the lock of knex was seen free ("
+            ) && err.contains("a migration killed soon after cannot be proven gone, and waits for UNLATCH_LOCK_TTL"),
+            "{engine:?}: {err}"
+        );
+        assert!(!has_state_table(&db), "{engine:?}");
+    }
+}
