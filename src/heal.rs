@@ -8,8 +8,8 @@
 //! only after unlatch itself has watched it, unchanged, for a whole TTL).
 //! A live lock is healed only when its holder is provably gone ([`proof`]:
 //! no session or open file, and the holder used the database lately enough
-//! to be still connected if alive), under the same policy as a stale one; otherwise it is never touched: it
-//! is polled about once a second until it is released, goes stale, its
+//! to be still connected if alive), under the same policy as a stale one;
+//! otherwise it is never touched: it is polled about once a second until it is released, goes stale, its
 //! holder is proven gone, or `UNLATCH_LOCK_WAIT` runs out. Every write is
 //! the adapter's compare-and-swap on what was observed; when it loses the
 //! race, we look again rather than retry blindly.
@@ -199,7 +199,7 @@ pub async fn settle(
         match verdict {
             Verdict::Free => {
                 log::info!("{account}");
-                saw_free(tool, db, config, looked).await?;
+                saw_free(tool, db, config, looked).await;
                 return Ok(first);
             }
             Verdict::Stale(_) => {
@@ -313,10 +313,11 @@ pub async fn prove_gone(
     proof::look_for(db, target, settings, recency.as_ref(), stop).await
 }
 
-/// When the holder of `seen` last used the database, at the latest: when
-/// it took the lock, by the lock's own timestamp (the age [`judge`] reads,
-/// never a first sighting); for a lock with none, when a start last saw it
-/// free ([`state::seen_free`]), by the database's clock.
+/// How long ago the holder of `seen` used the database, at the most: it
+/// did when it took the lock, by the lock's own timestamp (the age
+/// [`judge`] reads, never a first sighting), or, for a lock with none,
+/// after a start last saw it free ([`state::seen_free`], by the database's
+/// clock).
 async fn recency(
     tool: &dyn Tool,
     db: &mut Db,
@@ -349,16 +350,10 @@ async fn recency(
 
 /// Records that `tool`'s lock was free at `looked` ([`state::saw_free`]),
 /// when its lock records no time of its own and proofs are on.
-async fn saw_free(
-    tool: &dyn Tool,
-    db: &mut Db,
-    config: &Settings,
-    looked: Instant,
-) -> anyhow::Result<()> {
+async fn saw_free(tool: &dyn Tool, db: &mut Db, config: &Settings, looked: Instant) {
     if config.proof.proofs && !tool.dates_its_lock() {
         note_free(db, &[tool.name()], looked).await;
     }
-    Ok(())
 }
 
 /// [`state::saw_free`], a failure said in a warning: a user who may not
@@ -570,7 +565,7 @@ pub async fn release(
         };
         log::info!("{why}{how}");
         state::forget_seen(db, tool.name()).await?;
-        saw_free(tool, db, config, freeing).await?;
+        saw_free(tool, db, config, freeing).await;
     }
     Ok(swapped)
 }
