@@ -30,7 +30,7 @@ use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
 use crate::tools::{ToolChoice, ToolSettings, Value};
 use crate::user::RunAs;
-use crate::{backup, ghost, heal, hooks, launch, tools};
+use crate::{backup, ghost, heal, hooks, launch, proof, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -62,6 +62,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_ON_STALE", "clear", "what to do with a stale lock: clear, rollback or fail"),
     ("UNLATCH_ROLLBACK_CMD", "(unset)", "command run before clearing, with UNLATCH_ON_STALE=rollback"),
     ("UNLATCH_ON_DIRTY", "fail", "what to do with a dirty or failed migration: fail, or retry (mark it not applied, migrate)"),
+    ("UNLATCH_PROOFS", "1", "1: heal a live lock at once when its holder is provably gone (SQLite lease, PostgreSQL or MySQL session list); 0: live until the TTL"),
+    ("UNLATCH_PROOF_SETTLE", "250ms", "how long the session list must stay empty of other clients for a proof on PostgreSQL or MySQL (measured: pool gaps up to 70ms)"),
     ("UNLATCH_TERMINATE_STALE_SESSIONS", "0", "1: end a PostgreSQL session that holds a tool's advisory lock, idle longer than the TTL"),
     ("UNLATCH_MIGRATE_CMD", "(unset)", "command that migrates, e.g. knex-migrator-migrate --init"),
     ("UNLATCH_MIGRATIONS_DIR", "(unset)", "folder of plain SQL migrations (sqlx's format) for the built-in runner"),
@@ -279,6 +281,10 @@ impl Config {
                 backup: backup::Settings {
                     sqlite_file: database.as_ref().and_then(|t| t.sqlite_file.clone()),
                     sqlite_backup_keep: vars.setting("UNLATCH_SQLITE_BACKUP_KEEP", copies)?,
+                },
+                proof: proof::Settings {
+                    proofs: vars.setting("UNLATCH_PROOFS", flag)?,
+                    settle: vars.setting("UNLATCH_PROOF_SETTLE", duration)?,
                 },
             },
             hooks: hooks::Settings {
@@ -774,6 +780,8 @@ mod tests {
         ("an unknown hook failure", &[("UNLATCH_HOOK_FAILURE", "ignore")], "expected stop or warn"),
         ("an unknown dirty choice", &[("UNLATCH_ON_DIRTY", "force")], "expected fail or retry"),
         ("a count of copies", &[("UNLATCH_SQLITE_BACKUP_KEEP", "0")], "at least 1"),
+        ("proofs are a flag", &[("UNLATCH_PROOFS", "yes")], "^UNLATCH_PROOFS=yes: expected 1 or 0"),
+        ("a settle window is a duration", &[("UNLATCH_PROOF_SETTLE", "fast")], "^UNLATCH_PROOF_SETTLE=fast: expected a duration"),
         ("a command with an open quote", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "UNLATCH_MIGRATE_CMD"),
         ("a command with an open quote, said why", &[("UNLATCH_MIGRATE_CMD", "echo 'oops")], "unmatched quote"),
         ("a command of no words", &[("UNLATCH_MIGRATE_CMD", "   ")], "found no words"),
@@ -839,6 +847,9 @@ mod tests {
         ("a tool in any case", &[("UNLATCH_TOOL", "Knex-Migrator ")], |c| c.tool == ToolChoice::Named("knex-migrator")),
         ("supervise", &[("UNLATCH_MODE", "supervise")], |c| c.launch.mode == Mode::Supervise),
         ("group", &[("UNLATCH_SIGNAL_TARGET", "group")], |c| c.launch.signal_target == SignalTarget::Group),
+        ("proofs on by default", &[], |c| c.heal.proof.proofs && c.heal.proof.settle == Duration::from_millis(250)),
+        ("proofs off", &[("UNLATCH_PROOFS", "0")], |c| !c.heal.proof.proofs),
+        ("a settle window in ms", &[("UNLATCH_PROOF_SETTLE", "400ms")], |c| c.heal.proof.settle == Duration::from_millis(400)),
         ("a table name", &[("UNLATCH_KNEX_TABLE", "my_migrations")], |c| c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("my_migrations")),
         ("an unused rollback command is a warning", &[("UNLATCH_ROLLBACK_CMD", "true")], |c| c.warnings.iter().any(|w| w.contains("UNLATCH_ROLLBACK_CMD"))),
         ("a migrations folder", &[("UNLATCH_MIGRATIONS_DIR", "/")], |c| c.migrations_dir.is_some() && c.migrate_cmd.is_none()),

@@ -52,8 +52,6 @@ pub const PG_KEY: i64 = 0x0075_6e6c_6174_6368;
 /// it too.
 pub struct Guard {
     held: Held,
-    /// Whether another replica held the guard when this one asked for it.
-    pub waited: bool,
     /// The row of the read that came with the first try, if that try took
     /// the guard (PostgreSQL): read under it.
     pub first_read: Option<AnyRow>,
@@ -127,7 +125,7 @@ pub async fn try_acquire(
     // few seconds.
     let wait = Wait::new(lock_wait, Duration::MAX);
     match held.take(work, true, stop).await? {
-        (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, false, first_read))),
+        (true, first_read) => Ok(Try::Taken(Guard::took(held, &wait, first_read))),
         (false, _) => Ok(Try::Busy(Waiter { held, wait })),
     }
 }
@@ -166,11 +164,7 @@ async fn mysql_guard(
                 )
             })?,
     };
-    // Per database, within GET_LOCK's 64 characters.
-    let key: String = format!("unlatch:{}", target.name)
-        .chars()
-        .take(64)
-        .collect();
+    let key = mysql_key(target);
     let sql = Statements {
         name: format!("GET_LOCK('{key}')"),
         try_sql: format!("SELECT COALESCE(GET_LOCK('{key}', 0), 0)"),
@@ -178,6 +172,21 @@ async fn mysql_guard(
         release_sql: format!("SELECT RELEASE_LOCK('{key}')"),
     };
     Ok(Held::Session(db, sql))
+}
+
+/// The name of MySQL's guard (`GET_LOCK`): per database, within
+/// GET_LOCK's 64 characters. [`crate::proof`] knows other replicas'
+/// sessions waiting for it by this name.
+pub fn mysql_key(target: &Target) -> String {
+    format!("{}{}", mysql_key_prefix(), target.name)
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// What every MySQL guard's name begins with, whatever its database.
+pub fn mysql_key_prefix() -> &'static str {
+    "unlatch:"
 }
 
 /// PostgreSQL's guard, on the work connection. Its statements go as simple
@@ -308,7 +317,7 @@ impl Waiter {
                         .await
                         .context("resetting lock_timeout after taking the guard")?;
                 }
-                return Ok(Guard::took(self.held, &self.wait, true, None));
+                return Ok(Guard::took(self.held, &self.wait, None));
             }
         }
     }
@@ -349,8 +358,11 @@ fn file_guard(database: &Path) -> Held {
     match opened {
         Ok(file) => Held::File(file, path),
         Err(e) => {
+            let uid = nix::unistd::geteuid();
             log::warn!(
-                "cannot open the guard file {}: {e}; going on without a guard",
+                "cannot open the guard file {}: {e}; going on without a guard: replicas starting together are \
+                 not kept apart, and a lock a failed migrate command leaves is not freed. To have the guard \
+                 again, make the file readable by uid {uid} (or remove it, while no unlatch runs)",
                 path.display()
             );
             Held::None
@@ -359,7 +371,7 @@ fn file_guard(database: &Path) -> Held {
 }
 
 impl Guard {
-    fn took(held: Held, wait: &Wait, waited: bool, first_read: Option<AnyRow>) -> Guard {
+    fn took(held: Held, wait: &Wait, first_read: Option<AnyRow>) -> Guard {
         if !matches!(held, Held::None) {
             log::debug!(
                 "took the guard {} after {}",
@@ -367,11 +379,14 @@ impl Guard {
                 human(wait.elapsed())
             );
         }
-        Guard {
-            held,
-            waited,
-            first_read,
-        }
+        Guard { held, first_read }
+    }
+
+    /// Whether unlatch holds a guard at all: not when there was nothing to
+    /// guard, nor when its guard file could not be opened. Without one, no
+    /// lock is provably this start's own.
+    pub fn holds(&self) -> bool {
+        !matches!(self.held, Held::None)
     }
 
     /// Whether it is SQLite's guard file.

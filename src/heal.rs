@@ -1,13 +1,15 @@
 //! Heal: decide whether a migration lock is live or stale, wait for a live
 //! one, and free a stale one as `UNLATCH_ON_STALE` says.
 //!
-//! A lock is stale only when it has been held longer than `UNLATCH_LOCK_TTL`.
+//! A lock is stale when it has been held longer than `UNLATCH_LOCK_TTL`.
 //! Its age comes from the holder's own timestamp; when that is missing,
 //! unreadable or in the future, the age is counted from the moment this
 //! unlatch first saw that same holder (so a lock of unknown age is freed
 //! only after unlatch itself has watched it, unchanged, for a whole TTL).
-//! A live lock is never touched: it is polled about once a second until it
-//! is released, goes stale, or `UNLATCH_LOCK_WAIT` runs out. Every write is
+//! A live lock is healed only when its holder is provably gone ([`proof`]),
+//! under the same policy as a stale one; otherwise it is never touched: it
+//! is polled about once a second until it is released, goes stale, its
+//! holder is proven gone, or `UNLATCH_LOCK_WAIT` runs out. Every write is
 //! the adapter's compare-and-swap on what was observed; when it loses the
 //! race, we look again rather than retry blindly.
 //!
@@ -19,10 +21,11 @@ use jiff::Timestamp;
 
 use crate::backup;
 use crate::clock::{self, human, LockZone};
-use crate::db::Db;
+use crate::db::{Db, Target};
 use crate::exit::{Code, Failure};
 use crate::migrate;
 use crate::process::{Ended, Stop};
+use crate::proof::{self, Finding};
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::user::RunAs;
@@ -45,6 +48,8 @@ pub struct Settings {
     pub migrate_run_as: Option<RunAs>,
     /// How to copy a SQLite database before freeing its lock.
     pub backup: backup::Settings,
+    /// Whether, and how, to look for a proof that a live lock's holder is gone.
+    pub proof: proof::Settings,
 }
 
 /// What to do with a lock held longer than the TTL (`UNLATCH_ON_STALE`).
@@ -70,6 +75,15 @@ pub enum OnDirty {
 
 /// How often a live lock is looked at.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How often instead while the only thing between it and a proof may pass
+/// by itself soon (a killed holder's session lingers for some tens of ms,
+/// at most a few hundred measured), during the first [`PROOF_HURRY`] of
+/// the wait: past that, a holder still seen is most likely alive, and
+/// looking five times a second (a SQLite connection reopened each time)
+/// would only cost.
+const PROOF_POLL: Duration = Duration::from_millis(200);
+const PROOF_HURRY: Duration = Duration::from_secs(3);
 
 /// What a lock's state means under the TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +176,7 @@ pub fn account(tool: &dyn Tool, state: &LockState, verdict: &Verdict, config: &S
 pub async fn settle(
     tool: &dyn Tool,
     db: &mut Db,
+    target: &Target,
     config: &Settings,
     stop: &mut Stop,
     state_absent: bool,
@@ -171,10 +186,11 @@ pub async fn settle(
     let mut wait = Wait::new(config.lock_wait, wait::PACE);
     let mut state_absent = state_absent;
     let mut first = true;
+    let mut no_proof = proof::Reasons::default();
     loop {
         let state = tool.observe(db, zone).await?;
-        let watched = watched_for(tool, db, &state, &mut state_absent).await?;
-        let verdict = judge(&state, Timestamp::now(), watched, config.lock_ttl);
+        let sightings = Sightings::Record(&mut state_absent);
+        let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
         let account = account(tool, &state, &verdict, config);
         match verdict {
             Verdict::Free => {
@@ -182,7 +198,7 @@ pub async fn settle(
                 return Ok(first);
             }
             Verdict::Stale(_) => {
-                if heal(tool, db, &state, &account, config, stop).await? {
+                if heal(tool, db, &state, &account, "stale", config, stop).await? {
                     return Ok(false);
                 }
                 log::info!(
@@ -192,6 +208,35 @@ pub async fn settle(
                 );
             }
             Verdict::Live(_) => {
+                // Looked for after the lock was observed: the heal's
+                // compare-and-swap is on what was seen before the proof.
+                let finding = proof::look(db, target, &config.proof, stop).await?;
+                let pause = match finding {
+                    Finding::Gone { proof, evidence } => {
+                        let cause = format!("its holder is provably gone ({proof}: {evidence})");
+                        if heal(tool, db, &state, &account, &cause, config, stop).await? {
+                            return Ok(false);
+                        }
+                        log::info!(
+                            "{} lock {} changed while unlatch looked; looking again",
+                            tool.name(),
+                            tool.place()
+                        );
+                        first = false;
+                        continue;
+                    }
+                    Finding::NoProof(why) => {
+                        let pause = if proof::may_pass(&why) && wait.elapsed() < PROOF_HURRY {
+                            PROOF_POLL
+                        } else {
+                            POLL
+                        };
+                        if no_proof.fresh(&why) {
+                            log::info!("{account}: no proof the holder is gone: {why}");
+                        }
+                        pause
+                    }
+                };
                 let limit = human(config.lock_wait);
                 let progress = |_| {
                     format!("{account}: live, leaving it alone; waiting up to UNLATCH_LOCK_WAIT={limit} for it to be released")
@@ -203,36 +248,70 @@ pub async fn settle(
                     );
                     Failure::new(Code::LockStillHeld, why).into()
                 };
-                wait.again(POLL, stop, progress, timed_out).await?;
+                wait.again(pause, stop, progress, timed_out).await?;
             }
         }
         first = false;
     }
 }
 
+/// What judging a lock does with unlatch's first sightings (`unlatch_state`).
+pub enum Sightings<'a> {
+    /// A start: records a first sighting, and forgets it once the lock is
+    /// seen free. The flag: unlatch's table was just seen absent under the
+    /// guard (nothing to forget, until this start records a sighting).
+    Record(&'a mut bool),
+    /// `unlatch status`, which changes nothing: reads them only; a holder
+    /// not seen before counts from now, as a start would record it.
+    Read,
+}
+
+/// Judges `state` as a start does, and as `unlatch status` reports it: the
+/// age from the holder's own timestamp or, when that is no use, from this
+/// unlatch's first sighting of the same holder (see [`watched_for`]).
+pub async fn judge_seen(
+    tool: &dyn Tool,
+    db: &mut Db,
+    state: &LockState,
+    ttl: Duration,
+    sightings: Sightings<'_>,
+) -> anyhow::Result<Verdict> {
+    let watched = watched_for(tool, db, state, sightings).await?;
+    Ok(judge(state, Timestamp::now(), watched, ttl))
+}
+
 /// How long unlatch has seen this very lock, when its own timestamp is no
 /// use (none, unreadable, in the future): from the first sighting kept in
-/// `unlatch_state`, so that restarts add up. Seeing it free forgets that
-/// (nothing to forget while `state_absent`; recording one ends that).
+/// `unlatch_state`, so that restarts add up. A start records one and, on
+/// seeing the lock free, forgets it (nothing to forget while the table is
+/// absent; recording one ends that).
 async fn watched_for(
     tool: &dyn Tool,
     db: &mut Db,
     state: &LockState,
-    state_absent: &mut bool,
+    sightings: Sightings<'_>,
 ) -> anyhow::Result<Option<Duration>> {
-    match state {
-        LockState::Held(lock)
+    match (state, sightings) {
+        (LockState::Held(lock), sightings)
             if lock
                 .taken
                 .and_then(|t| clock::age(t, Timestamp::now()))
                 .is_none() =>
         {
-            *state_absent = false;
-            let first = state::first_seen(db, tool.name(), &lock.signature()).await?;
-            Ok(clock::age(first, Timestamp::now()).or(Some(Duration::ZERO)))
+            let signature = lock.signature();
+            let first = match sightings {
+                Sightings::Record(state_absent) => {
+                    *state_absent = false;
+                    Some(state::first_seen(db, tool.name(), &signature).await?)
+                }
+                Sightings::Read => state::seen_since(db, tool.name(), &signature).await?,
+            };
+            let now = Timestamp::now();
+            Ok(first
+                .and_then(|f| clock::age(f, now))
+                .or(Some(Duration::ZERO)))
         }
-        LockState::Free if *state_absent => Ok(None),
-        LockState::Free => {
+        (LockState::Free, Sightings::Record(state_absent)) if !*state_absent => {
             state::forget_seen(db, tool.name()).await?;
             Ok(None)
         }
@@ -241,16 +320,23 @@ async fn watched_for(
 }
 
 /// Applies `UNLATCH_ON_STALE` to a stale lock, or `UNLATCH_ON_DIRTY` to a
-/// stale dirty marker, as `account` tells it. `Ok(false)`: it changed under
-/// us; nothing was done.
+/// stale dirty marker, as `account` tells it; `cause` says why it may be
+/// healed (`stale`, or the proof that its holder is gone). `Ok(false)`: it
+/// changed under us; nothing was done.
 async fn heal(
     tool: &dyn Tool,
     db: &mut Db,
     seen: &LockState,
     account: &str,
+    cause: &str,
     config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
+    // A stale marker's account says how old it is; a proof is said.
+    let dirty_lead = match cause {
+        "stale" => account.to_owned(),
+        proof => format!("{account}; {proof}"),
+    };
     if let LockState::Held(Lock {
         stuck: Stuck::Dirty { migration },
         ..
@@ -260,7 +346,7 @@ async fn heal(
             OnDirty::Fail => Err(Failure::new(
                 Code::DirtyRefused,
                 format!(
-                    "{account}: UNLATCH_ON_DIRTY=fail leaves it for a person to decide. The tool's repair, once \
+                    "{dirty_lead}: UNLATCH_ON_DIRTY=fail leaves it for a person to decide. The tool's repair, once \
                      the migration's effects are checked or undone: {}",
                     tool.manual_fix(db, seen)
                 ),
@@ -268,7 +354,7 @@ async fn heal(
             .into()),
             OnDirty::Retry => {
                 let why = format!(
-                    "{account}: UNLATCH_ON_DIRTY=retry; marked {migration} as not applied, as `{}` does, so that it runs again",
+                    "{dirty_lead}: UNLATCH_ON_DIRTY=retry; marked {migration} as not applied, as `{}` does, so that it runs again",
                     tool.manual_fix(db, seen)
                 );
                 release(tool, db, seen, config, &why, stop).await
@@ -279,18 +365,18 @@ async fn heal(
         OnStale::Fail => Err(Failure::new(
             Code::StaleRefused,
             format!(
-                "{account}: stale, and UNLATCH_ON_STALE=fail leaves it alone. To free it by hand, once sure \
+                "{account}: {cause}, and UNLATCH_ON_STALE=fail leaves it alone. To free it by hand, once sure \
                  no migration runs: {}",
                 tool.manual_fix(db, seen)
             ),
         )
         .into()),
-        OnStale::Clear => release(tool, db, seen, config, &format!("{account}: stale"), stop).await,
+        OnStale::Clear => release(tool, db, seen, config, &format!("{account}: {cause}"), stop).await,
         OnStale::Rollback(argv) => {
             if *seen == LockState::Missing {
                 return release(tool, db, seen, config, &format!("{account}: nothing to roll back"), stop).await;
             }
-            log::info!("{account}: stale; running UNLATCH_ROLLBACK_CMD before freeing it");
+            log::info!("{account}: {cause}; running UNLATCH_ROLLBACK_CMD before freeing it");
             let ended = migrate::command("UNLATCH_ROLLBACK_CMD", argv, &[], config, stop).await?;
             let outcome = match ended {
                 Ended::Exited(_) | Ended::CouldNotStart(_) => ended.describe(),
@@ -313,8 +399,9 @@ async fn heal(
 }
 
 /// The one way unlatch writes to a tool's lock: a SQLite database is copied
-/// first (no copy, no write), then the compare-and-swap, logged with `why`
-/// when it goes through.
+/// first (no copy, no write), then the compare-and-swap, recorded in the
+/// trail with `why` in its transaction, and logged with `why` when it goes
+/// through.
 pub async fn release(
     tool: &dyn Tool,
     db: &mut Db,
@@ -324,7 +411,7 @@ pub async fn release(
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     backup::sqlite(db, &config.backup, "before freeing the lock", stop).await?;
-    let swapped = tool.release(db, seen, &config.lock_zone).await?;
+    let swapped = tool.release(db, seen, &config.lock_zone, why).await?;
     if swapped {
         let how = match seen {
             LockState::Missing => "; put the row back, unlocked",

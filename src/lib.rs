@@ -15,7 +15,8 @@
 //! - [`tools`]: one adapter per migration tool: find and free its lock.
 //! - [`sessions`]: PostgreSQL sessions holding a tool's advisory lock.
 //! - [`heal`]: live or stale; wait, clear, roll back or refuse
-//!   ([`backup`] copies a SQLite database before it changes).
+//!   ([`proof`]: whether a live lock's holder is provably gone;
+//!   [`backup`] copies a SQLite database before it changes).
 //! - [`hooks`]: the `entrypoint.d` folder, after the heal.
 //! - [`migrate`]: the migrate command, under a timeout; [`runner`], the
 //!   built-in runner for plain SQL migrations.
@@ -24,6 +25,8 @@
 //! - [`supervise`]: unlatch as PID 1: signals forwarded, zombies reaped.
 //! - [`process`]: signals, child processes and the exec itself.
 //! - [`state`]: unlatch's own small table, shared by replicas.
+//! - [`trail`]: every change to a tool's table, made with its record in
+//!   `unlatch_history`; `unlatch history`.
 //! - [`status`]: `unlatch status`.
 //!
 //! [`exit`] holds the exit codes, [`clock`] the timestamps, [`logging`] the
@@ -46,6 +49,7 @@ pub mod logging;
 pub mod look;
 pub mod migrate;
 pub mod process;
+pub mod proof;
 pub mod runner;
 pub mod sessions;
 pub mod state;
@@ -53,6 +57,7 @@ pub mod status;
 pub mod supervise;
 pub mod tls;
 pub mod tools;
+pub mod trail;
 pub mod user;
 pub mod wait;
 
@@ -68,7 +73,6 @@ pub struct Prepared {
 
 /// Everything before COMMAND starts: wait, guard, heal, hooks, migrate.
 pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
-    let started = jiff::Timestamp::now();
     let mut stop = Stop::install()?;
     let Some(target) = &config.database else {
         log::info!(
@@ -128,16 +132,9 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
         // No other unlatch is copying this database now.
         backup::remove_leftovers(file);
     }
-    let result = under_guard(
-        config,
-        target,
-        &mut db,
-        guard.waited.then_some(started),
-        look,
-        &mut stop,
-    )
-    .await
-    .map_err(|e| db::sqlite_refusal(e, target));
+    let result = under_guard(config, target, &mut db, guard.holds(), look, &mut stop)
+        .await
+        .map_err(|e| db::sqlite_refusal(e, target));
     // A guard on the work connection is released on it, before it closes.
     guard.release(db.as_mut()).await;
     if let Some(db) = db {
@@ -155,14 +152,14 @@ async fn unless_stopped(prepared: Prepared, stop: &mut Stop) -> anyhow::Result<P
     }
 }
 
-/// The preflight's steps, under the guard. `waited_since`: this replica
-/// started then and had to wait for another one's preflight. `look`: what
-/// the guard's first try read (see [`look`] for how long each part holds).
+/// The preflight's steps, under the guard. `guarded`: unlatch holds its
+/// guard ([`guard::Guard::holds`]). `look`: what the guard's first try read
+/// (see [`look`] for how long each part holds).
 async fn under_guard(
     config: &Config,
     target: &db::Target,
     db: &mut Option<Db>,
-    waited_since: Option<jiff::Timestamp>,
+    guarded: bool,
     look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
@@ -174,7 +171,8 @@ async fn under_guard(
     let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));
     let mut free_at_once = true;
     if let (Some(tool), Some(db)) = (&tool, &mut *db) {
-        free_at_once = heal::settle(tool.as_ref(), db, &config.heal, stop, state_absent).await?;
+        free_at_once =
+            heal::settle(tool.as_ref(), db, target, &config.heal, stop, state_absent).await?;
     }
     if let Some(db) = db.as_mut() {
         // The advisory locks that can block this app's tool: the one found,
@@ -203,16 +201,11 @@ async fn under_guard(
         .await?;
     }
     if let Some(argv) = &config.migrate_cmd {
-        migrate_unless_done(
-            argv,
-            &env,
-            tool.as_deref(),
-            db.as_mut(),
-            waited_since,
-            config,
-            stop,
-        )
-        .await?;
+        let watched = match (tool.as_deref(), db.as_mut()) {
+            (Some(tool), Some(db)) => Some(migrate::Watched { tool, db, guarded }),
+            _ => None,
+        };
+        migrate::run(argv, &env, watched, &config.heal, stop).await?;
     }
     if let Some(dir) = &config.migrations_dir {
         if db.is_none() {
@@ -293,37 +286,5 @@ fn give_to_app_user(
         ));
     }
     log::debug!("gave {} to {who}", file.display());
-    Ok(())
-}
-
-/// Runs the migrate command, unless the replica this one waited for has
-/// just run the same command successfully (see [`state`]).
-async fn migrate_unless_done(
-    argv: &[String],
-    env: &[(String, String)],
-    tool: Option<&dyn tools::Tool>,
-    mut db: Option<&mut Db>,
-    waited_since: Option<jiff::Timestamp>,
-    config: &Config,
-    stop: &mut Stop,
-) -> anyhow::Result<()> {
-    if let (Some(since), Some(db)) = (waited_since, db.as_deref_mut()) {
-        if let Some(at) = state::migrated_since(db, argv, since).await? {
-            log::info!(
-                "the replica this one waited for ran UNLATCH_MIGRATE_CMD successfully at {at}; not running it again"
-            );
-            return Ok(());
-        }
-    }
-    let watched = match (tool, db.as_deref_mut()) {
-        (Some(tool), Some(db)) => Some(migrate::Watched { tool, db }),
-        _ => None,
-    };
-    migrate::run(argv, env, watched, &config.heal, stop).await?;
-    if let Some(db) = db {
-        if let Err(e) = state::record_migrated(db, argv).await {
-            log::warn!("could not record the migration in unlatch_state ({e:#}); replicas waiting now will run it again");
-        }
-    }
     Ok(())
 }

@@ -1,6 +1,11 @@
 //! Logging: one line per decision on stderr, `unlatch: ` first, or one JSON
 //! object a line with `UNLATCH_LOG_FORMAT=json`.
 //!
+//! A change's record ([`crate::trail`]) is a JSON object: in text, the line
+//! is `unlatch: trail {...}` (`unlatch: warning: trail {...}` when its table
+//! could not take it); in JSON, the object is the line's `trail` field, not
+//! a string in `msg`.
+//!
 //! The `log` facade and env_logger carry the records; only the line format
 //! is ours. Records from dependencies (sqlx) are dropped: their messages can
 //! quote SQL and connection details, and a user reads ours instead.
@@ -41,20 +46,33 @@ pub fn init(settings: Settings) {
         .filter_module("unlatch", settings.level)
         .target(env_logger::Target::Stderr)
         .format(move |buf, record| {
+            let trail = record.target() == crate::trail::LOG_TARGET;
             if json {
+                let msg = conceal(&record.args().to_string());
+                // The record as written, not re-read: its keys, and the
+                // columns of its rows, keep their order.
+                let object = trail && serde_json::from_str::<serde::de::IgnoredAny>(&msg).is_ok();
                 let line = serde_json::json!({
                     "time": jiff::Timestamp::now().to_string(),
                     "level": record.level().as_str().to_ascii_lowercase(),
-                    "msg": conceal(&record.args().to_string()),
+                    "msg": if object { "trail" } else { &msg },
                 });
-                writeln!(buf, "{line}")
+                match object {
+                    true => {
+                        let fields = line.to_string();
+                        let fields = fields.strip_suffix('}').unwrap_or(&fields);
+                        writeln!(buf, "{fields},\"trail\":{msg}}}")
+                    }
+                    false => writeln!(buf, "{line}"),
+                }
             } else {
-                let prefix = match record.level() {
+                let level = match record.level() {
                     log::Level::Error => "error: ",
                     log::Level::Warn => "warning: ",
                     log::Level::Debug | log::Level::Trace => "debug: ",
                     log::Level::Info => "",
                 };
+                let prefix = format!("{level}{}", if trail { "trail " } else { "" });
                 writeln!(
                     buf,
                     "unlatch: {prefix}{}",

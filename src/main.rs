@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use unlatch::config::{self, Config, Env};
 use unlatch::exit::{self, Code, Failure};
-use unlatch::{db, launch, logging, status, supervise};
+use unlatch::{db, launch, logging, status, supervise, trail};
 
 const USAGE: &str = "\
 unlatch: heal a stale migration lock, run the migrations, then start the app
@@ -15,6 +15,7 @@ unlatch: heal a stale migration lock, run the migrations, then start the app
 Usage:
   unlatch [OPTIONS] [--] [COMMAND [ARGS...]]
   unlatch status [--json]
+  unlatch history [--json]
 
 With COMMAND, unlatch runs the preflight (wait for the database, take its
 guard, heal the migration lock, run UNLATCH_MIGRATE_CMD) and then execs
@@ -27,10 +28,16 @@ runs a COMMAND called status.
 timestamp, its age and a verdict, changing nothing; exit 0 free, 1 live,
 2 stale.
 
+`unlatch history` lists every change unlatch made to a migration tool's
+table (from its table unlatch_history), oldest first, one line each: when,
+the tool and place, why, the statement run, the rows as they were, and the
+statements that put them back; exit 0, with or without records.
+`unlatch -- history` runs a COMMAND called history.
+
 Options:
   -h, --help     print this help
   -V, --version  print the version
-  --json         (status) print one JSON object
+  --json         (status) print one JSON object; (history) one JSON array
 
 Environment variables:
 ";
@@ -39,6 +46,7 @@ enum Invocation {
     Help,
     Version,
     Status { json: bool },
+    History { json: bool },
     Run { command: Vec<String> },
 }
 
@@ -51,15 +59,22 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Fa
         match arg {
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
-            Value(first) if command.is_empty() && first == "status" => {
-                return match parser.next().map_err(|e| usage(e.to_string()))? {
-                    None => Ok(Invocation::Status { json: false }),
-                    Some(Long("json")) => Ok(Invocation::Status { json: true }),
-                    Some(other) => Err(usage(format!(
-                        "unlatch status: unexpected {}",
-                        other.unexpected()
-                    ))),
+            Value(first) if command.is_empty() && (first == "status" || first == "history") => {
+                let json = match parser.next().map_err(|e| usage(e.to_string()))? {
+                    None => false,
+                    Some(Long("json")) => true,
+                    Some(other) => {
+                        return Err(usage(format!(
+                            "unlatch {}: unexpected {}",
+                            first.to_string_lossy(),
+                            other.unexpected()
+                        )))
+                    }
                 };
+                return Ok(match first == "status" {
+                    true => Invocation::Status { json },
+                    false => Invocation::History { json },
+                });
             }
             Value(first) => {
                 command.push(first);
@@ -113,12 +128,12 @@ fn main() -> ExitCode {
 }
 
 /// Whether these arguments are a start (the preflight, then COMMAND), whose
-/// failure is the container's to report; `status` (a probe, perhaps) and
-/// the supervisor's fresh image are not.
+/// failure is the container's to report; `status` (a probe, perhaps),
+/// `history` and the supervisor's fresh image are not.
 fn starts_the_app(args: &[OsString]) -> bool {
     !args
         .first()
-        .is_some_and(|a| a == "status" || a == supervise::FRESH_IMAGE)
+        .is_some_and(|a| a == "status" || a == "history" || a == supervise::FRESH_IMAGE)
 }
 
 fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
@@ -172,6 +187,9 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     match invocation {
         Invocation::Status { json } => runtime
             .block_on(status::run(&config, json))
+            .map_err(refuse_pooler),
+        Invocation::History { json } => runtime
+            .block_on(trail::show(&config, json))
             .map_err(refuse_pooler),
         Invocation::Run { command } => {
             let prepared = runtime

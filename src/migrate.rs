@@ -3,9 +3,15 @@
 //!
 //! A migrator that timed out, was stopped, or failed is gone when this runs,
 //! so a lock it took cannot be live. unlatch frees it only when that is
-//! provable: the lock was free when the command started (we hold the guard,
-//! so no other replica could take it) and its timestamp is not earlier than
-//! the command's start. Anything else is left alone, and said so.
+//! provable: the lock was free when the command started, unlatch held its
+//! guard throughout (so no other replica could take it), and its timestamp
+//! is not earlier than the command's start. Without the guard (a guard file
+//! it could not open) no lock is provably the command's: another replica,
+//! just as unguarded, may hold it. Anything else is left alone, and said so.
+//!
+//! A command that succeeded yet left the lock set (a wrapper that exited
+//! without waiting for its migrator) is said in one warning, and the app
+//! starts: nothing proves that holder gone.
 //!
 //! May touch: the migrate command; the tool's lock, through its adapter.
 
@@ -24,6 +30,9 @@ use crate::tools::{LockState, Tool};
 pub struct Watched<'a> {
     pub tool: &'a dyn Tool,
     pub db: &'a mut Db,
+    /// Whether unlatch holds its guard ([`crate::guard::Guard::holds`]):
+    /// only then can a lock taken during the run be the command's own.
+    pub guarded: bool,
 }
 
 /// Runs the migrate command; `env` comes from the hooks' env file.
@@ -42,7 +51,12 @@ pub async fn run(
     let started = Timestamp::now() - Duration::from_secs(1);
     let ended = command("UNLATCH_MIGRATE_CMD", argv, env, config, stop).await?;
     let failure = match ended {
-        Ended::Exited(status) if status.success() => return Ok(()),
+        Ended::Exited(status) if status.success() => {
+            if let Some(w) = watched {
+                said_if_left_locked(w, config).await;
+            }
+            return Ok(());
+        }
         Ended::Exited(_) | Ended::CouldNotStart(_) => Failure::new(
             Code::MigrationFailed,
             format!(
@@ -91,6 +105,36 @@ pub fn timed_out(name: &str, config: &heal::Settings, then: &str) -> Failure {
     )
 }
 
+/// After a migrate command that succeeded, the lock should be free; if it
+/// is not (a wrapper that exited 0 without waiting for its migrator, which
+/// unlatch then ended as a leftover), one warning says what was seen. The
+/// app starts all the same: the command said it succeeded. A failed look is
+/// said, and changes nothing either.
+async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings) {
+    let state = match w.tool.observe(w.db, &config.lock_zone).await {
+        Ok(LockState::Free) => return,
+        Ok(state) => state,
+        Err(e) => {
+            let place = w.tool.place();
+            log::warn!("could not look at {place} after UNLATCH_MIGRATE_CMD succeeded: {e:#}");
+            return;
+        }
+    };
+    let verdict = heal::judge(&state, Timestamp::now(), None, config.lock_ttl);
+    let account = heal::account(w.tool, &state, &verdict, config);
+    // The spot for a proof that the holder is gone: with one, the lock
+    // could be freed here at once, through `heal::release`; without one it
+    // may be live (a migrator still running elsewhere), so it is only said.
+    let later = match verdict {
+        heal::Verdict::Live(_) => "a later start waits for it up to UNLATCH_LOCK_TTL",
+        _ => "the next start heals it",
+    };
+    log::warn!(
+        "UNLATCH_MIGRATE_CMD exited with 0 but left {account}: starting the app all the same. The tool \
+         refuses to migrate until it is freed; {later} (did a wrapper exit without waiting for its migrator?)"
+    );
+}
+
 /// Frees the lock the finished migrator took, if it provably took it.
 async fn free_own_lock(
     w: Watched<'_>,
@@ -103,7 +147,14 @@ async fn free_own_lock(
         return Ok(());
     };
     let taken = lock.acquired_at.as_deref().unwrap_or("NULL");
-    if lock.taken.is_some_and(|t| t >= started) {
+    let during_run = lock.taken.is_some_and(|t| t >= started);
+    if during_run && !w.guarded {
+        log::warn!(
+            "{} is locked (taken at {taken}, after the migrate command started), but unlatch ran without its \
+             guard, so another replica may hold it; leaving it",
+            w.tool.place()
+        );
+    } else if during_run {
         let why = format!(
             "the migrate command is gone but left {} locked (taken at {taken}, after it started, while unlatch \
              held the guard)",

@@ -6,15 +6,12 @@
 //! loop then adds up to the TTL instead of starting over each time. The row
 //! goes when unlatch sees the lock free, or frees it.
 //!
-//! Row `migrated`: when a migrate command last
-//! succeeded, and a fingerprint of that command (not the command itself,
-//! which may carry a password). A replica that had to wait for the guard
-//! reads it: if the same command succeeded after this replica started, the
-//! replica it waited for has just done the work, and running the command
-//! again would only take the migration tool's lock once more while the
-//! other replicas' apps boot (knex-migrator takes it even when nothing is
-//! pending, and Ghost's boot check then fails). The table is created on
-//! first write, never read on the ordinary single-replica path.
+//! There is no row that lets a replica skip its migrate command because
+//! another replica ran "the same command": the same command line in an
+//! older image runs older migrations, so only the tool itself can say that
+//! nothing is pending, and every replica asks it by running the command
+//! (earlier versions wrote a row `migrated`; it is no longer read). The
+//! table is created on first write: a first sighting.
 //!
 //! May touch: table `unlatch_state` only.
 
@@ -69,15 +66,30 @@ async fn get(db: &mut Db, name: &str) -> anyhow::Result<Option<(String, Timestam
 /// When unlatch first saw `tool`'s lock as `signature`; recorded now if it
 /// had not seen it so before.
 pub async fn first_seen(db: &mut Db, tool: &str, signature: &str) -> anyhow::Result<Timestamp> {
-    let name = format!("seen:{tool}");
-    let signature = fingerprint(&[signature.to_owned()]);
-    if let Some((value, at)) = get(db, &name).await? {
-        if value == signature {
-            return Ok(at);
-        }
+    if let Some(at) = seen_since(db, tool, signature).await? {
+        return Ok(at);
     }
-    put(db, &name, &signature).await?;
+    put(db, &seen_row(tool), &fingerprint(&[signature.to_owned()])).await?;
     Ok(Timestamp::now())
+}
+
+/// When unlatch first saw `tool`'s lock as `signature`, if it has; reads
+/// only (what `unlatch status` may do).
+pub async fn seen_since(
+    db: &mut Db,
+    tool: &str,
+    signature: &str,
+) -> anyhow::Result<Option<Timestamp>> {
+    let signature = fingerprint(&[signature.to_owned()]);
+    Ok(get(db, &seen_row(tool))
+        .await?
+        .filter(|(value, _)| *value == signature)
+        .map(|(_, at)| at))
+}
+
+/// The row of `tool`'s first sighting.
+fn seen_row(tool: &str) -> String {
+    format!("seen:{tool}")
 }
 
 /// Forgets a first sighting: `tool`'s lock was seen free, or was freed.
@@ -85,28 +97,11 @@ pub async fn forget_seen(db: &mut Db, tool: &str) -> anyhow::Result<()> {
     if db.table_exists(TABLE).await? {
         db.exec(
             &format!("DELETE FROM {TABLE} WHERE name = ?"),
-            &[Some(&format!("seen:{tool}"))],
+            &[Some(&seen_row(tool))],
         )
         .await?;
     }
     Ok(())
-}
-
-/// Records that `argv` just succeeded.
-pub async fn record_migrated(db: &mut Db, argv: &[String]) -> anyhow::Result<()> {
-    put(db, "migrated", &fingerprint(argv)).await
-}
-
-/// When `argv` last succeeded, if that was at or after `since`.
-pub async fn migrated_since(
-    db: &mut Db,
-    argv: &[String],
-    since: Timestamp,
-) -> anyhow::Result<Option<Timestamp>> {
-    Ok(get(db, "migrated")
-        .await?
-        .filter(|(value, at)| *value == fingerprint(argv) && *at >= since)
-        .map(|(_, at)| at))
 }
 
 #[cfg(test)]

@@ -2,20 +2,22 @@
 //!
 //! It takes no guard (a look must never wait behind a migration) and no
 //! lock; it prints the database (password masked), each tool found, its
-//! lock, the holder's timestamp, the age and the verdict. The exit code is
-//! the verdict: 0 free, 1 live, 2 stale.
+//! lock, the holder's timestamp, the age and the verdict. The verdict is
+//! the next start's, by the start's own code ([`heal::judge_seen`]): a lock
+//! of unknown age is aged from unlatch's first sighting of it, read but
+//! never recorded here. The exit code is the verdict: 0 free, 1 live, 2
+//! stale.
 //!
 //! May touch: the database, reading only.
 
 use std::fmt::Write;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::clock::human;
 use crate::config::Config;
-use crate::heal::{self, Verdict};
+use crate::heal::{self, Sightings, Verdict};
 use crate::process::Stop;
 use crate::tools::{self, LockState};
 use crate::{db, runner, sessions};
@@ -82,7 +84,11 @@ async fn look(db: &mut db::Db, config: &Config, report: &mut Report) -> anyhow::
     let mut worst = 0;
     for tool in tools::detected(candidates, db, None).await? {
         let state = tool.observe(db, &config.heal.lock_zone).await?;
-        let verdict = heal::judge(&state, Timestamp::now(), None, config.heal.lock_ttl);
+        // The start's own judgement, first sightings counted, none recorded.
+        let ttl = config.heal.lock_ttl;
+        let verdict = heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;
+        // Proofs go here: a live verdict whose holder is provably gone is
+        // one the next start heals at once, and should be reported so.
         let (lock, acquired_at) = match state {
             LockState::Free => ("free", None),
             LockState::Missing => ("missing", None),

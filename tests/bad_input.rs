@@ -452,6 +452,16 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "UNLATCH_SQLITE_BACKUP_KEEP=0",
         ),
         (
+            vec![("UNLATCH_PROOFS", "yes".into())],
+            vec![],
+            "UNLATCH_PROOFS=yes: expected 1 or 0",
+        ),
+        (
+            vec![("UNLATCH_PROOF_SETTLE", "soon".into())],
+            vec![],
+            "UNLATCH_PROOF_SETTLE=soon: expected a duration",
+        ),
+        (
             vec![("UNLATCH_TERMINATE_STALE_SESSIONS", "maybe".into())],
             vec![],
             "UNLATCH_TERMINATE_STALE_SESSIONS=maybe",

@@ -104,8 +104,11 @@ fn killed_migration_heals_across_two_starts(db: &TestDb) {
     );
 
     let settings = |cmd: &mut Command| {
+        // The TTL rule alone: a proof would heal the dead holder's lock
+        // at once (tests/proof.rs, tests/holders.rs).
         cmd.env("UNLATCH_LOCK_TTL", "3s")
-            .env("UNLATCH_LOCK_WAIT", "1s");
+            .env("UNLATCH_LOCK_WAIT", "1s")
+            .env("UNLATCH_PROOFS", "0");
     };
     // Start 1: knex records no time; unlatch notes when it first saw the lock.
     let mut first = unlatch_in_front(db, &dir);

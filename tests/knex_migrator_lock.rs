@@ -39,7 +39,12 @@ fn utc_ago(ago: Duration) -> String {
 
 fn base(db: &TestDb) -> Command {
     let mut cmd = unlatch();
-    cmd.env("UNLATCH_DATABASE_URL", &db.url).env("TZ", "UTC");
+    // The locks here are rows the test writes, with no process behind
+    // them: what is tested is the TTL rule, which proofs (tests/proof.rs)
+    // would cut short, so they are off.
+    cmd.env("UNLATCH_DATABASE_URL", &db.url)
+        .env("TZ", "UTC")
+        .env("UNLATCH_PROOFS", "0");
     cmd
 }
 
@@ -455,7 +460,7 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(1)));
     let retaken = db.knex_migrator_lock().unwrap();
     assert!(!rt
-        .block_on(KnexMigrator.release(&mut conn, &seen, &utc))
+        .block_on(KnexMigrator.release(&mut conn, &seen, &utc, "test"))
         .unwrap());
     assert_eq!(
         db.knex_migrator_lock().unwrap(),
@@ -465,10 +470,10 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
     // Observed afresh, the swap goes through, once.
     let now = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
     assert!(rt
-        .block_on(KnexMigrator.release(&mut conn, &now, &utc))
+        .block_on(KnexMigrator.release(&mut conn, &now, &utc, "test"))
         .unwrap());
     assert!(
-        !rt.block_on(KnexMigrator.release(&mut conn, &now, &utc))
+        !rt.block_on(KnexMigrator.release(&mut conn, &now, &utc, "test"))
             .unwrap(),
         "only once"
     );

@@ -15,7 +15,8 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::db::Db;
+use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: Variable = Variable {
     name: "UNLATCH_FLYWAY_TABLE",
@@ -70,13 +71,14 @@ impl Tool for Flyway {
         ))
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
         let sql = format!(
             "DELETE FROM {} WHERE {} = ? AND NOT success",
             self.table,
-            db.kind.text("installed_rank")
+            kind.text("installed_rank")
         );
-        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+        let row = [("installed_rank", lock.key.as_str())];
+        Ok(Change::new(&self.table, &row, sql, &[Some(&lock.key)]))
     }
 
     /// PostgreSQLAdvisoryLockTemplate: 0x466C79776179 ("Flyway") plus the

@@ -19,7 +19,8 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::db::Db;
+use crate::db::{Db, Kind};
+use crate::trail::Change;
 use crate::exit::{Code, Failure};
 
 const TABLE: Variable = Variable {
@@ -105,7 +106,7 @@ impl Tool for GolangMigrate {
         })
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
         let Some(path) = &self.path else {
             let why = format!(
                 "{}: marking a dirty golang-migrate version as not applied needs {}, \
@@ -118,21 +119,23 @@ impl Tool for GolangMigrate {
         let delete = format!(
             "DELETE FROM {} WHERE {} = ? AND dirty",
             self.table,
-            db.kind.text("version")
+            kind.text("version")
         );
         // The table now empty means the delete matched: put the previous
         // version in, clean, as `migrate force` does.
         let insert = format!(
             "INSERT INTO {t} (version, dirty) SELECT {}, FALSE{} WHERE NOT EXISTS (SELECT 1 FROM {t})",
-            db.kind.int_param(),
-            if db.kind == crate::db::Kind::MySql { " FROM DUAL" } else { "" },
+            kind.int_param(),
+            if kind == Kind::MySql { " FROM DUAL" } else { "" },
             t = self.table
         );
-        let mut statements = vec![(delete.as_str(), vec![Some(lock.key.as_str())])];
-        if let Some(previous) = &previous {
-            statements.push((insert.as_str(), vec![Some(previous.as_str())]));
-        }
-        Ok(db.exec_in_transaction(&statements).await?[0] == 1)
+        // The rows touched: the whole table, which golang-migrate keeps at
+        // one row; putting it back replaces the version forced in.
+        let change = Change::new(&self.table, &[], delete, &[Some(&lock.key)]);
+        Ok(match &previous {
+            Some(previous) => change.then(insert, &[Some(previous)]),
+            None => change,
+        })
     }
 
     /// database/util.go `GenerateAdvisoryLockId(db, schema, table)`: the

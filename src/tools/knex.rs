@@ -16,7 +16,8 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::db::Db;
+use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: Variable = Variable {
     name: "UNLATCH_KNEX_TABLE",
@@ -62,14 +63,15 @@ impl Tool for Knex {
         })
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
-        let index = db.kind.quote("index");
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
+        let index = kind.quote("index");
         let sql = format!(
             "UPDATE {} SET is_locked = 0 WHERE {} = ? AND is_locked <> 0",
             self.table,
-            db.kind.text(&index)
+            kind.text(&index)
         );
-        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+        let row = [("index", lock.key.as_str())];
+        Ok(Change::new(&self.table, &row, sql, &[Some(&lock.key)]))
     }
 
     fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {

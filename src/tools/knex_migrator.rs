@@ -17,6 +17,7 @@ use sqlx::Row;
 use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: &str = "migrations_lock";
 const KEY: &str = "km01";
@@ -75,25 +76,25 @@ impl Tool for KnexMigrator {
         )))
     }
 
-    async fn restore(&self, db: &mut Db) -> anyhow::Result<bool> {
+    fn restore(&self, kind: Kind) -> Option<Change> {
         let sql = format!(
             "INSERT INTO {TABLE} (lock_key, locked) SELECT '{KEY}', FALSE{} \
              WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
-            if db.kind == Kind::MySql { " FROM DUAL" } else { "" }
+            if kind == Kind::MySql { " FROM DUAL" } else { "" }
         );
-        Ok(db.exec(&sql, &[]).await? == 1)
+        Some(Change::new(TABLE, &[("lock_key", KEY)], sql, &[]))
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool> {
-        let now = clock::now_text(zone, db.kind == Kind::Postgres);
+    fn free(&self, kind: Kind, lock: &Lock, zone: &LockZone) -> anyhow::Result<Change> {
+        let now = clock::now_text(zone, kind == Kind::Postgres);
         let sql = format!(
             "UPDATE {TABLE} SET locked = FALSE, released_at = {} \
              WHERE lock_key = '{KEY}' AND locked AND {}",
-            db.kind.timestamp_param(),
-            db.kind.same(&db.kind.text("acquired_at"), "?"),
+            kind.timestamp_param(),
+            kind.same(&kind.text("acquired_at"), "?"),
         );
-        let acquired_at = lock.acquired_at.as_deref();
-        Ok(db.exec(&sql, &[Some(&now), acquired_at]).await? == 1)
+        let args = [Some(now.as_str()), lock.acquired_at.as_deref()];
+        Ok(Change::new(TABLE, &[("lock_key", KEY)], sql, &args))
     }
 
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String {

@@ -16,7 +16,8 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
-use crate::db::Db;
+use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: Variable = Variable {
     name: "UNLATCH_LIQUIBASE_TABLE",
@@ -63,17 +64,15 @@ impl Tool for Liquibase {
         Ok(LockState::Held(Lock { holder, ..lock }))
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
         let sql = format!(
             "UPDATE {} SET LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL WHERE ID = 1 AND LOCKED AND {} AND {}",
             self.table,
-            db.kind.same(&db.kind.text("LOCKGRANTED"), "?"),
-            db.kind.same("LOCKEDBY", "?")
+            kind.same(&kind.text("LOCKGRANTED"), "?"),
+            kind.same("LOCKEDBY", "?")
         );
-        Ok(db
-            .exec(&sql, &[lock.acquired_at.as_deref(), lock.holder.as_deref()])
-            .await?
-            == 1)
+        let args = [lock.acquired_at.as_deref(), lock.holder.as_deref()];
+        Ok(Change::new(&self.table, &[("ID", "1")], sql, &args))
     }
 
     fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {

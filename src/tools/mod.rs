@@ -12,6 +12,10 @@
 //! (unlatch stops); a lock that changed between look and swap is not an
 //! error but `Ok(false)` from [`Tool::release`], and the caller looks again.
 //!
+//! An adapter writes nothing itself: it plans the change ([`Tool::free`],
+//! [`Tool::restore`]), and [`crate::trail`] makes it and records it, with
+//! the rows as they were, in one transaction.
+//!
 //! May touch: each tool's own tables, through its adapter only.
 
 use std::collections::BTreeMap;
@@ -21,8 +25,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::clock::LockZone;
-use crate::db::Db;
+use crate::db::{Db, Kind};
 use crate::exit::{Code, Failure};
+use crate::trail::{self, Change};
 
 /// Declares each tool's module and lists its [`Entry`], in the order
 /// `auto` tries them.
@@ -340,27 +345,44 @@ pub trait Tool: Send + Sync {
 
     /// Frees the lock, or marks the failed migration as not applied, the way
     /// the tool's own repair does, if and only if it is still exactly as
-    /// `seen` (a compare-and-swap). `Ok(false)`: it changed; nothing written.
+    /// `seen` (a compare-and-swap), recording the change and `why` in the
+    /// trail in the same transaction ([`trail::apply`]). `Ok(false)`: it
+    /// changed; nothing written.
     async fn release(
         &self,
         db: &mut Db,
         seen: &LockState,
         zone: &LockZone,
+        why: &str,
     ) -> anyhow::Result<bool> {
-        match seen {
-            LockState::Held(lock) => self.free(db, lock, zone).await,
-            LockState::Missing => self.restore(db).await,
-            LockState::Free => Ok(false),
+        match self.change(db.kind, seen, zone)? {
+            Some(change) => trail::apply(db, self.name(), &self.place(), &change, why).await,
+            None => Ok(false),
         }
     }
 
-    /// [`Tool::release`] of a held lock or a dirty marker.
-    async fn free(&self, db: &mut Db, lock: &Lock, zone: &LockZone) -> anyhow::Result<bool>;
+    /// The change [`Tool::release`] makes of `seen`; `None`: nothing to do.
+    fn change(
+        &self,
+        kind: Kind,
+        seen: &LockState,
+        zone: &LockZone,
+    ) -> anyhow::Result<Option<Change>> {
+        match seen {
+            LockState::Held(lock) => self.free(kind, lock, zone).map(Some),
+            LockState::Missing => Ok(self.restore(kind)),
+            LockState::Free => Ok(None),
+        }
+    }
 
-    /// [`Tool::release`] of a missing lock row: put back, unlocked, by the
+    /// The change that frees a held lock or a dirty marker: its
+    /// compare-and-swap on `lock` as observed, and the rows it touches.
+    fn free(&self, kind: Kind, lock: &Lock, zone: &LockZone) -> anyhow::Result<Change>;
+
+    /// The change that puts a missing lock row back, unlocked, for the
     /// tools whose own repair does that.
-    async fn restore(&self, _db: &mut Db) -> anyhow::Result<bool> {
-        Ok(false)
+    fn restore(&self, _kind: Kind) -> Option<Change> {
+        None
     }
 
     /// What a person would run to do the same by hand: the tool's own

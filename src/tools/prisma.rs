@@ -19,6 +19,7 @@ use sqlx::Row;
 use super::{Entry, Lock, LockState, Tool};
 use crate::clock;
 use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: &str = "_prisma_migrations";
 
@@ -56,9 +57,9 @@ impl Tool for Prisma {
         ))
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
         // The same representation Prisma uses for its own timestamps.
-        let now = match db.kind {
+        let now = match kind {
             Kind::Postgres => "CURRENT_TIMESTAMP",
             Kind::MySql => "UTC_TIMESTAMP(3)",
             Kind::Sqlite
@@ -74,7 +75,8 @@ impl Tool for Prisma {
         let sql = format!(
             "UPDATE {TABLE} SET rolled_back_at = {now} WHERE id = ? AND finished_at IS NULL AND rolled_back_at IS NULL"
         );
-        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+        let row = [("id", lock.key.as_str())];
+        Ok(Change::new(TABLE, &row, sql, &[Some(&lock.key)]))
     }
 
     /// prisma-engines: `pg_advisory_lock(72707369)`.

@@ -13,7 +13,8 @@ use crate::clock::LockZone;
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool};
-use crate::db::Db;
+use crate::db::{Db, Kind};
+use crate::trail::Change;
 
 const TABLE: &str = "_sqlx_migrations";
 
@@ -53,12 +54,13 @@ impl Tool for Sqlx {
         Ok(LockState::Held(lock.by_database_clock(db).await?))
     }
 
-    async fn free(&self, db: &mut Db, lock: &Lock, _zone: &LockZone) -> anyhow::Result<bool> {
+    fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {
         let sql = format!(
             "DELETE FROM {TABLE} WHERE {} = ? AND NOT success",
-            db.kind.text("version")
+            kind.text("version")
         );
-        Ok(db.exec(&sql, &[Some(&lock.key)]).await? == 1)
+        let row = [("version", lock.key.as_str())];
+        Ok(Change::new(TABLE, &row, sql, &[Some(&lock.key)]))
     }
 
     /// sqlx-core `generate_lock_id`: 0x3d32ad9e times the CRC-32 of the
