@@ -178,16 +178,14 @@ async fn mysql_guard(
 /// GET_LOCK's 64 characters. [`crate::proof`] knows other replicas'
 /// sessions waiting for it by this name.
 pub fn mysql_key(target: &Target) -> String {
-    format!("{}{}", mysql_key_prefix(), target.name)
+    format!("{MYSQL_KEY_PREFIX}{}", target.name)
         .chars()
         .take(64)
         .collect()
 }
 
 /// What every MySQL guard's name begins with, whatever its database.
-pub fn mysql_key_prefix() -> &'static str {
-    "unlatch:"
-}
+pub const MYSQL_KEY_PREFIX: &str = "unlatch:";
 
 /// PostgreSQL's guard, on the work connection. Its statements go as simple
 /// queries (one round trip each, not two). A waiting round sets

@@ -119,7 +119,7 @@ pub fn judge(
         LockState::Free => Verdict::Free,
         LockState::Missing => Verdict::Stale(None),
         LockState::Held(lock) => {
-            let age = lock.taken.and_then(|t| clock::age(t, now)).or(watched);
+            let age = lock.age(now).or(watched);
             match age {
                 Some(age) if age >= ttl => Verdict::Stale(Some(age)),
                 _ => Verdict::Live(age),
@@ -199,18 +199,14 @@ pub async fn settle(
         match verdict {
             Verdict::Free => {
                 log::info!("{account}");
-                saw_free(tool, db, config, looked).await;
+                on_free(tool, db, config, looked, state_absent).await?;
                 return Ok(first);
             }
             Verdict::Stale(_) => {
-                if heal(tool, db, &state, &account, "stale", config, stop).await? {
+                if heal(tool, db, &state, &account, Cause::Stale, config, stop).await? {
                     return Ok(false);
                 }
-                log::info!(
-                    "{} lock {} changed while unlatch looked; looking again",
-                    tool.name(),
-                    tool.place()
-                );
+                said_changed(tool);
             }
             Verdict::Live(_) => {
                 // Looked for after the lock was observed: the heal's
@@ -219,11 +215,7 @@ pub async fn settle(
                 {
                     ByProof::Healed => return Ok(false),
                     ByProof::Changed => {
-                        log::info!(
-                            "{} lock {} changed while unlatch looked; looking again",
-                            tool.name(),
-                            tool.place()
-                        );
+                        said_changed(tool);
                         first = false;
                         continue;
                     }
@@ -257,6 +249,33 @@ pub async fn settle(
     }
 }
 
+/// The lock changed between the look and the compare-and-swap.
+fn said_changed(tool: &dyn Tool) {
+    log::info!(
+        "{} lock {} changed while unlatch looked; looking again",
+        tool.name(),
+        tool.place()
+    );
+}
+
+/// Why a held lock may be healed.
+#[derive(Debug, Clone, Copy)]
+enum Cause<'a> {
+    /// Held past the TTL.
+    Stale,
+    /// Its holder is provably gone: this says how.
+    Proven(&'a str),
+}
+
+impl std::fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Stale => f.write_str("stale"),
+            Cause::Proven(how) => f.write_str(how),
+        }
+    }
+}
+
 /// What looking for a proof that a live lock's holder is gone came to.
 #[derive(Debug)]
 pub enum ByProof {
@@ -285,7 +304,7 @@ pub async fn by_proof(
         match prove_gone(tool, db, target, seen, &config.proof, stop).await? {
             Finding::Gone { proof, evidence } => {
                 let cause = format!("its holder is provably gone ({proof}: {evidence})");
-                match heal(tool, db, seen, account, &cause, config, stop).await? {
+                match heal(tool, db, seen, account, Cause::Proven(&cause), config, stop).await? {
                     true => ByProof::Healed,
                     false => ByProof::Changed,
                 }
@@ -328,7 +347,7 @@ async fn recency(
     };
     // Before any clock is read: the age only grows from here.
     let measured = Instant::now();
-    if let Some(age) = lock.taken.and_then(|t| clock::age(t, Timestamp::now())) {
+    if let Some(age) = lock.age(Timestamp::now()) {
         let since = Since::Taken;
         return Ok(Some(Recency {
             since,
@@ -348,19 +367,32 @@ async fn recency(
     }))
 }
 
-/// Records that `tool`'s lock was free at `looked` ([`state::saw_free`]),
-/// when its lock records no time of its own and proofs are on.
-async fn saw_free(tool: &dyn Tool, db: &mut Db, config: &Settings, looked: Instant) {
-    if config.proof.proofs && !tool.dates_its_lock() {
-        note_free(db, &[tool.name()], looked).await;
+/// `tool`'s lock was seen free at `looked`, or freed: its first sighting
+/// is forgotten and, for a lock that records no time of its own (proofs
+/// on), that time is recorded ([`state::saw_free`]), both in one write.
+/// `state_absent`: unlatch's table was seen absent (nothing to forget).
+async fn on_free(
+    tool: &dyn Tool,
+    db: &mut Db,
+    config: &Settings,
+    looked: Instant,
+    state_absent: bool,
+) -> anyhow::Result<()> {
+    let recorded = config.proof.proofs
+        && !tool.dates_its_lock()
+        && note_free(db, &[tool.name()], looked).await;
+    if !recorded && !state_absent {
+        state::forget_seen(db, tool.name()).await?;
     }
+    Ok(())
 }
 
 /// [`state::saw_free`], a failure said in a warning: a user who may not
 /// write `unlatch_state` (nor create it) still starts, its killed
-/// migrations then waiting for the TTL.
-async fn note_free(db: &mut Db, tools: &[&str], looked: Instant) {
-    if let Err(e) = state::saw_free(db, tools, looked).await {
+/// migrations then waiting for the TTL. Whether it was recorded.
+async fn note_free(db: &mut Db, tools: &[&str], looked: Instant) -> bool {
+    let recorded = state::saw_free(db, tools, looked).await;
+    if let Err(e) = &recorded {
         log::warn!(
             "could not record in {} when the lock of {} was seen free ({e:#}): a migration killed soon \
              after cannot be proven gone, and waits for UNLATCH_LOCK_TTL",
@@ -368,6 +400,7 @@ async fn note_free(db: &mut Db, tools: &[&str], looked: Instant) {
             tools.join(" and ")
         );
     }
+    recorded.is_ok()
 }
 
 /// Before a first migration, no tool's table there yet: records that the
@@ -383,12 +416,19 @@ pub async fn no_lock_yet(
         return Ok(());
     }
     let looked = Instant::now();
-    let mut free = Vec::new();
-    for tool in candidates.iter().filter(|t| !t.dates_its_lock()) {
-        if !db.table_exists(tool.table()).await? {
-            free.push(tool.name());
-        }
-    }
+    let undated: Vec<&dyn Tool> = candidates
+        .iter()
+        .map(|t| t.as_ref())
+        .filter(|t| !t.dates_its_lock())
+        .collect();
+    let tables: Vec<&str> = undated.iter().map(|t| t.table()).collect();
+    // One catalog query for them all, as tools::select reads it.
+    let present = db.existing_tables(&tables).await?;
+    let free: Vec<&str> = undated
+        .iter()
+        .filter(|t| !present.iter().any(|p| p.eq_ignore_ascii_case(t.table())))
+        .map(|t| t.name())
+        .collect();
     if !free.is_empty() {
         note_free(db, &free, looked).await;
     }
@@ -422,9 +462,9 @@ pub async fn judge_seen(
 
 /// How long unlatch has seen this very lock, when its own timestamp is no
 /// use (none, unreadable, in the future): from the first sighting kept in
-/// `unlatch_state`, so that restarts add up. A start records one and, on
-/// seeing the lock free, forgets it (nothing to forget while the table is
-/// absent; recording one ends that).
+/// `unlatch_state`, so that restarts add up. A start records one (seeing
+/// the lock free forgets it: [`on_free`]); recording one ends
+/// `state_absent`.
 async fn watched_for(
     tool: &dyn Tool,
     db: &mut Db,
@@ -432,12 +472,7 @@ async fn watched_for(
     sightings: Sightings<'_>,
 ) -> anyhow::Result<Option<Duration>> {
     match (state, sightings) {
-        (LockState::Held(lock), sightings)
-            if lock
-                .taken
-                .and_then(|t| clock::age(t, Timestamp::now()))
-                .is_none() =>
-        {
+        (LockState::Held(lock), sightings) if lock.age(Timestamp::now()).is_none() => {
             let signature = lock.signature();
             let first = match sightings {
                 Sightings::Record(state_absent) => {
@@ -450,10 +485,6 @@ async fn watched_for(
             Ok(first
                 .and_then(|f| clock::age(f, now))
                 .or(Some(Duration::ZERO)))
-        }
-        (LockState::Free, Sightings::Record(state_absent)) if !*state_absent => {
-            state::forget_seen(db, tool.name()).await?;
-            Ok(None)
         }
         _ => Ok(None),
     }
@@ -468,14 +499,14 @@ async fn heal(
     db: &mut Db,
     seen: &LockState,
     account: &str,
-    cause: &str,
+    cause: Cause<'_>,
     config: &Settings,
     stop: &mut Stop,
 ) -> anyhow::Result<bool> {
     // A stale marker's account says how old it is; a proof is said.
     let dirty_lead = match cause {
-        "stale" => account.to_owned(),
-        proof => format!("{account}; {proof}"),
+        Cause::Stale => account.to_owned(),
+        Cause::Proven(how) => format!("{account}; {how}"),
     };
     if let LockState::Held(Lock {
         stuck: Stuck::Dirty { migration },
@@ -564,8 +595,7 @@ pub async fn release(
             _ => "; freed it (compare-and-swap on what was observed)",
         };
         log::info!("{why}{how}");
-        state::forget_seen(db, tool.name()).await?;
-        saw_free(tool, db, config, freeing).await;
+        on_free(tool, db, config, freeing, false).await?;
     }
     Ok(swapped)
 }

@@ -174,21 +174,22 @@ async fn under_guard(
         free_at_once =
             heal::settle(tool.as_ref(), db, target, &config.heal, stop, state_absent).await?;
     }
+    // With no tool found yet (a first deploy), every candidate's lock may
+    // be the one the migrate command takes.
+    let unfound = match &tool {
+        Some(_) => Vec::new(),
+        None => tools::candidates(config.tool, &config.tool_settings),
+    };
     if let (None, Some(db), Some(_)) = (&tool, db.as_mut(), &config.migrate_cmd) {
-        // A first deploy: the lock the command is about to take is free.
-        let candidates = tools::candidates(config.tool, &config.tool_settings);
-        heal::no_lock_yet(db, &candidates, &config.heal).await?;
+        // The lock the command is about to take is free.
+        heal::no_lock_yet(db, &unfound, &config.heal).await?;
     }
     if let Some(db) = db.as_mut() {
         // The advisory locks that can block this app's tool: the one found,
-        // or, with none found yet (a first deploy), every candidate's.
-        let candidates;
+        // or every candidate's.
         let blocking = match &tool {
             Some(tool) => std::slice::from_ref(tool),
-            None => {
-                candidates = tools::candidates(config.tool, &config.tool_settings);
-                candidates.as_slice()
-            }
+            None => unfound.as_slice(),
         };
         // The names as the look saw them, unless the heal waited or wrote since.
         let names = look.filter(|_| free_at_once).map(|l| l.names);

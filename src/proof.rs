@@ -102,7 +102,7 @@ pub enum Since {
 /// ([`Recency`]), less than `idle` (`UNLATCH_POOL_IDLE_TIMEOUT`) ago now.
 /// `Ok`: the evidence, for the log; `Err`: why not, for [`Finding::NoProof`]
 /// (the same words at every poll: the age grows and is not in them).
-pub fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<String, String> {
+pub(crate) fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<String, String> {
     let setting = format!("UNLATCH_POOL_IDLE_TIMEOUT={}", window(idle));
     let closed = "a live holder's pool may have closed its connections";
     let Some(evidence) = evidence else {
@@ -440,7 +440,7 @@ const REMOTE: &[(u64, &str)] = &[
 ];
 
 /// The name of a local filesystem, or why one is not (its name when known).
-pub fn local_filesystem(fs_type: u64) -> Result<&'static str, String> {
+fn local_filesystem(fs_type: u64) -> Result<&'static str, String> {
     if let Some((_, name)) = LOCAL.iter().find(|(magic, _)| *magic == fs_type) {
         return Ok(name);
     }
@@ -494,7 +494,7 @@ impl SessionList for MySql {
     const PROOF: &'static str = "mysql-sessions";
 
     fn statement(&self) -> String {
-        let prefix = guard::mysql_key_prefix();
+        let prefix = guard::MYSQL_KEY_PREFIX;
         // Left out: this connection; every unlatch guard's own connection,
         // which opens no database and takes the guard and nothing else
         // (IS_USED_LOCK names the session holding each database's guard:

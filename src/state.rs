@@ -53,8 +53,9 @@ fn fingerprint(argv: &[String]) -> String {
     format!("{hash:016x}")
 }
 
-/// Sets row `name` to `value`, recorded now; the table is made on first use.
-async fn put(db: &mut Db, name: &str, value: &str) -> anyhow::Result<()> {
+/// Sets the rows `set` (name, value), recorded now, and removes the rows
+/// `forget`, in one transaction; the table is made on first use.
+async fn put(db: &mut Db, set: &[(String, String)], forget: &[String]) -> anyhow::Result<()> {
     let create = format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(191) NOT NULL PRIMARY KEY, \
          value VARCHAR(255), recorded_at VARCHAR(40))"
@@ -63,11 +64,14 @@ async fn put(db: &mut Db, name: &str, value: &str) -> anyhow::Result<()> {
     let now = Timestamp::now().to_string();
     let delete = format!("DELETE FROM {TABLE} WHERE name = ?");
     let insert = format!("INSERT INTO {TABLE} (name, value, recorded_at) VALUES (?, ?, ?)");
-    db.exec_in_transaction(&[
-        (&delete, vec![Some(name)]),
-        (&insert, vec![Some(name), Some(value), Some(&now)]),
-    ])
-    .await?;
+    let names = forget.iter().chain(set.iter().map(|(name, _)| name));
+    let mut steps: Vec<(&str, Vec<Option<&str>>)> = names
+        .map(|name| (delete.as_str(), vec![Some(name.as_str())]))
+        .collect();
+    for (name, value) in set {
+        steps.push((&insert, vec![Some(name), Some(value), Some(&now)]));
+    }
+    db.exec_in_transaction(&steps).await?;
     Ok(())
 }
 
@@ -87,10 +91,11 @@ async fn get(db: &mut Db, name: &str) -> anyhow::Result<Option<(String, Timestam
 /// When unlatch first saw `tool`'s lock as `signature`; recorded now if it
 /// had not seen it so before.
 pub async fn first_seen(db: &mut Db, tool: &str, signature: &str) -> anyhow::Result<Timestamp> {
-    if let Some(at) = seen_since(db, tool, signature).await? {
+    let signature = fingerprint(&[signature.to_owned()]);
+    if let Some(at) = seen_as(db, tool, &signature).await? {
         return Ok(at);
     }
-    put(db, &seen_row(tool), &fingerprint(&[signature.to_owned()])).await?;
+    put(db, &[(seen_row(tool), signature)], &[]).await?;
     Ok(Timestamp::now())
 }
 
@@ -101,10 +106,14 @@ pub async fn seen_since(
     tool: &str,
     signature: &str,
 ) -> anyhow::Result<Option<Timestamp>> {
-    let signature = fingerprint(&[signature.to_owned()]);
+    seen_as(db, tool, &fingerprint(&[signature.to_owned()])).await
+}
+
+/// [`seen_since`], given the signature's fingerprint.
+async fn seen_as(db: &mut Db, tool: &str, fingerprint: &str) -> anyhow::Result<Option<Timestamp>> {
     Ok(get(db, &seen_row(tool))
         .await?
-        .filter(|(value, _)| *value == signature)
+        .filter(|(value, _)| value == fingerprint)
         .map(|(_, at)| at))
 }
 
@@ -128,14 +137,15 @@ pub async fn forget_seen(db: &mut Db, tool: &str) -> anyhow::Result<()> {
 /// Records that the locks of `tools` (whose locks record no time) were
 /// free at `looked`, a moment just passed on this host's monotonic clock
 /// (taken before the look that saw them free): the database's clock now,
-/// less the time since, so never later than the look.
+/// less the time since (the clock's own round trip included), so never
+/// later than the look. Their first sightings go in the same transaction.
 pub async fn saw_free(db: &mut Db, tools: &[&str], looked: Instant) -> anyhow::Result<()> {
+    let now = db.clock().await?;
     let since = jiff::SignedDuration::try_from(looked.elapsed())?;
-    let at = db.clock().await?.checked_sub(since)?.to_string();
-    for tool in tools {
-        put(db, &free_row(tool), &at).await?;
-    }
-    Ok(())
+    let at = now.checked_sub(since)?.to_string();
+    let set: Vec<(String, String)> = tools.iter().map(|t| (free_row(t), at.clone())).collect();
+    let forget: Vec<String> = tools.iter().map(|t| seen_row(t)).collect();
+    put(db, &set, &forget).await
 }
 
 /// When a start last saw `tool`'s lock free, or freed it, by the database's

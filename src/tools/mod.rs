@@ -272,6 +272,12 @@ impl Lock {
         Ok(self.read_by("the database's clock"))
     }
 
+    /// How long ago the holder took it, by its own timestamp, when that is
+    /// of use (there, readable, not in the future).
+    pub fn age(&self, now: Timestamp) -> Option<std::time::Duration> {
+        self.taken.and_then(|t| crate::clock::age(t, now))
+    }
+
     /// Everything observed, in one string: the same lock, the same string.
     /// `unlatch_state` keeps it as the key of a first sighting, so its form
     /// is spelled out here, not left to `Debug`. It is the form `{:?}` gave
