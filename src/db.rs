@@ -638,6 +638,28 @@ pub fn on_read_only_mount(file: &std::path::Path) -> bool {
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
+/// Connects as `unlatch status` and `unlatch history` do (a work
+/// connection, waited for as a start waits, Ctrl-C heeded) and runs `look`
+/// on it, which reads only; `None`: no database configured, or none there
+/// yet. A SQLite file that cannot be read says why ([`sqlite_refusal`]).
+pub async fn read_only<T>(
+    config: &crate::config::Config,
+    look: impl AsyncFnOnce(&mut Db, &Target, &mut Stop) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    let mut stop = Stop::install()?;
+    let Some(target) = &config.database else {
+        return Ok(None);
+    };
+    let Some(mut db) = wait_for(target, Role::Work, config.wait_timeout, &mut stop).await? else {
+        return Ok(None);
+    };
+    let found = look(&mut db, target, &mut stop)
+        .await
+        .map_err(|e| sqlite_refusal(e, target))?;
+    db.close().await;
+    Ok(Some(found))
+}
+
 /// An open connection and the dialect it speaks.
 pub struct Db {
     conn: AnyConnection,
@@ -834,18 +856,43 @@ impl Db {
             .collect()
     }
 
-    /// Whether `table` has a column `column` (names as the tool writes them).
-    pub async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
+    /// `table`'s columns, from the catalog, in order: each name and its
+    /// declared type (empty when none is declared); none when it is absent.
+    pub async fn columns(&mut self, table: &str) -> anyhow::Result<Vec<(String, String)>> {
         let sql = match self.kind {
-            Kind::Sqlite => "SELECT 1 FROM pragma_table_info(?) WHERE name = ? COLLATE NOCASE",
+            Kind::Sqlite => "SELECT name, type FROM pragma_table_info(?) ORDER BY cid",
             Kind::MySql => {
-                "SELECT 1 FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+                "SELECT CAST(column_name AS CHAR(255)), CAST(data_type AS CHAR(255)) FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position"
             }
             Kind::Postgres => {
-                "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(?) AND attname = lower(?) AND NOT attisdropped"
+                "SELECT CAST(attname AS TEXT), format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                 WHERE attrelid = to_regclass(?) AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
             }
         };
-        Ok(self.row(sql, &[Some(table), Some(column)]).await?.is_some())
+        let rows = self.rows(sql, &[Some(table)]).await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = sqlx::Row::try_get(row, 0)?;
+                let declared: Option<String> = sqlx::Row::try_get(row, 1)?;
+                Ok((name, declared.unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// Whether `table` has a column `column` (names as the tool writes them;
+    /// PostgreSQL folds them to lowercase, the others ignore case).
+    pub async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let kind = self.kind;
+        let matches = |name: &str| match kind {
+            Kind::Postgres => name == column.to_lowercase(),
+            _ => name.eq_ignore_ascii_case(column),
+        };
+        Ok(self
+            .columns(table)
+            .await?
+            .iter()
+            .any(|(name, _)| matches(name)))
     }
 
     /// The database's own wall-clock time, without a zone, as the tools

@@ -42,6 +42,9 @@ Options:
 Environment variables:
 ";
 
+/// The subcommands: `unlatch status`, `unlatch history`.
+const SUBCOMMANDS: [&str; 2] = ["status", "history"];
+
 enum Invocation {
     Help,
     Version,
@@ -59,7 +62,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Fa
         match arg {
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
-            Value(first) if command.is_empty() && (first == "status" || first == "history") => {
+            Value(first) if command.is_empty() && SUBCOMMANDS.iter().any(|s| first == *s) => {
                 let json = match parser.next().map_err(|e| usage(e.to_string()))? {
                     None => false,
                     Some(Long("json")) => true,
@@ -133,7 +136,7 @@ fn main() -> ExitCode {
 fn starts_the_app(args: &[OsString]) -> bool {
     !args
         .first()
-        .is_some_and(|a| a == "status" || a == "history" || a == supervise::FRESH_IMAGE)
+        .is_some_and(|a| SUBCOMMANDS.iter().any(|s| a == *s) || a == supervise::FRESH_IMAGE)
 }
 
 fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {

@@ -60,23 +60,16 @@ struct Found {
 
 /// Prints what unlatch sees; the exit code is the worst verdict.
 pub async fn run(config: &Config, as_json: bool) -> anyhow::Result<u8> {
-    let mut stop = Stop::install()?;
     let mut report = Report {
         database: config.database.as_ref().map(|t| t.redacted.clone()),
         ttl_seconds: config.heal.lock_ttl.as_secs(),
         ..Report::default()
     };
-    let mut worst = 0;
-    if let Some(target) = &config.database {
-        if let Some(mut db) =
-            db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?
-        {
-            worst = look(&mut db, target, config, &mut report, &mut stop)
-                .await
-                .map_err(|e| db::sqlite_refusal(e, target))?;
-            db.close().await;
-        }
-    }
+    let looked = db::read_only(config, async |db, target, stop| {
+        look(db, target, config, &mut report, stop).await
+    })
+    .await?;
+    let worst = looked.unwrap_or(0);
     if as_json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -40,9 +40,8 @@ use sqlx::Row as _;
 
 use crate::config::Config;
 use crate::db::{self, Db, Kind};
-use crate::process::Stop;
 
-pub const TABLE: &str = "unlatch_history";
+const TABLE: &str = "unlatch_history";
 
 /// The log target of a record's line, which [`crate::logging`] prints as
 /// JSON (not the module's own: its other lines are plain).
@@ -63,31 +62,29 @@ const COLUMNS: [&str; 7] = [
 
 /// One statement of a change: `?` placeholders, values as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
-    pub sql: String,
-    pub args: Vec<Option<String>>,
+struct Statement {
+    sql: String,
+    args: Vec<Option<String>>,
 }
 
-/// A change an adapter plans to a tool's table, for [`apply`] to make.
+/// A change an adapter plans to the tool's table ([`crate::tools::Tool::table`],
+/// as the statements name it), for [`apply`] to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// The tool's table, as the statements name it.
-    pub table: String,
     /// The rows the change touches, by columns and their values as text
     /// (the key, or the row's identity); empty: the whole table (a
     /// one-row table, as golang-migrate's). The before-image is read by
     /// it, and `undo` deletes by it before putting the rows back.
-    pub rows: Vec<(String, String)>,
+    rows: Vec<(String, String)>,
     /// The first is the compare-and-swap: the change holds only if it
     /// touches exactly one row; the rest run after it.
-    pub statements: Vec<Statement>,
+    statements: Vec<Statement>,
 }
 
 impl Change {
-    /// A change of `table`'s rows `rows`, by the compare-and-swap `sql`.
-    pub fn new(table: &str, rows: &[(&str, &str)], sql: String, args: &[Option<&str>]) -> Change {
+    /// A change of the rows `rows`, by the compare-and-swap `sql`.
+    pub fn new(rows: &[(&str, &str)], sql: String, args: &[Option<&str>]) -> Change {
         Change {
-            table: table.to_owned(),
             rows: rows
                 .iter()
                 .map(|(c, v)| ((*c).to_owned(), (*v).to_owned()))
@@ -95,6 +92,12 @@ impl Change {
             statements: Vec::new(),
         }
         .then(sql, args)
+    }
+
+    /// A change of the one row whose `column` is `key`, by the
+    /// compare-and-swap `sql`, `key` its one argument.
+    pub fn by_key(column: &str, key: &str, sql: String) -> Change {
+        Change::new(&[(column, key)], sql, &[Some(key)])
     }
 
     /// The same, with `sql` run after.
@@ -130,7 +133,7 @@ pub enum Cell {
 
 /// A row as it was: each column and its value (`None`: NULL), in the
 /// catalog's order, which the JSON keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row(pub Vec<(String, Option<Cell>)>);
 
 impl Serialize for Row {
@@ -185,7 +188,7 @@ pub struct Record {
 
 impl Record {
     /// One line for `unlatch history`.
-    pub fn line(&self) -> String {
+    fn line(&self) -> String {
         let before = serde_json::to_string(&self.before).unwrap_or_default();
         let one_line = |text: &str| text.replace(['\n', '\r'], " ");
         format!(
@@ -200,17 +203,18 @@ impl Record {
     }
 }
 
-/// Makes `change`, for `tool` at `place` because `why`, in one
+/// Makes `change` to `table`, for `tool` at `place` because `why`, in one
 /// transaction with its record (see the module's doc). `Ok(false)`: the
 /// compare-and-swap found the row changed; nothing was written.
 pub async fn apply(
     db: &mut Db,
     tool: &str,
+    table: &str,
     place: &str,
     change: &Change,
     why: &str,
 ) -> anyhow::Result<bool> {
-    let columns = columns(db, &change.table).await?;
+    let columns = columns(db, table).await?;
     // Made or checked before the transaction: on MySQL, DDL commits one.
     let kept = ready(db).await;
     let begin = match db.kind {
@@ -218,7 +222,12 @@ pub async fn apply(
         _ => "BEGIN",
     };
     db.simple_rows(begin).await?;
-    let made = transact(db, tool, place, change, why, &columns, kept.is_ok()).await;
+    let planned = Planned {
+        table,
+        change,
+        columns: &columns,
+    };
+    let made = transact(db, tool, place, &planned, why, kept.is_ok()).await;
     let outcome = match made {
         Ok(Some(outcome)) => {
             db.simple_rows("COMMIT").await?;
@@ -249,6 +258,14 @@ pub async fn apply(
     Ok(true)
 }
 
+/// What [`apply`] changes: the table, as the catalog lists its columns,
+/// and the change planned to it.
+struct Planned<'a> {
+    table: &'a str,
+    change: &'a Change,
+    columns: &'a [Column],
+}
+
 /// Inside [`apply`]'s transaction: the before-image, the statements, the
 /// record. `None`: the compare-and-swap lost. The record's insert, when
 /// `keep`, under a savepoint; its failure, as text.
@@ -256,12 +273,27 @@ async fn transact(
     db: &mut Db,
     tool: &str,
     place: &str,
-    change: &Change,
+    planned: &Planned<'_>,
     why: &str,
-    columns: &[Column],
     keep: bool,
 ) -> anyhow::Result<Option<(Record, Result<(), String>)>> {
-    let before = before_image(db, change, columns).await?;
+    let Planned {
+        table,
+        change,
+        columns,
+    } = *planned;
+    anyhow::ensure!(!columns.is_empty(), "table {table} not found");
+    // The columns of the change's rows, with the values that pick them.
+    let keys = change
+        .rows
+        .iter()
+        .map(|(name, value)| {
+            let column = find(columns, name)
+                .ok_or_else(|| anyhow::anyhow!("table {table} has no column {name}"))?;
+            Ok((column, value.as_str()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let before = before_image(db, table, columns, &keys).await?;
     for (n, statement) in change.statements.iter().enumerate() {
         let args: Vec<Option<&str>> = statement.args.iter().map(Option::as_deref).collect();
         let touched = db.exec(&statement.sql, &args).await?;
@@ -281,7 +313,7 @@ async fn transact(
             .collect::<Vec<_>>()
             .join("; "),
         before: before.iter().map(|row| image_row(columns, row)).collect(),
-        undo: undo(db.kind, change, columns, &before)?,
+        undo: undo(db.kind, table, columns, &keys, &before),
     };
     let stored = match keep {
         true => store(db, &record).await,
@@ -339,7 +371,7 @@ async fn ready(db: &mut Db) -> Result<(), String> {
     }
     let missing: Vec<&str> = COLUMNS
         .iter()
-        .filter(|c| !found.iter().any(|f| f.name.eq_ignore_ascii_case(c)))
+        .filter(|c| find(&found, c).is_none())
         .copied()
         .collect();
     match missing.is_empty() {
@@ -372,26 +404,20 @@ fn create_table(kind: Kind) -> String {
 
 /// `table`'s columns, from the catalog, in order; none when it is absent.
 async fn columns(db: &mut Db, table: &str) -> anyhow::Result<Vec<Column>> {
-    let sql = match db.kind {
-        Kind::Sqlite => "SELECT name, type FROM pragma_table_info(?) ORDER BY cid",
-        Kind::MySql => {
-            "SELECT CAST(column_name AS CHAR(255)), CAST(data_type AS CHAR(255)) FROM information_schema.columns \
-             WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position"
-        }
-        Kind::Postgres => {
-            "SELECT CAST(attname AS TEXT), format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-             WHERE attrelid = to_regclass(?) AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        }
-    };
-    let rows = db.rows(sql, &[Some(table)]).await?;
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get(0)?;
-            let declared: Option<String> = row.try_get(1)?;
-            let class = class(db.kind, &declared.unwrap_or_default().to_ascii_lowercase());
-            Ok(Column { name, class })
+    let kind = db.kind;
+    let found = db.columns(table).await?;
+    Ok(found
+        .into_iter()
+        .map(|(name, declared)| Column {
+            name,
+            class: class(kind, &declared.to_ascii_lowercase()),
         })
-        .collect()
+        .collect())
+}
+
+/// The column of `columns` called `name`, in any case.
+fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
+    columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
 }
 
 /// How a column of `declared` type is written back. On SQLite, its
@@ -461,27 +487,24 @@ struct Value {
     text: Option<String>,
 }
 
-/// The rows `change` touches, every column, read within its transaction
-/// (locked where the database can: `FOR UPDATE`).
+/// The rows picked by `keys` (every row, when none), every column, read
+/// within the change's transaction (locked where the database can: `FOR
+/// UPDATE`).
 async fn before_image(
     db: &mut Db,
-    change: &Change,
+    table: &str,
     columns: &[Column],
+    keys: &[(&Column, &str)],
 ) -> anyhow::Result<Vec<Vec<Value>>> {
-    anyhow::ensure!(!columns.is_empty(), "table {} not found", change.table);
     let kind = db.kind;
     let read: Vec<String> = columns.iter().map(|c| read_expression(kind, c)).collect();
-    let (condition, args) = identity(kind, change, columns)?;
+    let (condition, args) = identity(kind, keys);
     let lock = if kind == Kind::Sqlite {
         ""
     } else {
         " FOR UPDATE"
     };
-    let sql = format!(
-        "SELECT {} FROM {}{condition}{lock}",
-        read.join(", "),
-        change.table
-    );
+    let sql = format!("SELECT {} FROM {table}{condition}{lock}", read.join(", "));
     let args: Vec<Option<&str>> = args.iter().map(|a| Some(*a)).collect();
     let rows = db.rows(&sql, &args).await?;
     rows.iter()
@@ -495,30 +518,18 @@ async fn before_image(
         .collect()
 }
 
-/// ` WHERE CAST(col AS TEXT) = ? AND ...` for the change's rows, and the
+/// ` WHERE CAST(col AS TEXT) = ? AND ...` for the rows `keys` pick, and the
 /// values to bind; nothing for the whole table.
-fn identity<'a>(
-    kind: Kind,
-    change: &'a Change,
-    columns: &[Column],
-) -> anyhow::Result<(String, Vec<&'a str>)> {
-    if change.rows.is_empty() {
-        return Ok((String::new(), Vec::new()));
+fn identity<'a>(kind: Kind, keys: &[(&Column, &'a str)]) -> (String, Vec<&'a str>) {
+    if keys.is_empty() {
+        return (String::new(), Vec::new());
     }
-    let mut tests = Vec::new();
-    for (name, _) in &change.rows {
-        let column = named(columns, name, &change.table)?;
-        tests.push(format!("{} = ?", kind.text(&kind.quote(&column.name))));
-    }
-    let values = change.rows.iter().map(|(_, v)| v.as_str()).collect();
-    Ok((format!(" WHERE {}", tests.join(" AND ")), values))
-}
-
-fn named<'c>(columns: &'c [Column], name: &str, table: &str) -> anyhow::Result<&'c Column> {
-    columns
+    let tests: Vec<String> = keys
         .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| anyhow::anyhow!("table {table} has no column {name}"))
+        .map(|(column, _)| format!("{} = ?", kind.text(&kind.quote(&column.name))))
+        .collect();
+    let values = keys.iter().map(|(_, v)| *v).collect();
+    (format!(" WHERE {}", tests.join(" AND ")), values)
 }
 
 /// How one column is read: as text, or hex for binary. SQLite's values are
@@ -538,19 +549,24 @@ fn read_expression(kind: Kind, column: &Column) -> String {
     }
 }
 
+/// The `i`th value of `row` as text. MySQL may send a long text cast as a
+/// BLOB: its bytes are the text.
+fn text_at(row: &sqlx::any::AnyRow, i: usize) -> anyhow::Result<Option<String>> {
+    Ok(match row.try_get::<Option<String>, _>(i) {
+        Ok(text) => text,
+        Err(_) => row
+            .try_get::<Option<Vec<u8>>, _>(i)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    })
+}
+
 fn read_value(
     kind: Kind,
     column: &Column,
     row: &sqlx::any::AnyRow,
     i: usize,
 ) -> anyhow::Result<Value> {
-    // MySQL may send a long text cast as a BLOB: its bytes are the text.
-    let text: Option<String> = match row.try_get::<Option<String>, _>(i) {
-        Ok(text) => text,
-        Err(_) => row
-            .try_get::<Option<Vec<u8>>, _>(i)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()),
-    };
+    let text = text_at(row, i)?;
     if kind != Kind::Sqlite {
         return Ok(Value {
             class: column.class,
@@ -591,28 +607,26 @@ fn image_row(columns: &[Column], values: &[Value]) -> Row {
 }
 
 /// The statements that put the rows back as they were: the rows the
-/// change touched deleted (by its identity: they may have changed), then
-/// the before-image inserted.
+/// change touched deleted (by `keys`, its identity: they may have changed),
+/// then the before-image inserted.
 fn undo(
     kind: Kind,
-    change: &Change,
+    table: &str,
     columns: &[Column],
+    keys: &[(&Column, &str)],
     before: &[Vec<Value>],
-) -> anyhow::Result<String> {
-    let mut tests = Vec::new();
-    for (name, value) in &change.rows {
-        let column = named(columns, name, &change.table)?;
-        let value = Value {
-            class: column.class,
-            text: Some(value.clone()),
-        };
-        tests.push(format!(
-            "{} = {}",
-            kind.quote(&column.name),
-            literal(kind, &value)
-        ));
-    }
-    let mut out = format!("DELETE FROM {}", change.table);
+) -> String {
+    let tests: Vec<String> = keys
+        .iter()
+        .map(|(column, value)| {
+            let value = Value {
+                class: column.class,
+                text: Some((*value).to_owned()),
+            };
+            format!("{} = {}", kind.quote(&column.name), literal(kind, &value))
+        })
+        .collect();
+    let mut out = format!("DELETE FROM {table}");
     if !tests.is_empty() {
         let _ = write!(out, " WHERE {}", tests.join(" AND "));
     }
@@ -621,13 +635,12 @@ fn undo(
         let values: Vec<String> = row.iter().map(|v| literal(kind, v)).collect();
         let _ = write!(
             out,
-            "; INSERT INTO {} ({}) VALUES ({})",
-            change.table,
+            "; INSERT INTO {table} ({}) VALUES ({})",
             names.join(", "),
             values.join(", ")
         );
     }
-    Ok(out)
+    out
 }
 
 /// `value` as a literal: NULL, a number bare, binary in hex, text quoted.
@@ -687,7 +700,7 @@ pub async fn read(db: &mut Db) -> anyhow::Result<Vec<Record>> {
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    let has = |name: &str| found.iter().any(|c| c.name.eq_ignore_ascii_case(name));
+    let has = |name: &str| find(&found, name).is_some();
     let read: Vec<String> = COLUMNS
         .iter()
         .map(|c| match has(c) {
@@ -699,15 +712,7 @@ pub async fn read(db: &mut Db) -> anyhow::Result<Vec<Record>> {
     let sql = format!("SELECT {} FROM {TABLE} ORDER BY {order}", read.join(", "));
     let mut records = Vec::new();
     for row in db.rows(&sql, &[]).await? {
-        let text = |i: usize| -> anyhow::Result<String> {
-            let value = match row.try_get::<Option<String>, _>(i) {
-                Ok(value) => value,
-                Err(_) => row
-                    .try_get::<Option<Vec<u8>>, _>(i)?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
-            };
-            Ok(value.unwrap_or_default())
-        };
+        let text = |i: usize| Ok::<_, anyhow::Error>(text_at(&row, i)?.unwrap_or_default());
         let image = text(5)?;
         let before = serde_json::from_str(&image).unwrap_or_else(|e| {
             log::warn!("{TABLE}: a before-image unlatch cannot read ({e}): {image}");
@@ -729,18 +734,8 @@ pub async fn read(db: &mut Db) -> anyhow::Result<Vec<Record>> {
 /// `unlatch history`: prints every record, oldest first, one line each, or
 /// with `--json` one JSON array; says so when there is none. Exit 0.
 pub async fn show(config: &Config, as_json: bool) -> anyhow::Result<u8> {
-    let mut stop = Stop::install()?;
-    let mut records = Vec::new();
-    if let Some(target) = &config.database {
-        if let Some(mut db) =
-            db::wait_for(target, db::Role::Work, config.wait_timeout, &mut stop).await?
-        {
-            records = read(&mut db)
-                .await
-                .map_err(|e| db::sqlite_refusal(e, target))?;
-            db.close().await;
-        }
-    }
+    let read = db::read_only(config, async |db, _, _| read(db).await).await?;
+    let records = read.unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string(&records)?);
     } else if records.is_empty() {

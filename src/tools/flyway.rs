@@ -77,8 +77,7 @@ impl Tool for Flyway {
             self.table,
             kind.text("installed_rank")
         );
-        let row = [("installed_rank", lock.key.as_str())];
-        Ok(Change::new(&self.table, &row, sql, &[Some(&lock.key)]))
+        Ok(Change::by_key("installed_rank", &lock.key, sql))
     }
 
     /// PostgreSQLAdvisoryLockTemplate: 0x466C79776179 ("Flyway") plus the

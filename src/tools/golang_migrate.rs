@@ -135,7 +135,7 @@ impl Tool for GolangMigrate {
         );
         // The rows touched: the whole table, which golang-migrate keeps at
         // one row; putting it back replaces the version forced in.
-        let change = Change::new(&self.table, &[], delete, &[Some(&lock.key)]);
+        let change = Change::new(&[], delete, &[Some(&lock.key)]);
         Ok(match &previous {
             Some(previous) => change.then(insert, &[Some(previous)]),
             None => change,

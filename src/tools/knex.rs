@@ -74,8 +74,7 @@ impl Tool for Knex {
             self.table,
             kind.text(&index)
         );
-        let row = [("index", lock.key.as_str())];
-        Ok(Change::new(&self.table, &row, sql, &[Some(&lock.key)]))
+        Ok(Change::by_key("index", &lock.key, sql))
     }
 
     fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {

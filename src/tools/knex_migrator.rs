@@ -82,7 +82,7 @@ impl Tool for KnexMigrator {
              WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE lock_key = '{KEY}')",
             if kind == Kind::MySql { " FROM DUAL" } else { "" }
         );
-        Some(Change::new(TABLE, &[("lock_key", KEY)], sql, &[]))
+        Some(Change::new(&[("lock_key", KEY)], sql, &[]))
     }
 
     fn free(&self, kind: Kind, lock: &Lock, zone: &LockZone) -> anyhow::Result<Change> {
@@ -94,7 +94,7 @@ impl Tool for KnexMigrator {
             kind.same(&kind.text("acquired_at"), "?"),
         );
         let args = [Some(now.as_str()), lock.acquired_at.as_deref()];
-        Ok(Change::new(TABLE, &[("lock_key", KEY)], sql, &args))
+        Ok(Change::new(&[("lock_key", KEY)], sql, &args))
     }
 
     fn manual_fix(&self, db: &Db, seen: &LockState) -> String {

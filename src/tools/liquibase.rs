@@ -72,7 +72,7 @@ impl Tool for Liquibase {
             kind.same("LOCKEDBY", "?")
         );
         let args = [lock.acquired_at.as_deref(), lock.holder.as_deref()];
-        Ok(Change::new(&self.table, &[("ID", "1")], sql, &args))
+        Ok(Change::new(&[("ID", "1")], sql, &args))
     }
 
     fn manual_fix(&self, _db: &Db, _seen: &LockState) -> String {

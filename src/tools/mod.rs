@@ -369,23 +369,10 @@ pub trait Tool: Send + Sync {
         zone: &LockZone,
         why: &str,
     ) -> anyhow::Result<bool> {
-        match self.change(db.kind, seen, zone)? {
-            Some(change) => trail::apply(db, self.name(), &self.place(), &change, why).await,
+        let (name, table, place) = (self.name(), self.table(), self.place());
+        match change(self, db.kind, seen, zone)? {
+            Some(change) => trail::apply(db, name, table, &place, &change, why).await,
             None => Ok(false),
-        }
-    }
-
-    /// The change [`Tool::release`] makes of `seen`; `None`: nothing to do.
-    fn change(
-        &self,
-        kind: Kind,
-        seen: &LockState,
-        zone: &LockZone,
-    ) -> anyhow::Result<Option<Change>> {
-        match seen {
-            LockState::Held(lock) => self.free(kind, lock, zone).map(Some),
-            LockState::Missing => Ok(self.restore(kind)),
-            LockState::Free => Ok(None),
         }
     }
 
@@ -407,6 +394,20 @@ pub trait Tool: Send + Sync {
     /// database and schema; `None` if it takes none.
     fn advisory_key(&self, _database: &str, _schema: &str) -> Option<i64> {
         None
+    }
+}
+
+/// The change [`Tool::release`] makes of `seen`; `None`: nothing to do.
+fn change<T: Tool + ?Sized>(
+    tool: &T,
+    kind: Kind,
+    seen: &LockState,
+    zone: &LockZone,
+) -> anyhow::Result<Option<Change>> {
+    match seen {
+        LockState::Held(lock) => tool.free(kind, lock, zone).map(Some),
+        LockState::Missing => Ok(tool.restore(kind)),
+        LockState::Free => Ok(None),
     }
 }
 

@@ -75,8 +75,7 @@ impl Tool for Prisma {
         let sql = format!(
             "UPDATE {TABLE} SET rolled_back_at = {now} WHERE id = ? AND finished_at IS NULL AND rolled_back_at IS NULL"
         );
-        let row = [("id", lock.key.as_str())];
-        Ok(Change::new(TABLE, &row, sql, &[Some(&lock.key)]))
+        Ok(Change::by_key("id", &lock.key, sql))
     }
 
     /// prisma-engines: `pg_advisory_lock(72707369)`.

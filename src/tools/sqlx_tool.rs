@@ -59,8 +59,7 @@ impl Tool for Sqlx {
             "DELETE FROM {TABLE} WHERE {} = ? AND NOT success",
             kind.text("version")
         );
-        let row = [("version", lock.key.as_str())];
-        Ok(Change::new(TABLE, &row, sql, &[Some(&lock.key)]))
+        Ok(Change::by_key("version", &lock.key, sql))
     }
 
     /// sqlx-core `generate_lock_id`: 0x3d32ad9e times the CRC-32 of the
