@@ -479,7 +479,7 @@ fn a_pool_closed_its_idle_connection(
     let pid = holder.pid();
     wait_until("the holder's pool closes its connection", || {
         holder.assert_alive();
-        connected(case, pid) == 0
+        case.db.connected(pid.as_raw() as u32) == 0
     });
     let mut checker = case.impatient_unlatch();
     if let Some(idle) = setting {
@@ -509,16 +509,6 @@ fn a_migrator_whose_quick_pool_closed_its_idle_connection(tool: Tool, engine: En
     };
     let why = "it was seen free by unlatch more than UNLATCH_POOL_IDLE_TIMEOUT=400ms ago";
     a_pool_closed_its_idle_connection(&case, 500, Some("400ms"), why);
-}
-
-/// Whether process `pid` has `file` open.
-fn has_open(pid: Pid, file: &Path) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == file))
-        })
-        .unwrap_or(false)
 }
 
 /// An unrelated client connected to the database, idle: the sqlite3,
@@ -560,27 +550,9 @@ fn unrelated_client(case: &Case) -> Holder {
     let pid = client.pid();
     wait_until("the unrelated client connects", || {
         client.assert_alive();
-        connected(case, pid) == 1
+        case.db.connected(pid.as_raw() as u32) == 1
     });
     client
-}
-
-/// How many clients other than the test's own have the database open: on
-/// SQLite, 1 if process `pid` has the file open, else 0; on a server, the
-/// sessions on the database.
-fn connected(case: &Case, pid: Pid) -> usize {
-    let count = match case.db.engine {
-        Engine::Sqlite => return has_open(pid, &case.sqlite_file()) as usize,
-        Engine::Postgres => {
-            "select count(*) from pg_stat_activity \
-             where datname = current_database() and pid <> pg_backend_pid()"
-        }
-        Engine::MySql => {
-            "select count(*) from information_schema.processlist \
-             where db = database() and id <> connection_id()"
-        }
-    };
-    case.db.row(count).unwrap()[0].parse().unwrap()
 }
 
 /// A dead holder's lock, with an unrelated client connected: no proof.

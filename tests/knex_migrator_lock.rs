@@ -467,7 +467,12 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
         retaken,
         "the new holder keeps its lock"
     );
-    // Observed afresh, the swap goes through, once.
+    assert_eq!(
+        rt.block_on(unlatch::trail::read(&mut conn)).unwrap(),
+        [],
+        "a lost compare-and-swap records nothing"
+    );
+    // Observed afresh, the swap goes through, once, recorded once.
     let now = rt.block_on(KnexMigrator.observe(&mut conn, &utc)).unwrap();
     assert!(rt
         .block_on(KnexMigrator.release(&mut conn, &now, &utc, "test"))
@@ -477,6 +482,9 @@ fn compare_and_swap_refuses_a_changed_lock(db: &TestDb) {
             .unwrap(),
         "only once"
     );
+    let records = rt.block_on(unlatch::trail::read(&mut conn)).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].reason, "test");
     rt.block_on(conn.close());
 }
 

@@ -61,11 +61,7 @@ fn take_lock_now(db: &TestDb) -> String {
         Engine::MySql => "UTC_TIMESTAMP()",
         Engine::Postgres => "now()",
     };
-    let locked = if db.engine == Engine::Postgres {
-        "true"
-    } else {
-        "1"
-    };
+    let locked = db.boolean(true);
     format!(
         "update migrations_lock set locked = {locked}, acquired_at = {now} where lock_key = 'km01'"
     )
@@ -120,10 +116,7 @@ fn without_its_guard_unlatch_frees_no_lock_after_a_failed_migrate_command() {
     .args(["--", "true"]);
     let as_4242 = ["--reuid", "4242", "--regid", "4242", "--clear-groups", "--"];
     let mut running = Running::spawn(&mut wrapped("setpriv", &as_4242, &cmd));
-    while !started.exists() {
-        assert!(running.child.try_wait().unwrap().is_none(), "unlatch ended");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&started, &mut running.child);
     // Another replica, just as unguarded, takes the lock for its migrator.
     sql(
         &url,
@@ -238,12 +231,7 @@ fn until_proven<T>(db: &TestDb, mut attempt: impl FnMut() -> T, proven: impl Fn(
 /// (exit 1) and why there is no proof. It writes nothing either way.
 fn status_judges_a_provably_gone_holder_as_a_start_does(db: &TestDb) {
     db.create_knex_migrator_lock();
-    let two_seconds_ago = match db.engine {
-        Engine::Sqlite => "datetime('now', '-2 seconds')",
-        Engine::MySql => "UTC_TIMESTAMP() - INTERVAL 2 SECOND",
-        Engine::Postgres => "now() - interval '2 seconds'",
-    };
-    db.set_knex_migrator_lock(true, two_seconds_ago);
+    db.set_knex_migrator_lock(true, &db.seconds_ago(2));
     let status = || {
         let out = run(base(db).args(["status", "--json"]));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -267,14 +255,13 @@ fn status_judges_a_provably_gone_holder_as_a_start_does(db: &TestDb) {
         "{tool}"
     );
     // The text form says it too.
-    let out = run(base(db).arg("status"));
-    if code(&out) == 2 {
-        assert!(
-            stdout(&out).contains(&format!("proof       {name}")),
-            "{}",
-            stdout(&out)
-        );
-    }
+    let out = until_proven(db, || run(base(db).arg("status")), |out| code(out) == 2);
+    assert_eq!(code(&out), 2, "stale, as the JSON said: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("proof       {name}")),
+        "{}",
+        stdout(&out)
+    );
     // Someone there: live, and why.
     let mut holder = match db.engine {
         Engine::Sqlite => {
@@ -296,29 +283,8 @@ fn status_judges_a_provably_gone_holder_as_a_start_does(db: &TestDb) {
     }
     .spawn()
     .unwrap();
-    let others = match db.engine {
-        Engine::Sqlite => None,
-        Engine::Postgres => Some(
-            "select count(*) from pg_stat_activity where datname = current_database() \
-             and pid <> pg_backend_pid()",
-        ),
-        Engine::MySql => Some(
-            "select count(*) from information_schema.processlist where db = database() \
-             and id <> connection_id()",
-        ),
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let opened = |pid: u32| {
-        let file = std::path::PathBuf::from(url::Url::parse(&db.url).unwrap().path());
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
-        })
-    };
-    while !match others {
-        Some(count) => db.row(count).unwrap()[0] != "0",
-        None => opened(holder.id()),
-    } {
+    while db.connected(holder.id()) == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the holder never connected"
@@ -378,10 +344,8 @@ fn a_replica_runs_its_migrate_command_after_an_older_image_ran_the_same_one(db: 
             .args(["--", "true"]);
         Running::spawn(&mut cmd)
     };
-    let old = replica(&images[0]);
-    while !images[0].join("migrating").exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut old = replica(&images[0]);
+    wait_for_file(&images[0].join("migrating"), &mut old.child);
     let mut new = replica(&images[1]);
     new.wait_for("in its preflight");
     std::fs::write(&go, "").unwrap();
@@ -433,11 +397,12 @@ fn status_judges_a_lock_of_unknown_age_as_a_start_does(db: &TestDb) {
     // A start sees it, records the sighting and waits; then 20 minutes pass.
     let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
     assert_eq!(code(&out), 75, "{}", stderr(&out));
-    let before = db.row("SELECT value FROM unlatch_state WHERE name = 'seen:knex-migrator'");
+    let sighting = "SELECT value, recorded_at FROM unlatch_state WHERE name = 'seen:knex-migrator'";
     let earlier = jiff::Timestamp::now() - Duration::from_secs(20 * 60);
     db.exec(&[&format!(
         "UPDATE unlatch_state SET recorded_at = '{earlier}' WHERE name = 'seen:knex-migrator'"
     )]);
+    let before = db.row(sighting).expect("the start recorded its sighting");
     let (exit, tool) = status(db);
     assert_eq!(
         (exit, tool["verdict"].as_str()),
@@ -446,7 +411,7 @@ fn status_judges_a_lock_of_unknown_age_as_a_start_does(db: &TestDb) {
     );
     assert!(tool["age_seconds"].as_u64().unwrap() >= 20 * 60, "{tool}");
     assert_eq!(
-        db.row("SELECT value FROM unlatch_state WHERE name = 'seen:knex-migrator'"),
+        db.row(sighting).expect("the start recorded its sighting"),
         before,
         "status changed the sighting"
     );

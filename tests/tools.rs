@@ -34,16 +34,6 @@ fn base(db: &TestDb) -> Command {
     cmd
 }
 
-/// `true`/`false` as this engine writes a boolean literal.
-fn boolean(db: &TestDb, value: bool) -> &'static str {
-    match (db.engine, value) {
-        (Engine::Postgres, true) => "true",
-        (Engine::Postgres, false) => "false",
-        (_, true) => "1",
-        (_, false) => "0",
-    }
-}
-
 fn first(db: &TestDb, query: &str) -> Option<String> {
     db.row(query).map(|r| r[0].clone())
 }
@@ -130,7 +120,7 @@ fn liquibase_stale_lock_is_released_and_live_one_kept(db: &TestDb) {
     let take = |minutes| {
         format!(
             "UPDATE DATABASECHANGELOGLOCK SET LOCKED = {}, LOCKGRANTED = {}, LOCKEDBY = 'pod-7f9c (10.0.0.12)' WHERE ID = 1",
-            boolean(db, true),
+            db.boolean(true),
             now_minus(minutes)
         )
     };
@@ -138,7 +128,7 @@ fn liquibase_stale_lock_is_released_and_live_one_kept(db: &TestDb) {
         ddl,
         &format!(
             "INSERT INTO DATABASECHANGELOGLOCK (ID, LOCKED) VALUES (1, {})",
-            boolean(db, false)
+            db.boolean(false)
         ),
     ]);
     db.exec(&[&take(2)]);
@@ -178,7 +168,7 @@ fn golang_migrate_dirty_is_refused_then_forced_to_the_previous_version(db: &Test
     db.exec(ddl);
     db.exec(&[&format!(
         "INSERT INTO schema_migrations (version, dirty) VALUES (20240103, {})",
-        boolean(db, true)
+        db.boolean(true)
     )]);
     let source = db.scratch.path().join("migrations");
     std::fs::create_dir_all(&source).unwrap();
@@ -294,7 +284,7 @@ fn flyway_failed_migration_is_refused_then_repaired(db: &TestDb) {
         format!(
             "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) \
              VALUES ({rank}, '{version}', 'create posts', 'SQL', 'V{version}__create_posts.sql', 1, 'app', 10, {})",
-            boolean(db, success)
+            db.boolean(success)
         )
     };
     db.exec(&[ddl, &row(1, "1", true), &row(2, "2", false)]);
@@ -332,8 +322,8 @@ fn sqlx_failed_migration_is_refused_then_removed(db: &TestDb) {
     };
     db.exec(&[
         ddl,
-        &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'init', {}, {checksum}, 5)", boolean(db, true)),
-        &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'add posts', {}, {checksum}, -1)", boolean(db, false)),
+        &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'init', {}, {checksum}, 5)", db.boolean(true)),
+        &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'add posts', {}, {checksum}, -1)", db.boolean(false)),
     ]);
     let out = run(base(db).env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]));
     assert_eq!(code(&out), 78);

@@ -17,7 +17,7 @@ pub struct KnexMigratorApp<'a> {
 
 impl KnexMigratorApp<'_> {
     /// `args` run in the app's folder, as installed version `version`.
-    pub fn node(&self, args: &[&str], version: &str) -> Command {
+    fn node(&self, args: &[&str], version: &str) -> Command {
         let mut cmd = Command::new(args[0]);
         cmd.args(&args[1..])
             .current_dir(&self.dir)
@@ -26,7 +26,7 @@ impl KnexMigratorApp<'_> {
         cmd
     }
 
-    pub fn bin(&self, name: &str) -> String {
+    fn bin(&self, name: &str) -> String {
         self.dir
             .join("node_modules/.bin")
             .join(name)
@@ -88,7 +88,7 @@ pub fn knex_env(db: &TestDb, cmd: &mut Command) {
 
 /// `knex migrate:latest` on the plain knex app in `dir`, as one string
 /// (`UNLATCH_MIGRATE_CMD`).
-pub fn knex_migrate_argv(dir: &Path) -> String {
+fn knex_migrate_argv(dir: &Path) -> String {
     format!(
         "{} migrate:latest --knexfile {}",
         dir.join("node_modules/.bin/knex").display(),

@@ -317,14 +317,50 @@ impl TestDb {
         self.exec(&[ddl]);
     }
 
-    /// Sets the km01 row: `locked` and `acquired_at` (SQL expression).
-    pub fn set_knex_migrator_lock(&self, locked: bool, acquired_at: &str) {
-        let locked = match (self.engine, locked) {
+    /// `true`/`false` as this engine writes a boolean literal.
+    pub fn boolean(&self, value: bool) -> &'static str {
+        match (self.engine, value) {
             (Engine::Postgres, true) => "true",
             (Engine::Postgres, false) => "false",
             (_, true) => "1",
             (_, false) => "0",
+        }
+    }
+
+    /// A SQL expression for the time `seconds` ago, as this engine's
+    /// migrators write it (UTC wall clock on SQLite and MySQL).
+    pub fn seconds_ago(&self, seconds: u32) -> String {
+        match self.engine {
+            Engine::Sqlite => format!("datetime('now', '-{seconds} seconds')"),
+            Engine::MySql => format!("UTC_TIMESTAMP() - INTERVAL {seconds} SECOND"),
+            Engine::Postgres => format!("now() - interval '{seconds} seconds'"),
+        }
+    }
+
+    /// How many clients other than the test's own have the database open:
+    /// on SQLite, 1 if process `pid` has the file open, else 0; on a
+    /// server, the sessions on the database.
+    pub fn connected(&self, pid: u32) -> usize {
+        let count = match self.engine {
+            Engine::Sqlite => {
+                let file = url::Url::parse(&self.url).unwrap().path().to_owned();
+                return has_open(pid, Path::new(&file)) as usize;
+            }
+            Engine::Postgres => {
+                "select count(*) from pg_stat_activity \
+                 where datname = current_database() and pid <> pg_backend_pid()"
+            }
+            Engine::MySql => {
+                "select count(*) from information_schema.processlist \
+                 where db = database() and id <> connection_id()"
+            }
         };
+        self.row(count).unwrap()[0].parse().unwrap()
+    }
+
+    /// Sets the km01 row: `locked` and `acquired_at` (SQL expression).
+    pub fn set_knex_migrator_lock(&self, locked: bool, acquired_at: &str) {
+        let locked = self.boolean(locked);
         self.exec(&[
             "delete from migrations_lock",
             &format!("insert into migrations_lock (lock_key, locked, acquired_at) values ('km01', {locked}, {acquired_at})"),
@@ -548,6 +584,16 @@ pub fn sqlx_cli() -> PathBuf {
         }
     }
     PathBuf::from("sqlx")
+}
+
+/// Whether process `pid` has `file` open.
+pub fn has_open(pid: u32, file: &Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == file))
+        })
+        .unwrap_or(false)
 }
 
 /// Waits for `child` (a paused migration) to write `path`.
