@@ -585,7 +585,10 @@ fn restart_in_place_after_kill_in_each_phase() {
     let phases = [
         Phase {
             name: "waiting on a live lock",
-            env: vec![DB_ENV.into()],
+            // The lock's holder stands for one on another host: no file
+            // open here, which the SQLite proof would take for a holder
+            // gone. Proofs off, the lock is live until its TTL.
+            env: vec![DB_ENV.into(), "UNLATCH_PROOFS=0".into()],
             command: vec![],
             before: |dir| {
                 locked_database(dir, jiff::SignedDuration::from_secs(1), 0);
@@ -852,7 +855,12 @@ fn ghost_killed_while_migrating(db: GhostDb) {
     ghost.restart();
     wait_for_200(&ghost, port);
     let logs = ghost.logs();
-    assert!(logs.contains("stale; freed it"), "{logs}");
+    // Stale after the TTL, or at once when the holder is provably gone:
+    // either way a compare-and-swap on the lock observed.
+    assert!(
+        logs.contains("; freed it (compare-and-swap on what was observed)"),
+        "{logs}"
+    );
     assert_eq!(db.locked(), Some(false));
 }
 

@@ -63,27 +63,34 @@ fn can_run(test: &str) -> bool {
     )
 }
 
-/// The image's `node` user (uid 1000 in node:alpine; any uid here).
+/// The image's `node` user (uid 1000 in node:alpine; any uid here), made
+/// once: the tests run in parallel, and two `useradd`s racing on a machine
+/// without one fail on `/etc/passwd`'s lock.
 fn node_user() -> u32 {
-    if !Command::new("id")
-        .arg("node")
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        let made = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", "node"])
-            .status()
-            .unwrap();
-        assert!(made.success() || Command::new("id").arg("node").status().unwrap().success());
-    }
-    let out = Command::new("id").args(["-u", "node"]).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    static NODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *NODE.get_or_init(|| {
+        let exists = || {
+            Command::new("id")
+                .arg("node")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        if !exists() {
+            let made = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", "node"])
+                .status()
+                .unwrap();
+            assert!(made.success() || exists(), "useradd node failed");
+        }
+        let out = Command::new("id").args(["-u", "node"]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    })
 }
 
 /// The official image's layout: /var/lib/ghost with `current`, the seed
