@@ -484,14 +484,14 @@ fn without_a_proof_a_young_lock_is_live_until_the_wait_ends(db: &TestDb) {
                     .map(|(_, why)| why)
             })
             .collect();
+        // A reason may change while it waits (the lock ages past the pool's
+        // idle gap on a slow machine; sessions of other tests come and go on
+        // a shared MySQL server), but an unchanged one is never said twice.
+        assert!(!reasons.is_empty(), "{err}");
         assert!(
             reasons.windows(2).all(|w| w[0] != w[1]),
             "said again unchanged: {err}"
         );
-        // Sessions of other tests come and go on a shared MySQL server.
-        if db.engine != Engine::MySql {
-            assert_eq!(reasons.len(), 1, "{err}");
-        }
         assert!(err.contains(part), "{err}");
         assert_eq!(db.knex_migrator_lock().unwrap()[0], "1");
     };
