@@ -511,6 +511,42 @@ pub fn knexapp() -> PathBuf {
     dir
 }
 
+/// The packages of the npm fixture `tests/fixtures/<name>`, installed once
+/// per machine outside the clone (CI keeps them between runs), keyed by its
+/// `package.json`: the folder whose `node_modules` holds them. The cache is
+/// `$UNLATCH_TEST_NPM_CACHE`, else `/var/cache/unlatch/npm`.
+pub fn npm_fixture(name: &str) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let manifest = std::fs::read(fixture.join("package.json")).unwrap();
+    let cache = std::env::var_os("UNLATCH_TEST_NPM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/unlatch/npm"));
+    let dir = cache.join(format!("{name}-{:08x}", crc32fast::hash(&manifest)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".install.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let stamp = dir.join("node_modules/.unlatch-installed");
+    if !stamp.exists() {
+        eprintln!("installing the npm fixture {name} into {}", dir.display());
+        std::fs::write(dir.join("package.json"), &manifest).unwrap();
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node.js and npm are needed for the end-to-end tests)");
+        assert!(status.success(), "npm install in {} failed", dir.display());
+        std::fs::write(&stamp, "").unwrap();
+    }
+    dir
+}
+
 /// The knexapp fixture's database, for the fixture (FIXTURE_*) and for
 /// unlatch (Ghost's variables).
 pub fn knexapp_env(db: &TestDb, cmd: &mut Command) {
