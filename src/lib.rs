@@ -125,7 +125,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     if let Some(look) = &look {
         log::debug!(
             "first look, under the guard: tables present {:?}",
-            look.tables
+            look.tables()
         );
     }
     if let (true, Some(file)) = (guard.on_file(), &target.sqlite_file) {
@@ -163,9 +163,12 @@ async fn under_guard(
     look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
-    let present = look.as_ref().map(|l| l.tables.as_slice());
+    let shapes = look.as_ref().map(|l| l.shapes.as_slice());
     let tool = match db {
-        Some(db) => tools::select(config.tool, &config.tool_settings, db, present).await?,
+        Some(db) => {
+            let zone = &config.heal.lock_zone;
+            tools::select(config.tool, &config.tool_settings, db, zone, shapes).await?
+        }
         None => None,
     };
     let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));
