@@ -349,7 +349,10 @@ pub(crate) fn plain_name(name: &str) -> bool {
 pub(crate) fn shapes_inline(tables: &[&str], endings: &[&str]) -> String {
     let mut found = Vec::new();
     if !tables.is_empty() {
-        let named: Vec<String> = tables.iter().map(|t| format!("to_regclass('{t}')")).collect();
+        let named: Vec<String> = tables
+            .iter()
+            .map(|t| format!("to_regclass('{t}')"))
+            .collect();
         found.push(format!("c.oid IN ({})", named.join(", ")));
     }
     for ending in endings {
@@ -374,7 +377,11 @@ fn shapes_bound(kind: Kind, tables: &[&str], endings: &[&str]) -> (String, Vec<S
         .map(|e| format!("%{}", e.replace('_', "\\_")))
         .collect();
     let (name, named, ending) = match kind {
-        Kind::Sqlite => ("m.name", "m.name COLLATE NOCASE IN", "m.name LIKE ? ESCAPE '\\'"),
+        Kind::Sqlite => (
+            "m.name",
+            "m.name COLLATE NOCASE IN",
+            "m.name LIKE ? ESCAPE '\\'",
+        ),
         Kind::MySql => ("table_name", "table_name IN", "table_name LIKE ?"),
         Kind::Postgres => ("c.relname", "c.oid IN", "c.relname LIKE ?"),
     };
@@ -387,7 +394,9 @@ fn shapes_bound(kind: Kind, tables: &[&str], endings: &[&str]) -> (String, Vec<S
         found.push(format!("{named} ({list})"));
     }
     found.extend(endings.iter().map(|_| match kind {
-        Kind::Postgres => format!("({ending} AND c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid))"),
+        Kind::Postgres => format!(
+            "({ending} AND c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid))"
+        ),
         _ => ending.to_owned(),
     }));
     let found = found.join(" OR ");

@@ -115,7 +115,11 @@ pub fn reported_only(tool: &dyn Tool, state: &LockState) -> Option<String> {
     };
     let why = lock.report_only?;
     let at = lock.acquired_at.as_deref().unwrap_or("NULL");
-    let holder = lock.holder.as_deref().map(|h| format!(" by {h}")).unwrap_or_default();
+    let holder = lock
+        .holder
+        .as_deref()
+        .map(|h| format!(" by {h}"))
+        .unwrap_or_default();
     Some(format!(
         "{} lock {} (row {}) held since {at}{holder}: report-only, nothing healed: {why}",
         tool.name(),

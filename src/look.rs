@@ -88,6 +88,8 @@ impl Look {
     }
 
     pub fn has(&self, table: &str) -> bool {
-        self.shapes.iter().any(|(t, _)| t.eq_ignore_ascii_case(table))
+        self.shapes
+            .iter()
+            .any(|(t, _)| t.eq_ignore_ascii_case(table))
     }
 }

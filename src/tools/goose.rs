@@ -55,9 +55,10 @@ impl Tool for Goose {
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let k = db.kind;
         let sql = format!(
-            "SELECT {}, {}, locked_by, {} FROM {} WHERE CASE WHEN locked THEN 1 ELSE 0 END = 1 ORDER BY lock_id",
+            "SELECT {}, {}, {}, {} FROM {} WHERE CASE WHEN locked THEN 1 ELSE 0 END = 1 ORDER BY lock_id",
             k.text("lock_id"),
             k.text("locked_at"),
+            k.text("locked_by"),
             k.text("lease_expires_at"),
             self.table
         );

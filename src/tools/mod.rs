@@ -590,7 +590,10 @@ pub fn recognise(tools: Vec<Box<dyn Tool>>, shapes: &Shapes) -> Detected {
                 }
             }
         }
-        match shapes.iter().find(|(t, _)| t.eq_ignore_ascii_case(tool.table())) {
+        match shapes
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(tool.table()))
+        {
             Some((_, columns)) if has(columns, tool.columns()) => found.push(tool),
             Some((table, columns)) => misnamed.push(Unknown {
                 tool: tool.name(),
@@ -605,7 +608,11 @@ pub fn recognise(tools: Vec<Box<dyn Tool>>, shapes: &Shapes) -> Detected {
     // A table another tool recognises is that tool's, whatever its name.
     let unknown = misnamed
         .into_iter()
-        .filter(|u| !found.iter().any(|t| t.table().eq_ignore_ascii_case(&u.table)))
+        .filter(|u| {
+            !found
+                .iter()
+                .any(|t| t.table().eq_ignore_ascii_case(&u.table))
+        })
         .collect();
     Detected {
         tools: found,
