@@ -101,7 +101,7 @@ fn wait_for_slow_statement(db: &TestDb, child: &mut Child) -> String {
     loop {
         if let Some(row) = db.row(
             "select cast(pid as text) from pg_stat_activity where datname = current_database() \
-             and query like 'SELECT pg_sleep%' and pid <> pg_backend_pid()",
+             and query like '%pg_sleep(%' and pid <> pg_backend_pid()",
         ) {
             return row[0].clone();
         }
