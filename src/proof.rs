@@ -132,8 +132,8 @@ pub(crate) fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<Strin
         Since::SeenFree => "seen free by unlatch",
         Since::Connected => {
             return Ok(
-                "the tool's live holder keeps its session for as long as its lock stands, \
-                 so a live holder would still be connected"
+                "the tool keeps its connection for as long as its lock stands, so a live \
+                 holder would still be connected"
                     .to_owned(),
             )
         }
@@ -703,7 +703,7 @@ mod tests {
             ..Recency::connected()
         };
         let why = recent(Some(&then), IDLE).unwrap();
-        assert!(why.contains("keeps its session"), "{why}");
+        assert!(why.contains("keeps its connection"), "{why}");
     }
 
     #[test]

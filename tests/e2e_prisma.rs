@@ -51,9 +51,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The app's DATABASE_URL, as Umami's users write it: a `schema` parameter.
+/// The app's DATABASE_URL, as Umami's users write it: a `schema` parameter
+/// on PostgreSQL; Prisma's `file:` on SQLite.
 fn database_url(db: &TestDb) -> String {
-    format!("{}?schema=umami", db.url)
+    match db.engine {
+        Engine::Sqlite => format!("file:{}", url::Url::parse(&db.url).unwrap().path()),
+        _ => format!("{}?schema=umami", db.url),
+    }
+}
+
+/// Prisma's table, in the schema DATABASE_URL names.
+fn table(db: &TestDb) -> &'static str {
+    match db.engine {
+        Engine::Sqlite => "_prisma_migrations",
+        _ => "umami._prisma_migrations",
+    }
 }
 
 /// The app's environment: its DATABASE_URL, and Prisma's update check off
@@ -95,20 +107,35 @@ fn unlatch_app(db: &TestDb, dir: &Path, extra: &[(&str, &str)]) -> (Running, Pat
     (Running::spawn(&mut cmd), out)
 }
 
-/// The session running the slow migration's `pg_sleep`, once it runs.
+/// Once the slow migration runs: on PostgreSQL, the session running its
+/// `pg_sleep` (its id); on SQLite, once its row is written (its slow
+/// statement comes first, and runs for seconds).
 fn wait_for_slow_statement(db: &TestDb, child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
+    let running =
+        "select cast(pid as text) from pg_stat_activity where datname = current_database() \
+                   and query like '%pg_sleep(%' and pid <> pg_backend_pid()";
     loop {
-        if let Some(row) = db.row(
-            "select cast(pid as text) from pg_stat_activity where datname = current_database() \
-             and query like '%pg_sleep(%' and pid <> pg_backend_pid()",
-        ) {
-            return row[0].clone();
+        match db.engine {
+            Engine::Sqlite if has_table(db) && migrations(db) == unfinished() => {
+                return String::new()
+            }
+            Engine::Sqlite => {}
+            _ => {
+                if let Some(row) = db.row(running) {
+                    return row[0].clone();
+                }
+            }
         }
         assert!(child.try_wait().unwrap().is_none(), "deploy ended early");
         assert!(Instant::now() < deadline, "the slow migration never ran");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn has_table(db: &TestDb) -> bool {
+    db.row("select 1 from sqlite_master where name = '_prisma_migrations'")
+        .is_some()
 }
 
 fn session_alive(db: &TestDb, pid: &str) -> bool {
@@ -127,13 +154,14 @@ fn migrations(db: &TestDb) -> Vec<(String, bool, bool)> {
     let mut rows = Vec::new();
     for i in 0.. {
         let Some(row) = db.row(&format!(
-            "select migration_name, cast(finished_at is not null as text), \
-             cast(rolled_back_at is not null as text) from umami._prisma_migrations \
-             order by started_at, migration_name offset {i} limit 1"
+            "select migration_name, case when finished_at is null then 0 else 1 end, \
+             case when rolled_back_at is null then 0 else 1 end from {} \
+             order by started_at, migration_name limit 1 offset {i}",
+            table(db)
         )) else {
             break;
         };
-        rows.push((row[0].clone(), row[1] == "true", row[2] == "true"));
+        rows.push((row[0].clone(), row[1] == "1", row[2] == "1"));
     }
     rows
 }
@@ -165,31 +193,46 @@ fn the_app_started(out: &Path) {
     assert!(said.ends_with(APP_STARTED), "app said: {said:?}");
 }
 
+mod killed_deploy_is_p3009_until_unlatch_heals_it {
+    use super::*;
+    #[test]
+    fn postgres() {
+        if let Some(db) = TestDb::new(Engine::Postgres, "prisma_p3009") {
+            super::killed_deploy_is_p3009_until_unlatch_heals_it(&db, "pg-sessions")
+        }
+    }
+    #[test]
+    fn sqlite() {
+        if let Some(db) = TestDb::new(Engine::Sqlite, "prisma_p3009") {
+            super::killed_deploy_is_p3009_until_unlatch_heals_it(&db, "sqlite-lease")
+        }
+    }
+}
+
 /// The restart loop as users hit it, then unlatch: refusing by default,
-/// naming Prisma's own repair, and healing under UNLATCH_ON_DIRTY=retry.
-#[test]
-fn killed_deploy_is_p3009_until_unlatch_heals_it() {
-    let Some(db) = TestDb::new(Engine::Postgres, "prisma_p3009") else {
-        return;
-    };
-    let dir = prismaapp(&db);
+/// naming Prisma's own repair, and healing under UNLATCH_ON_DIRTY=retry,
+/// the holder proven gone by `proof`.
+fn killed_deploy_is_p3009_until_unlatch_heals_it(db: &TestDb, proof: &str) {
+    let dir = prismaapp(db);
     // 12s: longer than UNLATCH_POOL_IDLE_TIMEOUT (10s), so that a proof
-    // needs Prisma's holder_stays_connected.
-    let mut first = deploy(&db, &dir, 12)
+    // needs Prisma's holder_stays_connected (PostgreSQL).
+    let mut first = deploy(db, &dir, 12)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let orphan = wait_for_slow_statement(&db, &mut first);
+    let orphan = wait_for_slow_statement(db, &mut first);
     kill_group(&mut first);
-    assert!(
-        session_alive(&db, &orphan),
-        "the killed deploy's statement runs on"
-    );
-    assert_eq!(migrations(&db), unfinished());
-    wait_session_ends(&db, &orphan);
+    assert_eq!(migrations(db), unfinished());
+    if db.engine == Engine::Postgres {
+        assert!(
+            session_alive(db, &orphan),
+            "the killed deploy's statement runs on"
+        );
+        wait_session_ends(db, &orphan);
+    }
 
-    let again = run(&mut deploy(&db, &dir, 0));
+    let again = run(&mut deploy(db, &dir, 0));
     assert_ne!(code(&again), 0);
     let said = output_of(&again);
     assert!(said.contains("Error: P3009"), "{said}");
@@ -204,21 +247,21 @@ fn killed_deploy_is_p3009_until_unlatch_heals_it() {
 
     // Default settings: the holder is proven gone, but a failed migration
     // is a person's to judge (UNLATCH_ON_DIRTY=fail); nothing written.
-    let (refused, _) = unlatch_app(&db, &dir, &[]);
+    let (refused, _) = unlatch_app(db, &dir, &[]);
     let (exit, err) = refused.finish_within(Duration::from_secs(120));
     assert_eq!(exit, 78, "{err}");
-    assert!(err.contains("provably gone (pg-sessions: "), "{err}");
+    assert!(err.contains(&format!("provably gone ({proof}: ")), "{err}");
     assert!(
-        err.contains("keeps its session for as long as its lock stands"),
+        err.contains("keeps its connection for as long as its lock stands"),
         "{err}"
     );
     assert!(
         err.contains(&format!("npx prisma migrate resolve --rolled-back {SLOW}")),
         "{err}"
     );
-    assert_eq!(migrations(&db), unfinished());
+    assert_eq!(migrations(db), unfinished());
 
-    let (healed, out) = unlatch_app(&db, &dir, &[("UNLATCH_ON_DIRTY", "retry")]);
+    let (healed, out) = unlatch_app(db, &dir, &[("UNLATCH_ON_DIRTY", "retry")]);
     let (exit, err) = healed.finish_within(Duration::from_secs(240));
     assert_eq!(exit, 0, "{err}");
     assert!(
@@ -229,7 +272,7 @@ fn killed_deploy_is_p3009_until_unlatch_heals_it() {
     );
     the_app_started(&out);
     assert_eq!(
-        migrations(&db),
+        migrations(db),
         vec![
             ("20260101000000_init".into(), true, false),
             (SLOW.into(), false, true),
