@@ -68,11 +68,52 @@ fn table(db: &TestDb) -> &'static str {
     }
 }
 
-/// The app's environment: its DATABASE_URL, and Prisma's update check off
-/// (no network here; it only slows the CLI down).
+/// The app's environment: its DATABASE_URL (and DIRECT_URL, if the test
+/// set one: [`through_a_pooler`]), and Prisma's update check off (no
+/// network here; it only slows the CLI down).
 fn app_env(db: &TestDb, cmd: &mut Command) {
     cmd.env("DATABASE_URL", database_url(db))
         .env("CHECKPOINT_DISABLE", "1");
+    if let Ok(port) = std::fs::read_to_string(db.scratch.path().join(POOLER)) {
+        let mut pooled = url::Url::parse(&database_url(db)).unwrap();
+        pooled.set_port(Some(port.parse().unwrap())).unwrap();
+        cmd.env("DATABASE_URL", pooled.as_str())
+            .env("DIRECT_URL", database_url(db));
+    }
+}
+
+/// From now on, the app's DATABASE_URL goes through another address (a
+/// pooler's, as Langfuse's users set it), and DIRECT_URL is the direct one.
+fn through_a_pooler(db: &TestDb) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let direct = url::Url::parse(&database_url(db)).unwrap();
+    let server = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5432)
+    );
+    let port = listener.local_addr().unwrap().port();
+    forward(listener, server);
+    std::fs::write(db.scratch.path().join(POOLER), port.to_string()).unwrap();
+}
+
+/// The file that holds the port of the test's pooler, once there is one.
+const POOLER: &str = "pooler_port";
+
+/// The profile's line: unlatch found the app from its own variables.
+fn the_profile_found(db: &TestDb, err: &str) {
+    let from = match db.scratch.path().join(POOLER).exists() {
+        true => "DIRECT_URL is set): database from DIRECT_URL",
+        false => "DATABASE_URL is set and a Prisma schema is in ",
+    };
+    assert!(
+        err.contains(&format!("unlatch: app profile prisma ({from}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("tool prisma, table _prisma_migrations"),
+        "{err}"
+    );
 }
 
 /// `prisma migrate deploy`, by hand, in a process group of its own (a
@@ -249,6 +290,7 @@ fn killed_deploy_is_p3009_until_unlatch_heals_it(db: &TestDb, proof: &str) {
     // is a person's to judge (UNLATCH_ON_DIRTY=fail); nothing written.
     let (refused, _) = unlatch_app(db, &dir, &[]);
     let (exit, err) = refused.finish_within(Duration::from_secs(120));
+    the_profile_found(db, &err);
     assert_eq!(exit, 78, "{err}");
     assert!(err.contains(&format!("provably gone ({proof}: ")), "{err}");
     assert!(
@@ -263,6 +305,7 @@ fn killed_deploy_is_p3009_until_unlatch_heals_it(db: &TestDb, proof: &str) {
 
     let (healed, out) = unlatch_app(db, &dir, &[("UNLATCH_ON_DIRTY", "retry")]);
     let (exit, err) = healed.finish_within(Duration::from_secs(240));
+    the_profile_found(db, &err);
     assert_eq!(exit, 0, "{err}");
     assert!(
         err.contains(&format!(
@@ -291,6 +334,8 @@ fn orphan_session_holds_off_the_heal_until_it_ends() {
         return;
     };
     let dir = prismaapp(&db);
+    // Langfuse's way: DATABASE_URL a pooler's, DIRECT_URL for migrations.
+    through_a_pooler(&db);
     let mut first = deploy(&db, &dir, 15)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -317,6 +362,7 @@ fn orphan_session_holds_off_the_heal_until_it_ends() {
     let orphan_ended = killed.elapsed();
     assert!(looks > 0, "the orphan session ended before unlatch looked");
     let (exit, err) = healing.finish_within(Duration::from_secs(240));
+    the_profile_found(&db, &err);
     let app_up = killed.elapsed();
     assert_eq!(exit, 0, "{err}");
     assert!(err.contains("provably gone (pg-sessions: "), "{err}");
@@ -346,6 +392,7 @@ fn live_deploy_is_left_alone() {
     let settings = [("UNLATCH_ON_DIRTY", "retry"), ("UNLATCH_LOCK_WAIT", "3s")];
     let (waiting, _) = unlatch_app(&db, &dir, &settings);
     let (exit, err) = waiting.finish_within(Duration::from_secs(120));
+    the_profile_found(&db, &err);
     assert_eq!(exit, 75, "{err}");
     assert!(
         err.contains("no proof the holder is gone: in use: "),
