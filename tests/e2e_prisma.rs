@@ -361,6 +361,8 @@ fn orphan_session_holds_off_the_heal_until_it_ends() {
     }
     let orphan_ended = killed.elapsed();
     assert!(looks > 0, "the orphan session ended before unlatch looked");
+    healing.wait_for("its holder is provably gone (pg-sessions: ");
+    let healed = killed.elapsed();
     let (exit, err) = healing.finish_within(Duration::from_secs(240));
     the_profile_found(&db, &err);
     let app_up = killed.elapsed();
@@ -368,8 +370,9 @@ fn orphan_session_holds_off_the_heal_until_it_ends() {
     assert!(err.contains("provably gone (pg-sessions: "), "{err}");
     the_app_started(&out);
     eprintln!(
-        "MEASURED: SIGKILL to orphan session ended {:.2}s, to app up {:.2}s",
+        "MEASURED: SIGKILL to orphan session ended {:.2}s, to heal {:.2}s, to app up {:.2}s",
         orphan_ended.as_secs_f64(),
+        healed.as_secs_f64(),
         app_up.as_secs_f64()
     );
 }
