@@ -351,6 +351,13 @@ pub async fn prove_gone(
     stop: &mut Stop,
 ) -> anyhow::Result<Finding> {
     let recency = match settings.proofs {
+        // Its holder, alive, is connected whenever it took the lock: the
+        // recency, which stands in for that where a pool may close idle
+        // connections, would only turn a killed holder's row into a wait
+        // for the TTL once its orphan session (still running the statement
+        // it was killed in) ends later than UNLATCH_POOL_IDLE_TIMEOUT after
+        // the row was written: a long migration, the very one killed.
+        true if tool.holder_stays_connected() => Some(Recency::connected()),
         true => recency(tool, db, seen).await?,
         false => None,
     };

@@ -95,11 +95,26 @@ pub enum Since {
     /// A start of unlatch saw the lock free, or freed it (`unlatch_state`
     /// row `free:<tool>`, by the database's clock): it was taken after.
     SeenFree,
+    /// No time at all: the tool's live holder stays connected for as long
+    /// as its lock stands ([`crate::tools::Tool::holder_stays_connected`]).
+    Connected,
+}
+
+impl Recency {
+    /// For a tool whose live holder stays connected ([`Since::Connected`]).
+    pub fn connected() -> Recency {
+        Recency {
+            since: Since::Connected,
+            age: Duration::ZERO,
+            measured: Instant::now(),
+        }
+    }
 }
 
 /// Whether a live holder must still be connected, so that no session and
 /// no open file would prove it gone: the evidence of its last use
-/// ([`Recency`]), less than `idle` (`UNLATCH_POOL_IDLE_TIMEOUT`) ago now.
+/// ([`Recency`]), less than `idle` (`UNLATCH_POOL_IDLE_TIMEOUT`) ago now,
+/// or a tool whose holder never lets go of its session ([`Since::Connected`]).
 /// `Ok`: the evidence, for the log; `Err`: why not, for [`Finding::NoProof`]
 /// (the same words at every poll: the age grows and is not in them).
 pub(crate) fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<String, String> {
@@ -115,6 +130,13 @@ pub(crate) fn recent(evidence: Option<&Recency>, idle: Duration) -> Result<Strin
     let what = match evidence.since {
         Since::Taken => "taken",
         Since::SeenFree => "seen free by unlatch",
+        Since::Connected => {
+            return Ok(
+                "the tool keeps its connection for as long as its lock stands, so a live \
+                 holder would still be connected"
+                    .to_owned(),
+            )
+        }
     };
     if age >= idle {
         return Err(format!("it was {what} more than {setting} ago: {closed}"));
@@ -672,6 +694,16 @@ mod tests {
             none.contains("less than UNLATCH_POOL_IDLE_TIMEOUT=400ms ago"),
             "{none}"
         );
+    }
+
+    #[test]
+    fn a_holder_that_stays_connected_needs_no_recency() {
+        let then = Recency {
+            measured: Instant::now() - Duration::from_secs(3600),
+            ..Recency::connected()
+        };
+        let why = recent(Some(&then), IDLE).unwrap();
+        assert!(why.contains("keeps its connection"), "{why}");
     }
 
     #[test]

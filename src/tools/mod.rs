@@ -356,6 +356,19 @@ pub trait Tool: Send + Sync {
         true
     }
 
+    /// Whether a live holder keeps a session (or the SQLite file) open for
+    /// as long as its lock or marker stands, however long ago it took it:
+    /// then no session and no open file prove it gone without the recency
+    /// [`crate::proof`] otherwise asks for. Prisma is one: it takes its
+    /// session-level advisory lock before it records a migration as started
+    /// and keeps that session until it records the end, so a `migrate
+    /// deploy` still running is still connected, even an hour into a long
+    /// statement. Tools whose pool may close an idle connection mid-run
+    /// (knex with `pool: {min: 0}`) are not.
+    fn holder_stays_connected(&self) -> bool {
+        false
+    }
+
     /// Where the lock or marker lives, for messages: `migrations_lock (lock_key 'km01')`.
     fn place(&self) -> String {
         let (_, table, rows) = self.at();

@@ -82,6 +82,16 @@ impl Tool for Prisma {
         Ok(Change::by_key("id", &lock.key, sql))
     }
 
+    /// `migrate deploy` holds `pg_advisory_lock(72707369)` on one session
+    /// from before it inserts a migration's row until after it writes
+    /// `finished_at` (MySQL: `GET_LOCK`, by prisma-engines' source; run
+    /// here on PostgreSQL and SQLite only, tests/e2e_prisma.rs); killed,
+    /// that session lives on while the server finishes the statement it
+    /// was running (the orphan session), and ends with it.
+    fn holder_stays_connected(&self) -> bool {
+        true
+    }
+
     /// prisma-engines: `pg_advisory_lock(72707369)`.
     fn advisory_key(&self, _database: &str, _schema: &str) -> Option<i64> {
         Some(72_707_369)
