@@ -341,6 +341,84 @@ pub(crate) fn plain_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// [`Db::shapes`]'s statement on PostgreSQL, every name written inline
+/// (plain names only: [`plain_name`]), so that nothing is bound and it
+/// takes one round trip; [`crate::look`] runs it in the guard's first try.
+/// Rows of (table, column). `to_regclass` and `pg_table_is_visible` follow
+/// `search_path`, as the tools' unqualified names do.
+pub(crate) fn shapes_inline(tables: &[&str], endings: &[&str]) -> String {
+    let mut found = Vec::new();
+    if !tables.is_empty() {
+        let named: Vec<String> = tables
+            .iter()
+            .map(|t| format!("to_regclass('{t}')"))
+            .collect();
+        found.push(format!("c.oid IN ({})", named.join(", ")));
+    }
+    for ending in endings {
+        found.push(format!(
+            "(c.relkind IN ('r', 'p') AND c.relname LIKE '%{}' AND pg_catalog.pg_table_is_visible(c.oid))",
+            ending.replace('_', "\\_")
+        ));
+    }
+    format!(
+        "SELECT CAST(c.relname AS TEXT), CAST(a.attname AS TEXT) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE {} ORDER BY c.relname, a.attnum",
+        found.join(" OR ")
+    )
+}
+
+/// [`Db::shapes`]'s statement with the names bound, and its arguments.
+fn shapes_bound(kind: Kind, tables: &[&str], endings: &[&str]) -> (String, Vec<String>) {
+    let list = vec!["?"; tables.len()].join(", ");
+    let like: Vec<String> = endings
+        .iter()
+        .map(|e| format!("%{}", e.replace('_', "\\_")))
+        .collect();
+    let (name, named, ending) = match kind {
+        Kind::Sqlite => (
+            "m.name",
+            "m.name COLLATE NOCASE IN",
+            "m.name LIKE ? ESCAPE '\\'",
+        ),
+        Kind::MySql => ("table_name", "table_name IN", "table_name LIKE ?"),
+        Kind::Postgres => ("c.relname", "c.oid IN", "c.relname LIKE ?"),
+    };
+    let mut found = Vec::new();
+    if !tables.is_empty() {
+        let list = match kind {
+            Kind::Postgres => vec!["to_regclass(?)"; tables.len()].join(", "),
+            _ => list,
+        };
+        found.push(format!("{named} ({list})"));
+    }
+    found.extend(endings.iter().map(|_| match kind {
+        Kind::Postgres => format!(
+            "({ending} AND c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid))"
+        ),
+        _ => ending.to_owned(),
+    }));
+    let found = found.join(" OR ");
+    let sql = match kind {
+        Kind::Sqlite => format!(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND ({found}) ORDER BY {name}, p.cid"
+        ),
+        Kind::MySql => format!(
+            "SELECT CAST(table_name AS CHAR(255)), CAST(column_name AS CHAR(255)) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND ({found}) ORDER BY {name}, ordinal_position"
+        ),
+        Kind::Postgres => format!(
+            "SELECT CAST(c.relname AS TEXT), CAST(a.attname AS TEXT) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE {found} ORDER BY {name}, a.attnum"
+        ),
+    };
+    let args = tables.iter().map(|t| t.to_string()).chain(like).collect();
+    (sql, args)
+}
+
 /// A PostgreSQL user name sqlx can log in with: sqlx panics on one that
 /// SASLprep refuses, and a control character (a secret file's newline or
 /// carriage return) is the one such a name ever carries by mistake.
@@ -854,6 +932,36 @@ impl Db {
         rows.iter()
             .map(|r| Ok(sqlx::Row::try_get::<String, _>(r, 0)?))
             .collect()
+    }
+
+    /// The tables named `tables` and those whose names end with one of
+    /// `endings` (tools whose table takes any name: knex's tableName), each
+    /// with its column names, as the catalog spells them: in one round trip.
+    pub async fn shapes(
+        &mut self,
+        tables: &[&str],
+        endings: &[&str],
+    ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        if tables.is_empty() && endings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sql, args) = match self.kind {
+            Kind::Postgres if tables.iter().chain(endings).all(|t| plain_name(t)) => {
+                (shapes_inline(tables, endings), vec![])
+            }
+            kind => shapes_bound(kind, tables, endings),
+        };
+        let args: Vec<Option<&str>> = args.iter().map(|a| Some(a.as_str())).collect();
+        let mut shapes: Vec<(String, Vec<String>)> = Vec::new();
+        for row in self.rows(&sql, &args).await? {
+            let table: String = sqlx::Row::try_get(&row, 0)?;
+            let column: String = sqlx::Row::try_get(&row, 1)?;
+            match shapes.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, columns)) => columns.push(column),
+                None => shapes.push((table, vec![column])),
+            }
+        }
+        Ok(shapes)
     }
 
     /// `table`'s columns, from the catalog, in order: each name and its

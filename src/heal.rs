@@ -107,6 +107,27 @@ impl Verdict {
     }
 }
 
+/// What is said of a lock no process can leave stale (a lease, a row lock
+/// of a transaction): reported, never healed. `None`: any other state.
+pub fn reported_only(tool: &dyn Tool, state: &LockState) -> Option<String> {
+    let LockState::Held(lock) = state else {
+        return None;
+    };
+    let why = lock.report_only?;
+    let at = lock.acquired_at.as_deref().unwrap_or("NULL");
+    let holder = lock
+        .holder
+        .as_deref()
+        .map(|h| format!(" by {h}"))
+        .unwrap_or_default();
+    Some(format!(
+        "{} lock {} (row {}) held since {at}{holder}: report-only, nothing healed: {why}",
+        tool.name(),
+        tool.place(),
+        lock.key
+    ))
+}
+
 /// Judges `state`. `watched` is how long this unlatch has seen the same
 /// holder; it stands in for the age when the holder's timestamp is no use.
 pub fn judge(
@@ -193,6 +214,10 @@ pub async fn settle(
         // Before the look: a time the lock is seen free at is never later.
         let looked = Instant::now();
         let state = tool.observe(db, zone).await?;
+        if let Some(said) = reported_only(tool, &state) {
+            log::info!("{said}");
+            return Ok(first);
+        }
         let sightings = Sightings::Record(&mut state_absent);
         let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
         let account = account(tool, &state, &verdict, config);

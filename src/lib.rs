@@ -7,7 +7,8 @@
 //! it may touch.
 //!
 //! - [`config`]: every setting, from the environment ([`mod@env`]), checked up
-//!   front ([`ghost`] maps Ghost's own database settings).
+//!   front ([`apps`]: the app profiles, each app's own database settings
+//!   mapped to the database, the tool and its table).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
 //! - [`guard`]: unlatch's own session lock, so replicas take turns
@@ -33,6 +34,7 @@
 //! line format, [`user`] the run-as identities, [`wait`] the one way to
 //! wait (for the database, the guard, a live lock).
 
+pub mod apps;
 pub mod backup;
 pub mod clock;
 pub mod config;
@@ -40,7 +42,6 @@ pub mod db;
 pub mod dialect;
 pub mod env;
 pub mod exit;
-pub mod ghost;
 pub mod guard;
 pub mod heal;
 pub mod hooks;
@@ -125,7 +126,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<Prepared> {
     if let Some(look) = &look {
         log::debug!(
             "first look, under the guard: tables present {:?}",
-            look.tables
+            look.tables()
         );
     }
     if let (true, Some(file)) = (guard.on_file(), &target.sqlite_file) {
@@ -163,9 +164,12 @@ async fn under_guard(
     look: Option<look::Look>,
     stop: &mut Stop,
 ) -> anyhow::Result<Prepared> {
-    let present = look.as_ref().map(|l| l.tables.as_slice());
+    let shapes = look.as_ref().map(|l| l.shapes.as_slice());
     let tool = match db {
-        Some(db) => tools::select(config.tool, &config.tool_settings, db, present).await?,
+        Some(db) => {
+            let zone = &config.heal.lock_zone;
+            tools::select(config.tool, &config.tool_settings, db, zone, shapes).await?
+        }
         None => None,
     };
     let state_absent = look.as_ref().is_some_and(|l| !l.has(state::TABLE));

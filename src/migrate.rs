@@ -117,6 +117,7 @@ pub fn timed_out(name: &str, config: &heal::Settings, then: &str) -> Failure {
 async fn said_if_left_locked(w: Watched<'_>, config: &heal::Settings, stop: &mut Stop) {
     let state = match w.tool.observe(w.db, &config.lock_zone).await {
         Ok(LockState::Free) => return,
+        Ok(state) if heal::reported_only(w.tool, &state).is_some() => return,
         Ok(state) => state,
         Err(e) => {
             let place = w.tool.place();
@@ -157,6 +158,9 @@ async fn free_own_lock(
     let LockState::Held(lock) = &state else {
         return Ok(());
     };
+    if lock.report_only.is_some() {
+        return Ok(());
+    }
     let taken = lock.acquired_at.as_deref().unwrap_or("NULL");
     let during_run = lock.taken.is_some_and(|t| t >= started);
     if during_run && !w.guarded {

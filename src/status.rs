@@ -9,8 +9,11 @@
 //! ([`heal::prove_gone`]: a SQLite lease taken and given up, or the session
 //! list read; nothing written) is one the next start heals at once, so its
 //! verdict is `stale`, as a lock past the TTL, with the proof beside it;
-//! a live lock without one shows why. The exit code is the verdict: 0
-//! free, 1 live, 2 stale.
+//! a live lock without one shows why. A lock no process can leave stale
+//! (goose's lease, Keycloak's row locks) is `report-only`; a table under a
+//! tool's name without its columns is `unknown`; neither is ever healed.
+//! The exit code is the verdict: 0 free (or report-only, unknown), 1 live,
+//! 2 stale.
 //!
 //! May touch: the database, reading only.
 
@@ -90,8 +93,34 @@ async fn look(
     let candidates = tools::candidates(config.tool, &config.tool_settings);
     report.sessions = Some(sessions::holders(db, &candidates, None).await?);
     let mut worst = 0;
-    for tool in tools::detected(candidates, db, None).await? {
+    let detected = tools::detected(candidates, db, None).await?;
+    for unknown in detected.unknown {
+        report.tools.push(Found {
+            acquired_at: None,
+            age_seconds: None,
+            lock: "unrecognised",
+            proof: Some(format!("none: {}", unknown.said())),
+            table: unknown.table,
+            tool: unknown.tool,
+            verdict: "unknown",
+        });
+    }
+    for tool in detected.tools {
         let state = tool.observe(db, &config.heal.lock_zone).await?;
+        if let LockState::Held(lock) = &state {
+            if let Some(why) = lock.report_only {
+                report.tools.push(Found {
+                    acquired_at: lock.acquired_at.clone(),
+                    age_seconds: None,
+                    lock: "held",
+                    proof: Some(format!("none: {why}")),
+                    table: tool.place(),
+                    tool: tool.name(),
+                    verdict: "report-only",
+                });
+                continue;
+            }
+        }
         // The start's own judgement, first sightings counted, none recorded.
         let ttl = config.heal.lock_ttl;
         let mut verdict = heal::judge_seen(tool.as_ref(), db, &state, ttl, Sightings::Read).await?;

@@ -45,6 +45,10 @@ impl Tool for Flyway {
         (ENTRY.name, &self.table, "success = false")
     }
 
+    fn columns(&self) -> &'static [&'static str] {
+        &["installed_rank", "version", "description", "installed_on", "success"]
+    }
+
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT {}, version, description, {} FROM {} WHERE NOT success ORDER BY installed_rank LIMIT 1",

@@ -84,10 +84,10 @@ impl Tool for GolangMigrate {
         false
     }
 
-    async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
-        // Others (dbmate, Rails) name their table schema_migrations too;
-        // only golang-migrate's has `dirty`.
-        db.column_exists(&self.table, "dirty").await
+    // Others (dbmate, Rails) name their table schema_migrations too;
+    // only golang-migrate's has `dirty`.
+    fn columns(&self) -> &'static [&'static str] {
+        &["version", "dirty"]
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

@@ -50,8 +50,21 @@ impl Tool for Knex {
         false
     }
 
-    async fn confirm(&self, db: &mut Db) -> anyhow::Result<bool> {
-        db.column_exists(&self.table, "is_locked").await
+    fn columns(&self) -> &'static [&'static str] {
+        &["index", "is_locked"]
+    }
+
+    // knex's lock table is its `tableName` plus `_lock`, and apps choose
+    // the name (Nginx Proxy Manager's is `migrations`, so `migrations_lock`,
+    // knex-migrator's name): found by its columns under any such name.
+    fn any_name_ending(&self) -> Option<&'static str> {
+        Some("_lock")
+    }
+
+    fn on_table(&self, table: &str) -> Option<Box<dyn Tool>> {
+        Some(Box::new(Knex {
+            table: table.to_owned(),
+        }))
     }
 
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {

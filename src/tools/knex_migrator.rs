@@ -36,6 +36,10 @@ impl Tool for KnexMigrator {
         (ENTRY.name, TABLE, "lock_key 'km01'")
     }
 
+    fn columns(&self) -> &'static [&'static str] {
+        &["lock_key", "locked", "acquired_at", "released_at"]
+    }
+
     async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {
         let columns = format!(
             "CASE WHEN locked THEN 1 ELSE 0 END, {}",

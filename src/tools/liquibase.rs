@@ -8,6 +8,14 @@
 //! (`LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL`), guarded by the
 //! observed grant time and holder.
 //!
+//! Keycloak keeps its own rows in the same table (`DBLockProvider.Namespace`:
+//! 1000 KEYCLOAK_BOOT, 1001 OFFLINE_SESSIONS, beside 1) and locks a row with
+//! `SELECT ID ... WHERE ID = n FOR UPDATE` in a transaction, released by
+//! committing (`CustomLockDatabaseChangeLogGenerator`, `CustomLockService`
+//! in keycloak/keycloak's model/jpa): it never sets `LOCKED`, and the row
+//! lock ends with its session. On a table with those rows a `LOCKED` row is
+//! reported, never healed: Keycloak does not wait for it.
+//!
 //! May touch: the Liquibase lock table only.
 
 use async_trait::async_trait;
@@ -36,6 +44,12 @@ pub const ENTRY: Entry = Entry {
     },
 };
 
+/// Keycloak's own rows (`DBLockProvider.Namespace`), which say the table is Keycloak's.
+const KEYCLOAK_ROWS: &[&str] = &["1000", "1001"];
+
+const KEYCLOAK: &str = "Keycloak takes this lock with SELECT ... FOR UPDATE and releases it by \
+     committing (the row lock ends with its session); it never waits on LOCKED";
+
 pub struct Liquibase {
     pub table: String,
 }
@@ -46,22 +60,37 @@ impl Tool for Liquibase {
         (ENTRY.name, &self.table, "ID 1")
     }
 
+    fn columns(&self) -> &'static [&'static str] {
+        &["ID", "LOCKED", "LOCKGRANTED", "LOCKEDBY"]
+    }
+
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
+        // Every row (one, or Keycloak's three): whose table it is.
         let sql = format!(
-            "SELECT CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} WHERE ID = 1",
+            "SELECT {}, CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} ORDER BY ID",
+            db.kind.text("ID"),
             db.kind.text("LOCKGRANTED"),
             self.table
         );
-        let Some(row) = db.row(&sql, &[]).await? else {
-            return Ok(LockState::Free);
-        };
-        if row.try_get::<i64, _>(0)? == 0 {
-            return Ok(LockState::Free);
+        let rows = db.rows(&sql, &[]).await?;
+        let mut ids = Vec::new();
+        for row in &rows {
+            ids.push(row.try_get::<String, _>(0)?);
         }
-        let granted: Option<String> = row.try_get(1)?;
-        let holder: Option<String> = row.try_get(2)?;
-        let lock = Lock::row("1", granted, None).by_database_clock(db).await?;
-        Ok(LockState::Held(Lock { holder, ..lock }))
+        let keycloak = ids.iter().any(|id| KEYCLOAK_ROWS.contains(&id.as_str()));
+        for (row, id) in rows.iter().zip(&ids) {
+            if row.try_get::<i64, _>(1)? == 0 || (id != "1" && !keycloak) {
+                continue;
+            }
+            let granted: Option<String> = row.try_get(2)?;
+            let holder: Option<String> = row.try_get(3)?;
+            let mut lock = Lock::row(id, granted, None).by_database_clock(db).await?;
+            if keycloak {
+                lock = lock.report_only(KEYCLOAK);
+            }
+            return Ok(LockState::Held(Lock { holder, ..lock }));
+        }
+        Ok(LockState::Free)
     }
 
     fn free(&self, kind: Kind, lock: &Lock, _zone: &LockZone) -> anyhow::Result<Change> {

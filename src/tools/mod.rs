@@ -47,6 +47,7 @@ registry!(
     prisma,
     flyway,
     sqlx_tool,
+    goose,
 );
 
 // A test drives knex-migrator's adapter directly.
@@ -226,6 +227,10 @@ pub struct Lock {
     pub holder: Option<String>,
     /// How the timestamp was read, for messages: a zone, or "the database's clock".
     pub clock: Option<String>,
+    /// Why this lock cannot outlive its holder (a lease that runs out, a
+    /// row lock that ends with its transaction): it is reported, never
+    /// healed. `None`: an ordinary lock.
+    pub report_only: Option<&'static str>,
 }
 
 impl Lock {
@@ -238,6 +243,15 @@ impl Lock {
             taken,
             holder: None,
             clock: None,
+            report_only: None,
+        }
+    }
+
+    /// The same, reported only, for `why`.
+    pub fn report_only(self, why: &'static str) -> Lock {
+        Lock {
+            report_only: Some(why),
+            ..self
         }
     }
 
@@ -348,10 +362,22 @@ pub trait Tool: Send + Sync {
         format!("{table} ({rows})")
     }
 
-    /// Given that [`Tool::table`] exists, whether it is this tool's (other
-    /// tools may use the same name).
-    async fn confirm(&self, _db: &mut Db) -> anyhow::Result<bool> {
-        Ok(true)
+    /// The columns that make [`Tool::table`] this tool's, as the tool
+    /// writes them (other tools may use the same name; a table of another
+    /// name may be this tool's, [`Tool::any_name_ending`]).
+    fn columns(&self) -> &'static [&'static str];
+
+    /// For a tool whose table may bear any name (knex's follows its
+    /// `tableName`): how every such name ends. A table of that ending with
+    /// this tool's [`Tool::columns`] is this tool's.
+    fn any_name_ending(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// This tool on `table`, a table of its shape under another name
+    /// ([`Tool::any_name_ending`]).
+    fn on_table(&self, _table: &str) -> Option<Box<dyn Tool>> {
+        None
     }
 
     /// The state as it is now. Reads only.
@@ -405,67 +431,193 @@ fn change<T: Tool + ?Sized>(
     zone: &LockZone,
 ) -> anyhow::Result<Option<Change>> {
     match seen {
+        LockState::Held(lock) if lock.report_only.is_some() => {
+            anyhow::bail!("{} is reported only, never healed", tool.place())
+        }
         LockState::Held(lock) => tool.free(kind, lock, zone).map(Some),
         LockState::Missing => Ok(tool.restore(kind)),
         LockState::Free => Ok(None),
     }
 }
 
+/// The tables and their columns, as the catalog names them ([`Db::shapes`]).
+pub type Shapes = [(String, Vec<String>)];
+
+/// A table found under a tool's name but without that tool's columns.
+#[derive(Debug, Clone)]
+pub struct Unknown {
+    pub tool: &'static str,
+    pub table: String,
+    /// The columns the tool's table has ([`Tool::columns`]).
+    pub expected: &'static [&'static str],
+    pub found: Vec<String>,
+}
+
+impl Unknown {
+    /// For messages: `migrations_lock is not knex-migrator's (expected columns ...; it has ...)`.
+    pub fn said(&self) -> String {
+        format!(
+            "table {} is not {}'s (expected columns {}; it has {})",
+            self.table,
+            self.tool,
+            self.expected.join(", "),
+            self.found.join(", ")
+        )
+    }
+}
+
+/// What the catalog shows of the candidates' tables.
+pub struct Detected {
+    /// Each table recognised by its columns, with its tool's adapter, in the
+    /// candidates' order; a tool's own name before others of its shape.
+    pub tools: Vec<Box<dyn Tool>>,
+    /// Tables under a tool's name that no candidate recognises.
+    pub unknown: Vec<Unknown>,
+}
+
 /// The tool whose lock to look after: the one named, or the one whose
-/// tables are found. `None`: nothing to heal (no lock table yet).
-/// `present`: which of the candidates' tables exist, when that was read
-/// just before under the guard ([`crate::look`]).
+/// tables are found, recognised by their columns. `None`: nothing to heal
+/// (no lock table yet, or only tables no tool recognises: named, left
+/// alone). `shapes`: the candidates' tables as read just before under the
+/// guard ([`crate::look`]). Of a tool found on several tables (knex lock
+/// tables of two `tableName`s), a held one is the one judged.
 pub async fn select(
     choice: ToolChoice,
     tables: &ToolSettings,
     db: &mut Db,
-    present: Option<&[String]>,
+    zone: &LockZone,
+    shapes: Option<&Shapes>,
 ) -> anyhow::Result<Option<Box<dyn Tool>>> {
     let candidates = candidates(choice, tables);
     let looked: Vec<_> = candidates
         .iter()
         .map(|t| format!("{} {}", t.name(), t.place()))
         .collect();
-    let mut found = detected(candidates, db, present).await?;
-    if found.len() > 1 {
-        let names: Vec<_> = found.iter().map(|t| t.name()).collect();
+    let Detected { tools, unknown } = detected(candidates, db, shapes).await?;
+    for unknown in &unknown {
+        match choice {
+            // Named by the user, yet not that tool's: bad input.
+            ToolChoice::Named(name) if tools.is_empty() => {
+                let message = format!(
+                    "UNLATCH_TOOL={name}, but {}: expected UNLATCH_TOOL to name the tool whose table this is (or auto), \
+                     or the tool's table variable to name its table",
+                    unknown.said()
+                );
+                return Err(Failure::new(Code::Config, message).into());
+            }
+            _ => log::warn!("{}: left alone", unknown.said()),
+        }
+    }
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
+    names.dedup();
+    if names.len() > 1 {
         let names = names.join(" and ");
         let message =
             format!("found the lock tables of {names}; set UNLATCH_TOOL to the one this app uses");
         return Err(Failure::new(Code::Config, message).into());
     }
-    if found.is_empty() {
+    if tools.is_empty() {
         let looked = looked.join(", ");
         log::info!("no migration lock table found (looked for {looked}): nothing to heal");
+        return Ok(None);
     }
-    Ok(found.pop())
+    held_first(tools, db, zone).await
 }
 
-/// The adapters among `tools` whose tables are in the database; `present`
-/// as for [`select`].
+/// Of one tool's adapters on several tables, the first whose lock is not
+/// free; else the first (its own name's).
+async fn held_first(
+    mut tools: Vec<Box<dyn Tool>>,
+    db: &mut Db,
+    zone: &LockZone,
+) -> anyhow::Result<Option<Box<dyn Tool>>> {
+    if tools.len() > 1 {
+        for i in 0..tools.len() {
+            if tools[i].observe(db, zone).await? != LockState::Free {
+                return Ok(Some(tools.swap_remove(i)));
+            }
+        }
+    }
+    Ok(tools.into_iter().next())
+}
+
+/// The tables of `tools` in the database, recognised by their columns;
+/// `shapes` as for [`select`], else read here in one catalog query.
 pub async fn detected(
     tools: Vec<Box<dyn Tool>>,
     db: &mut Db,
-    present: Option<&[String]>,
-) -> anyhow::Result<Vec<Box<dyn Tool>>> {
-    // One catalog query for every candidate's table (a round trip each
-    // cost a few ms a start), unless it was read already; then each
-    // present one confirmed.
-    let present = match present {
-        Some(present) => present.to_vec(),
+    shapes: Option<&Shapes>,
+) -> anyhow::Result<Detected> {
+    let read;
+    let shapes = match shapes {
+        Some(shapes) => shapes,
         None => {
-            let names: Vec<&str> = tools.iter().map(|t| t.table()).collect();
-            db.existing_tables(&names).await?
+            let (names, endings) = looked_up(&tools);
+            read = db.shapes(&names, &endings).await?;
+            &read
         }
     };
-    let mut found = Vec::new();
+    Ok(recognise(tools, shapes))
+}
+
+/// What [`Db::shapes`] is asked, for `tools`: their tables' names, and the
+/// endings of those that take any name.
+pub fn looked_up(tools: &[Box<dyn Tool>]) -> (Vec<&str>, Vec<&'static str>) {
+    let names = tools.iter().map(|t| t.table()).collect();
+    let mut endings: Vec<&'static str> = tools.iter().filter_map(|t| t.any_name_ending()).collect();
+    endings.dedup();
+    (names, endings)
+}
+
+/// Which of `shapes` are which tool's, by their columns.
+pub fn recognise(tools: Vec<Box<dyn Tool>>, shapes: &Shapes) -> Detected {
+    let has = |columns: &[String], wanted: &[&str]| {
+        wanted
+            .iter()
+            .all(|w| columns.iter().any(|c| c.eq_ignore_ascii_case(w)))
+    };
+    let mut found: Vec<Box<dyn Tool>> = Vec::new();
+    let mut misnamed = Vec::new();
     for tool in tools {
-        let there = present.iter().any(|p| p.eq_ignore_ascii_case(tool.table()));
-        if there && tool.confirm(db).await? {
-            found.push(tool);
+        // Tables of its shape under other names, after its own.
+        let mut others = Vec::new();
+        if let Some(ending) = tool.any_name_ending() {
+            for (table, columns) in shapes {
+                let other = table.to_ascii_lowercase().ends_with(ending)
+                    && !table.eq_ignore_ascii_case(tool.table());
+                if other && has(columns, tool.columns()) {
+                    others.extend(tool.on_table(table));
+                }
+            }
         }
+        match shapes
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(tool.table()))
+        {
+            Some((_, columns)) if has(columns, tool.columns()) => found.push(tool),
+            Some((table, columns)) => misnamed.push(Unknown {
+                tool: tool.name(),
+                table: table.clone(),
+                expected: tool.columns(),
+                found: columns.clone(),
+            }),
+            None => {}
+        }
+        found.extend(others);
     }
-    Ok(found)
+    // A table another tool recognises is that tool's, whatever its name.
+    let unknown = misnamed
+        .into_iter()
+        .filter(|u| {
+            !found
+                .iter()
+                .any(|t| t.table().eq_ignore_ascii_case(&u.table))
+        })
+        .collect();
+    Detected {
+        tools: found,
+        unknown,
+    }
 }
 
 #[cfg(test)]

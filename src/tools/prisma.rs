@@ -37,6 +37,10 @@ impl Tool for Prisma {
         (ENTRY.name, TABLE, "finished_at and rolled_back_at NULL")
     }
 
+    fn columns(&self) -> &'static [&'static str] {
+        &["id", "migration_name", "started_at", "finished_at", "rolled_back_at"]
+    }
+
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT id, migration_name, {} FROM {TABLE} WHERE finished_at IS NULL AND rolled_back_at IS NULL \

@@ -32,6 +32,10 @@ impl Tool for Sqlx {
         (ENTRY.name, TABLE, "success = false")
     }
 
+    fn columns(&self) -> &'static [&'static str] {
+        &["version", "description", "installed_on", "success"]
+    }
+
     async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT {}, {}, {} FROM {TABLE} WHERE NOT success ORDER BY version LIMIT 1",
