@@ -315,8 +315,18 @@ fn example_hooks_are_executable() {
 /// unlatch runs after `--`), and a variable of the app's that the file sets
 /// (Harbor's come from the env_file of Harbor's own compose file).
 const COMPOSE_RECIPES: [(&str, &str, &[&str], Option<&str>); 6] = [
-    ("nginx-proxy-manager", "app", &["/init"], Some("DB_MYSQL_HOST")),
-    ("umami", "app", &["docker-entrypoint.sh"], Some("DATABASE_URL")),
+    (
+        "nginx-proxy-manager",
+        "app",
+        &["/init"],
+        Some("DB_MYSQL_HOST"),
+    ),
+    (
+        "umami",
+        "app",
+        &["docker-entrypoint.sh"],
+        Some("DATABASE_URL"),
+    ),
     (
         "langfuse",
         "app",
@@ -330,7 +340,12 @@ const COMPOSE_RECIPES: [(&str, &str, &[&str], Option<&str>); 6] = [
         &["/tini", "--", "docker-lib/entry.sh"],
         Some("RUNDECK_DATABASE_URL"),
     ),
-    ("ghost", "app", &["docker-entrypoint.sh"], Some("database__client")),
+    (
+        "ghost",
+        "app",
+        &["docker-entrypoint.sh"],
+        Some("database__client"),
+    ),
 ];
 
 /// How a recipe may steer unlatch: PID 1 for an init that must be it, and
@@ -367,7 +382,11 @@ fn compose_recipes_put_unlatch_before_the_apps_own_entrypoint() {
             .map(|w| w.as_str().unwrap())
             .collect();
         assert_eq!(entrypoint[..2], ["unlatch", "--"], "{path}");
-        assert_eq!(entrypoint[2..], *original, "{path}: the image's own entrypoint after --");
+        assert_eq!(
+            entrypoint[2..],
+            *original,
+            "{path}: the image's own entrypoint after --"
+        );
         let inline = svc["build"]["dockerfile_inline"].as_str().unwrap();
         assert!(
             inline.contains("COPY --from=unlatch /unlatch /usr/local/bin/unlatch"),
