@@ -271,6 +271,17 @@ mod tests {
     }
 
     #[test]
+    fn unlatch_app_in_help_names_every_app() {
+        let (_, _, meaning) = crate::config::VARIABLES
+            .iter()
+            .find(|(name, _, _)| *name == "UNLATCH_APP")
+            .expect("UNLATCH_APP is in VARIABLES");
+        for app in REGISTRY {
+            assert!(meaning.contains(app.name), "{}: {meaning}", app.name);
+        }
+    }
+
+    #[test]
     fn each_apps_tool_is_a_registered_tool() {
         for app in REGISTRY {
             assert!(
