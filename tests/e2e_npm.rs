@@ -4,7 +4,8 @@
 //! `migrations`), an upgrade's migration is killed half-way (SIGKILL), the
 //! next plain start loops on knex's "Migration table is already locked" as
 //! NPM's users see it, and unlatch in front, configured only from NPM's own
-//! variables, brings it up. A live migration is left alone.
+//! variables, brings it up. A live migration is left alone. And what a kill
+//! of NPM's own (transactional) migrations leaves on each database.
 
 #[macro_use]
 mod common;
@@ -17,12 +18,15 @@ use common::*;
 
 on_every_engine!(
     killed_upgrade_is_healed_from_npms_variables,
+    npms_own_migration_killed_after_its_ddl,
     live_migration_is_left_alone
 );
 
 /// The first migration, NPM's install; the second comes with an upgrade.
 const INSTALL: &str = "20180618015850_initial.js";
 const UPGRADE: &str = "20180929054513_websockets.js";
+/// An upgrade's migration run inside knex's transaction, as NPM's own are.
+const TRANSACTIONAL: &str = "20181019052346_forward_host.js";
 
 /// A copy of the fixture in the test's folder, laid out as the image's
 /// `/app` (its `package.json` included), run from there as NPM runs from
@@ -211,11 +215,54 @@ fn killed_upgrade_is_healed_from_npms_variables(db: &TestDb) {
             "0"
         );
     }
+    let plain = Instant::now();
+    assert_started(&run(&mut npm.boot(1)), 2, 2);
     eprintln!(
-        "FIGURE {:?}: restart -> NPM up under unlatch (heal + in-process migration + boot): {:.0} ms",
+        "FIGURE {:?}: restart -> NPM up under unlatch (heal + in-process migration + boot): {:.0} ms; a plain boot with nothing to do: {:.0} ms",
         db.engine,
-        took.as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0,
+        plain.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// NPM's own migrations run inside knex's transaction. Killed after its
+/// DDL: SQLite and PostgreSQL roll it all back, lock included, and the next
+/// plain start goes through. MySQL/MariaDB committed knex's lock with the
+/// DDL (an implicit commit), so the restart loop is on the lock: unlatch
+/// frees it, and then the migration, half-applied and not idempotent, fails
+/// on its own column. That is NPM's to fix (knex records no dirty state),
+/// and knex frees its lock after it, so no lock is left held.
+fn npms_own_migration_killed_after_its_ddl(db: &TestDb) {
+    let npm = Npm::new(db);
+    assert_started(&run(&mut npm.unlatch(1)), 0, 1);
+    npm.add_migration(TRANSACTIONAL);
+    let mut killed = npm.paused(npm.unlatch(1), "30");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    if db.engine != Engine::MySql {
+        assert_eq!(npm.lock(), "0", "the kill rolled the lock back");
+        assert_started(&run(&mut npm.boot(1)), 0, 2);
+        return;
+    }
+    assert_eq!(npm.lock(), "1", "the DDL committed knex's lock");
+    let plain = run(&mut npm.boot(1));
+    assert_eq!(code(&plain), 1);
+    assert!(
+        stderr(&plain).contains("Startup Error: Migration table is already locked"),
+        "{}",
+        stderr(&plain)
+    );
+    let out = run(&mut npm.unlatch(1));
+    assert_npm_profile(&out);
+    let log = stderr(&out);
+    assert!(log.contains("freed it"), "{log}");
+    assert_eq!(code(&out), 1);
+    assert!(
+        log.contains("Startup Error: alter table `proxy_host` add `forward_scheme`")
+            && log.contains("Duplicate column name 'forward_scheme'"),
+        "{log}"
+    );
+    assert_eq!(npm.lock(), "0", "knex freed its lock after the failure");
 }
 
 fn live_migration_is_left_alone(db: &TestDb) {
