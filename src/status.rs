@@ -53,7 +53,8 @@ struct Found {
     age_seconds: Option<u64>,
     lock: &'static str,
     /// For a held lock younger than the TTL: the proof that its holder is
-    /// gone (`pg-sessions: ...`), or `none: ` and why there is none.
+    /// gone (`pg-sessions: ...`), or `none: ` and why there is none; for a
+    /// `report-only` lock or an `unknown` table, `none: ` and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     proof: Option<String>,
     table: String,

@@ -64,7 +64,9 @@ fn npm_knex_table_under_knex_migrators_name_is_knex(db: &TestDb) {
     // Nginx Proxy Manager's knexfile: `tableName: 'migrations'`, so knex's
     // lock table is `migrations_lock`, knex-migrator's name.
     knex_lock_table(db, "migrations_lock", true);
-    // Before: exit 70, "no such column: locked", even with the table named.
+    // Before: with the table named, exit 64 ("found the lock tables of
+    // knex-migrator and knex"); with nothing set, exit 70 ("no such column:
+    // locked"), the next start below.
     let named = run(base(db)
         .env("UNLATCH_KNEX_TABLE", "migrations")
         .env("UNLATCH_LOCK_WAIT", "0s")

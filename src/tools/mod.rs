@@ -661,6 +661,51 @@ mod tests {
         }
     }
 
+    fn shape(table: &str, columns: &[&str]) -> (String, Vec<String>) {
+        let columns = columns.iter().map(|c| c.to_string()).collect();
+        (table.to_owned(), columns)
+    }
+
+    #[test]
+    fn a_table_is_its_columns_tool_whatever_its_name() {
+        let settings = ToolSettings::default();
+        // A real NPM SQLite database: knex's default lock table and NPM's,
+        // the latter under knex-migrator's name.
+        let npm = [
+            shape("knex_migrations_lock", &["index", "is_locked"]),
+            shape("migrations_lock", &["index", "is_locked"]),
+            shape("migrations", &["id", "name", "batch", "migration_time"]),
+        ];
+        let found = recognise(candidates(ToolChoice::Auto, &settings), &npm);
+        let tables: Vec<_> = found.tools.iter().map(|t| (t.name(), t.table())).collect();
+        assert_eq!(
+            tables,
+            [
+                ("knex", "knex_migrations_lock"),
+                ("knex", "migrations_lock")
+            ]
+        );
+        assert!(found.unknown.is_empty());
+        // A table of knex-migrator's name that is no tool's.
+        let odd = [shape("MIGRATIONS_LOCK", &["id", "note"])];
+        let found = recognise(candidates(ToolChoice::Auto, &settings), &odd);
+        assert!(found.tools.is_empty());
+        let unknown: Vec<_> = found.unknown.iter().map(|u| (u.tool, u.said())).collect();
+        assert_eq!(
+            unknown,
+            [(
+                "knex-migrator",
+                "table MIGRATIONS_LOCK is not knex-migrator's (expected columns lock_key, locked, \
+                 acquired_at, released_at; it has id, note)"
+                    .to_owned()
+            )]
+        );
+        // Not ending in _lock: no knex table, whatever its columns.
+        let other = [shape("locks", &["index", "is_locked"])];
+        let found = recognise(candidates(ToolChoice::Auto, &settings), &other);
+        assert!(found.tools.is_empty() && found.unknown.is_empty());
+    }
+
     #[test]
     fn a_table_named_elsewhere_replaces_only_a_default() {
         let mine = |_: &Entry, v: &Variable| {
