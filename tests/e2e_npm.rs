@@ -19,6 +19,7 @@ use common::*;
 on_every_engine!(
     killed_upgrade_is_healed_from_npms_variables,
     npms_own_migration_killed_after_its_ddl,
+    first_install_killed_waits_the_ttl,
     live_migration_is_left_alone
 );
 
@@ -263,6 +264,39 @@ fn npms_own_migration_killed_after_its_ddl(db: &TestDb) {
         "{log}"
     );
     assert_eq!(npm.lock(), "0", "knex freed its lock after the failure");
+}
+
+/// A first install killed half-way: no start of unlatch ever saw the lock
+/// free, and knex records no time, so no proof can say its holder is gone;
+/// the lock is judged by its age from unlatch's first sighting, across the
+/// restarts (TTL shortened to 3s here).
+fn first_install_killed_waits_the_ttl(db: &TestDb) {
+    let npm = Npm::new(db);
+    npm.add_migration(UPGRADE);
+    let mut killed = npm.paused(npm.unlatch(1), "30");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert_eq!(npm.lock(), "1");
+    let ttl = |cmd: &mut Command| {
+        cmd.env("UNLATCH_LOCK_TTL", "3s")
+            .env("UNLATCH_LOCK_WAIT", "1s");
+    };
+    let mut first = npm.unlatch(1);
+    ttl(&mut first);
+    let out = run(&mut first);
+    assert_eq!(code(&out), 75);
+    assert!(
+        stderr(&out).contains("no proof the holder is gone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(npm.lock(), "1");
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let mut second = npm.unlatch(1);
+    ttl(&mut second);
+    let out = run(&mut second);
+    assert_started(&out, 2, 2);
+    assert!(stderr(&out).contains("stale; freed it"), "{}", stderr(&out));
 }
 
 fn live_migration_is_left_alone(db: &TestDb) {
