@@ -283,8 +283,8 @@ fn readme_recipes_are_the_tested_files() {
         checked += 1;
     }
     assert!(
-        checked >= 7,
-        "the Docker, Fly, Kubernetes and managed-database recipes are all checked ({checked})"
+        checked >= 13,
+        "the Docker, Fly, Kubernetes, managed-database and compose recipes are all checked ({checked})"
     );
 }
 
@@ -307,6 +307,107 @@ fn example_hooks_are_executable() {
             0,
             "{} must not be writable by others",
             entry.path().display()
+        );
+    }
+}
+
+/// Each compose recipe: the app's service, the image's own entrypoint (what
+/// unlatch runs after `--`), and a variable of the app's that the file sets
+/// (Harbor's come from the env_file of Harbor's own compose file).
+const COMPOSE_RECIPES: [(&str, &str, &[&str], Option<&str>); 6] = [
+    (
+        "nginx-proxy-manager",
+        "app",
+        &["/init"],
+        Some("DB_MYSQL_HOST"),
+    ),
+    (
+        "umami",
+        "app",
+        &["docker-entrypoint.sh"],
+        Some("DATABASE_URL"),
+    ),
+    (
+        "langfuse",
+        "app",
+        &["dumb-init", "--", "./web/entrypoint.sh"],
+        Some("DIRECT_URL"),
+    ),
+    ("harbor", "core", &["/harbor/entrypoint.sh"], None),
+    (
+        "rundeck",
+        "app",
+        &["/tini", "--", "docker-lib/entry.sh"],
+        Some("RUNDECK_DATABASE_URL"),
+    ),
+    (
+        "ghost",
+        "app",
+        &["docker-entrypoint.sh"],
+        Some("database__client"),
+    ),
+];
+
+/// How a recipe may steer unlatch: PID 1 for an init that must be it, and
+/// the choice to retry a dirty migration. Where the database is, which tool
+/// and which table come from the app's own variables only.
+const COMPOSE_UNLATCH_VARIABLES: [&str; 2] = ["UNLATCH_MODE", "UNLATCH_ON_DIRTY"];
+
+#[test]
+fn compose_recipes_put_unlatch_before_the_apps_own_entrypoint() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = COMPOSE_RECIPES
+        .iter()
+        .map(|(app, ..)| format!("{app}.yml"))
+        .collect();
+    expected.sort();
+    assert_eq!(files, expected, "one recipe per app, each checked here");
+    let readme = read("README.md");
+    for (app, service, original, app_variable) in COMPOSE_RECIPES {
+        let path = format!("examples/compose/{app}.yml");
+        let docs = YamlLoader::load_from_str(&read(&path))
+            .unwrap_or_else(|e| panic!("{path} does not parse: {e}"));
+        let svc = &docs[0]["services"][service];
+        assert!(!svc.is_badvalue(), "{path}: no service {service}");
+        let entrypoint: Vec<&str> = svc["entrypoint"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{path}: no entrypoint list"))
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert_eq!(entrypoint[..2], ["unlatch", "--"], "{path}");
+        assert_eq!(
+            entrypoint[2..],
+            *original,
+            "{path}: the image's own entrypoint after --"
+        );
+        let inline = svc["build"]["dockerfile_inline"].as_str().unwrap();
+        assert!(
+            inline.contains("COPY --from=unlatch /unlatch /usr/local/bin/unlatch"),
+            "{path}: unlatch copied in"
+        );
+        let env = svc["environment"].as_hash().unwrap();
+        for key in env.keys().map(|k| k.as_str().unwrap()) {
+            assert!(
+                !key.starts_with("UNLATCH_") || COMPOSE_UNLATCH_VARIABLES.contains(&key),
+                "{path}: {key} set; the database, tool and table must come from the app's own variables"
+            );
+        }
+        if let Some(variable) = app_variable {
+            assert!(
+                env.contains_key(&Yaml::String(variable.into())),
+                "{path}: the app's own {variable}"
+            );
+        }
+        assert!(
+            readme.contains(&format!("<!-- file: {path} -->")),
+            "README shows {path}"
         );
     }
 }
