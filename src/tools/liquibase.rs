@@ -1,10 +1,16 @@
 //! Liquibase: table `DATABASECHANGELOGLOCK` (`databaseChangeLogLockTableName`),
 //! row `ID = 1`, columns `LOCKED`, `LOCKGRANTED`, `LOCKEDBY`.
 //!
-//! Liquibase writes `LOCKGRANTED` with the database's own clock and
-//! `LOCKEDBY` as `host (ip)`, and never expires a lock ("Waiting for
-//! changelog lock...."). The age is measured against the database's clock,
-//! so no zone is needed. Freeing it is what `liquibase releaseLocks` does
+//! Liquibase writes `LOCKGRANTED` as the database's `NOW()` into a zone-less
+//! column (LockDatabaseChangeLogGenerator, 4.28) and `LOCKEDBY` as
+//! `host (ip)`, and never expires a lock ("Waiting for changelog lock....").
+//! On MySQL and MariaDB, whose drivers leave the session's zone alone, that
+//! is the server's clock, and the age is measured against it. On PostgreSQL
+//! the JDBC driver sets the session's `TimeZone` to the JVM's zone, so the
+//! value is the JVM's wall-clock time: it is read in the lock zone
+//! (`UNLATCH_LOCK_TIMEZONE`, else `TZ`), which in the app's container is
+//! the JVM's; against the server's clock a JVM west of it would make a live
+//! lock look hours old. Freeing it is what `liquibase releaseLocks` does
 //! (`LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL`), guarded by the
 //! observed grant time and holder.
 //!
@@ -12,7 +18,7 @@
 
 use async_trait::async_trait;
 
-use crate::clock::LockZone;
+use crate::clock::{self, LockZone};
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
@@ -46,7 +52,7 @@ impl Tool for Liquibase {
         (ENTRY.name, &self.table, "ID 1")
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {
         let sql = format!(
             "SELECT CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} WHERE ID = 1",
             db.kind.text("LOCKGRANTED"),
@@ -60,7 +66,15 @@ impl Tool for Liquibase {
         }
         let granted: Option<String> = row.try_get(1)?;
         let holder: Option<String> = row.try_get(2)?;
-        let lock = Lock::row("1", granted, None).by_database_clock(db).await?;
+        let lock = if db.kind == Kind::Postgres {
+            let taken = granted
+                .as_deref()
+                .and_then(|t| clock::parse_lock_time(t, zone));
+            Lock::row("1", granted, taken)
+                .read_by(zone.iana_name().unwrap_or("the configured zone"))
+        } else {
+            Lock::row("1", granted, None).by_database_clock(db).await?
+        };
         Ok(LockState::Held(Lock { holder, ..lock }))
     }
 
