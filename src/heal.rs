@@ -28,6 +28,7 @@ use crate::exit::{Code, Failure};
 use crate::migrate;
 use crate::process::{Ended, Stop};
 use crate::proof::{self, Finding, Recency, Since};
+use crate::sessions;
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::user::RunAs;
@@ -195,6 +196,7 @@ pub async fn settle(
         let state = tool.observe(db, zone).await?;
         let sightings = Sightings::Record(&mut state_absent);
         let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
+        let verdict = running_despite_age(tool, db, verdict).await?;
         let account = account(tool, &state, &verdict, config);
         match verdict {
             Verdict::Free => {
@@ -247,6 +249,25 @@ pub async fn settle(
         }
         first = false;
     }
+}
+
+/// A stale verdict made live when a session holds the tool's advisory
+/// lock: golang-migrate and Prisma hold it for their whole run, so a marker
+/// past the TTL under a held key is a long migration still running (its
+/// dirty marker set before it ran), never one to heal. The age says nothing
+/// of a marker whose tool records no time.
+async fn running_despite_age(
+    tool: &dyn Tool,
+    db: &mut Db,
+    verdict: Verdict,
+) -> anyhow::Result<Verdict> {
+    let Verdict::Stale(age) = verdict else {
+        return Ok(verdict);
+    };
+    if sessions::holders(db, [tool], None).await?.is_empty() {
+        return Ok(Verdict::Stale(age));
+    }
+    Ok(Verdict::Live(age))
 }
 
 /// The lock changed between the look and the compare-and-swap.

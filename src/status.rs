@@ -88,7 +88,8 @@ async fn look(
     stop: &mut Stop,
 ) -> anyhow::Result<u8> {
     let candidates = tools::candidates(config.tool, &config.tool_settings);
-    report.sessions = Some(sessions::holders(db, &candidates, None).await?);
+    report.sessions =
+        Some(sessions::holders(db, candidates.iter().map(|t| t.as_ref()), None).await?);
     let mut worst = 0;
     for tool in tools::detected(candidates, db, None).await? {
         let state = tool.observe(db, &config.heal.lock_zone).await?;
