@@ -10,8 +10,8 @@
 //! [`VARIABLES`] alone: `--help` prints it, a test holds the README's table
 //! to it, and an unset variable is read from its default there.
 //!
-//! May touch: the process environment (through [`Env`]); for Ghost, its
-//! config file; the zone file `TZ` names.
+//! May touch: the process environment (through [`Env`]); what an app
+//! profile reads ([`apps`]); the zone file `TZ` names.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use jiff::tz::TimeZone;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
 
+use crate::apps::{self, Chosen};
 use crate::clock::LockZone;
 use crate::db::Target;
 pub use crate::env::Env;
@@ -30,7 +31,7 @@ use crate::heal::OnStale;
 use crate::logging::{self, LogFormat};
 use crate::tools::{ToolChoice, ToolSettings, Value};
 use crate::user::RunAs;
-use crate::{backup, ghost, heal, hooks, launch, proof, tools};
+use crate::{backup, heal, hooks, launch, proof, tools};
 
 /// Every variable unlatch reads: name, default, meaning. `--help` prints
 /// this table, the README's is checked against it, and an unset variable
@@ -39,6 +40,7 @@ use crate::{backup, ghost, heal, hooks, launch, proof, tools};
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNLATCH_DATABASE_URL", "(unset)", "database URL: sqlite:, mysql:, mariadb:, postgres:, postgresql:, Prisma's file:, jdbc:"),
     ("DATABASE_URL", "(unset)", "used when UNLATCH_DATABASE_URL is unset"),
+    ("UNLATCH_APP", "auto", "app profile: auto (found from the app's own variables), none, ghost, nginx-proxy-manager, prisma, harbor or rundeck; gives the database, the tool and its table"),
     ("database__client, database__connection__*", "(unset)", "Ghost's variables (a *_FILE variant read as a secret file), used when no URL is set; then config.$NODE_ENV.json, config.local.json and Ghost's defaults"),
     ("LIQUIBASE_COMMAND_URL", "(unset)", "Liquibase's JDBC URL, used when none of the above is set"),
     ("LIQUIBASE_COMMAND_USERNAME, LIQUIBASE_COMMAND_PASSWORD", "(unset)", "Liquibase's credentials, with LIQUIBASE_COMMAND_URL"),
@@ -126,6 +128,8 @@ pub struct Config {
     pub launch: launch::Settings,
     /// Copy a SQLite database before migrating (it is always copied before a heal).
     pub sqlite_backup: bool,
+    /// The app profile's log line, when one is in use.
+    pub app_profile: Option<String>,
     /// Harmless oddities (an unknown `UNLATCH_*` name, a setting that has no
     /// effect), logged once logging is up.
     pub warnings: Vec<String>,
@@ -253,19 +257,48 @@ impl Config {
         warnings.extend(zone_warning);
 
         let tool = vars.setting("UNLATCH_TOOL", tools::choice)?;
+        let unlatch_url = vars.get("UNLATCH_DATABASE_URL");
+        let app = apps::choose(
+            env,
+            vars.setting("UNLATCH_APP", apps::choice)?,
+            unlatch_url.is_some(),
+            cwd,
+        )?;
+        // The app's tool, unless UNLATCH_TOOL names one.
+        let tool = match (tool, &app) {
+            (ToolChoice::Auto, Some(chosen)) => ToolChoice::Named(chosen.app.tool),
+            _ => tool,
+        };
+        let app_folder = match &app {
+            Some(chosen) => (chosen.app.migrations)(env, cwd)?,
+            None => None,
+        };
         let mut tool_settings = ToolSettings::read(|entry, variable| match variable.value {
             Value::Table => vars.optional(variable.name, tools::table_name),
             Value::Folder => {
                 let what = format!("the folder of {}'s migrations", entry.name);
                 let path = vars.optional(variable.name, folder(&what))?;
-                Ok(path.map(|path| path.display().to_string()))
+                let app_folder = app_folder
+                    .as_ref()
+                    .filter(|_| app.as_ref().is_some_and(|c| c.app.tool == entry.name));
+                Ok(path
+                    .or_else(|| app_folder.cloned())
+                    .map(|path| path.display().to_string()))
             }
         })?;
-        let database = database(env, vars.get("UNLATCH_DATABASE_URL"), tool, cwd)?;
+        let (database, from) = database(env, unlatch_url, app.as_ref(), tool, cwd)?;
         if let Some(target) = &database {
             warnings.extend(target.warnings.iter().cloned());
             tool_settings.take_tables(&target.tables);
         }
+        let app_profile = app.as_ref().map(|chosen| {
+            tool_settings.take_tables(&[(chosen.app.tool, chosen.app.table.to_owned())]);
+            let tool = match tool {
+                ToolChoice::Named(name) => name,
+                ToolChoice::Auto => "auto",
+            };
+            apps::log_line(chosen, from.as_deref().unwrap_or("nowhere"), tool)
+        });
         let lock_wait = vars.optional("UNLATCH_LOCK_WAIT", duration)?;
         Ok(Config {
             sqlite_backup: vars.setting("UNLATCH_SQLITE_BACKUP", flag)?,
@@ -310,6 +343,7 @@ impl Config {
             tool_settings,
             migrate_cmd,
             migrations_dir,
+            app_profile,
             warnings,
         })
     }
@@ -356,23 +390,33 @@ fn unknown_variables(env: &Env) -> Vec<String> {
         .collect()
 }
 
-/// The database to work on, from the first source that names one.
+/// The database to work on, from the first source that names one, and
+/// what named it (for the app profile's line).
 fn database(
     env: &Env,
     unlatch_url: Option<&str>,
+    app: Option<&Chosen>,
     tool: ToolChoice,
     cwd: &Path,
-) -> Result<Option<Target>, Failure> {
+) -> Result<(Option<Target>, Option<String>), Failure> {
+    let named = |name: &str| Some(name.to_owned());
     if let Some(url) = unlatch_url {
-        return Target::read(url, "UNLATCH_DATABASE_URL", env, tool).map(Some);
+        let target = Target::read(url, "UNLATCH_DATABASE_URL", env, tool)?;
+        return Ok((Some(target), named("UNLATCH_DATABASE_URL")));
+    }
+    if let Some(chosen) = app {
+        let found = (chosen.app.database)(env, cwd)?;
+        let mut target = Target::read(&found.url, &found.source, env, tool)?;
+        target.warnings.extend(found.warnings);
+        return Ok((Some(target), Some(found.from)));
     }
     if let Some(url) = env.get("DATABASE_URL") {
-        return Target::read(url, "DATABASE_URL", env, tool).map(Some);
+        let target = Target::read(url, "DATABASE_URL", env, tool)?;
+        return Ok((Some(target), named("DATABASE_URL")));
     }
-    if let Some((url, source)) = ghost::database_url(env, cwd)? {
-        return Target::read(&url, &source, env, tool).map(Some);
-    }
-    tool_variables(env, tool)
+    let target = tool_variables(env, tool)?;
+    let from = target.as_ref().map(|t| t.source.clone());
+    Ok((target, from))
 }
 
 /// A migration tool's own variables, read as that tool reads them.

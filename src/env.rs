@@ -1,8 +1,8 @@
 //! The environment as unlatch reads it: one snapshot, taken once, of the
-//! variables it may read (its own, Ghost's, libpq's and the tools'), valid
+//! variables it may read (its own, the apps', libpq's and the tools'), valid
 //! UTF-8, empty values dropped (Docker's `-e NAME=` means unset).
 //!
-//! Its own module so that `config`, `ghost`, `db`, `dialect` and `tls` all
+//! Its own module so that `config`, `apps`, `db`, `dialect` and `tls` all
 //! read the same snapshot without importing one another.
 //!
 //! May touch: nothing (the caller hands in the process environment).
@@ -81,7 +81,16 @@ fn is_ours(key: &str) -> bool {
         || key.starts_with("PG")
         || key.starts_with("LIQUIBASE_")
         || key.starts_with("FLYWAY_")
-        || matches!(key, "DATABASE_URL" | "TZ" | "NODE_ENV")
+        // The app profiles' variables (crate::apps).
+        || key.starts_with("DB_MYSQL_")
+        || key.starts_with("DB_POSTGRES_")
+        || key.starts_with("DB_SQLITE_FILE")
+        || key.starts_with("POSTGRESQL_")
+        || key.starts_with("RUNDECK_DATABASE_")
+        || matches!(
+            key,
+            "DATABASE_URL" | "DIRECT_URL" | "POSTGRES_MIGRATION_SCRIPTS_PATH" | "TZ" | "NODE_ENV"
+        )
 }
 
 #[cfg(test)]

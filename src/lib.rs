@@ -7,7 +7,8 @@
 //! it may touch.
 //!
 //! - [`config`]: every setting, from the environment ([`mod@env`]), checked up
-//!   front ([`ghost`] maps Ghost's own database settings).
+//!   front ([`apps`]: the app profiles, each app's own database settings
+//!   mapped to the database, the tool and its table).
 //! - [`db`]: where the database is, waiting for it, the SQL that differs
 //!   ([`dialect`] reads the tools' URL forms, [`tls`] the encryption).
 //! - [`guard`]: unlatch's own session lock, so replicas take turns
@@ -33,6 +34,7 @@
 //! line format, [`user`] the run-as identities, [`wait`] the one way to
 //! wait (for the database, the guard, a live lock).
 
+pub mod apps;
 pub mod backup;
 pub mod clock;
 pub mod config;
@@ -40,7 +42,6 @@ pub mod db;
 pub mod dialect;
 pub mod env;
 pub mod exit;
-pub mod ghost;
 pub mod guard;
 pub mod heal;
 pub mod hooks;

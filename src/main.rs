@@ -182,6 +182,9 @@ fn run(env: Env, args: Vec<OsString>) -> anyhow::Result<u8> {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
+    if let Some(line) = &config.app_profile {
+        log::info!("{line}");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -54,6 +54,9 @@ fn every_bad_input_is_named_refused_and_harmless() {
     .unwrap();
     std::fs::create_dir_all(ghost_dir.join("unreadable/config.development.json")).unwrap();
     let secret_url = |url: &str| url.replace("PW", PASSWORD);
+    // A secret Nginx Proxy Manager's hook would split into two words.
+    let two_words = scratch.path().join("ghost/two-words");
+    std::fs::write(&two_words, "two words\n").unwrap();
 
     // (variables, arguments, what stderr must name)
     let mut cases: Vec<Case> = vec![
@@ -565,6 +568,92 @@ fn every_bad_input_is_named_refused_and_harmless() {
             vec![],
             "UNLATCH_HOOK_FAILURE=ignore: expected stop or warn",
         ),
+        // App profiles: a name unlatch does not know, two apps at once,
+        // and each app's own bad values, named by the app's variable.
+        (
+            vec![("UNLATCH_APP", "foo".into())],
+            vec![],
+            "UNLATCH_APP=foo: expected auto, none or one of: ghost, nginx-proxy-manager",
+        ),
+        (
+            vec![("UNLATCH_APP", "prisma".into())],
+            vec![],
+            "UNLATCH_APP=prisma, but neither DIRECT_URL nor DATABASE_URL is set",
+        ),
+        (
+            vec![
+                ("DB_MYSQL_HOST", "db".into()),
+                ("POSTGRESQL_HOST", "db".into()),
+            ],
+            vec![],
+            "UNLATCH_APP=auto found the settings of more than one app: nginx-proxy-manager (DB_MYSQL_HOST is set) and harbor (POSTGRESQL_HOST is set)",
+        ),
+        (
+            vec![
+                ("DB_MYSQL_HOST", "db".into()),
+                ("DB_MYSQL_USER", "npm".into()),
+                ("DB_MYSQL_PASSWORD", PASSWORD.into()),
+                ("DB_MYSQL_NAME", "npm".into()),
+                ("DB_MYSQL_PORT", "abc".into()),
+            ],
+            vec![],
+            "DB_MYSQL_PORT=abc: expected a port number",
+        ),
+        (
+            vec![
+                ("DB_POSTGRES_HOST", "db".into()),
+                ("DB_POSTGRES_USER", "npm".into()),
+                ("DB_POSTGRES_NAME", "npm".into()),
+                ("DB_POSTGRES_PASSWORD", PASSWORD.into()),
+                ("DB_POSTGRES_PORT", "0".into()),
+            ],
+            vec![],
+            "DB_POSTGRES_PORT=0: expected a port number",
+        ),
+        (
+            vec![
+                ("DB_MYSQL_HOST", "db".into()),
+                ("DB_MYSQL_USER", "npm".into()),
+                ("DB_MYSQL_NAME", "npm".into()),
+                ("DB_MYSQL_PASSWORD__FILE", two_words.display().to_string()),
+            ],
+            vec![],
+            "DB_MYSQL_PASSWORD__FILE=",
+        ),
+        (
+            vec![("POSTGRESQL_PORT", "5432x".into())],
+            vec![],
+            "POSTGRESQL_PORT=5432x: expected a port number",
+        ),
+        (
+            vec![
+                ("POSTGRESQL_PASSWORD", PASSWORD.into()),
+                ("POSTGRESQL_SSLMODE", "on".into()),
+            ],
+            vec![],
+            "POSTGRESQL_SSLMODE=on: expected one of disable",
+        ),
+        (
+            vec![
+                ("POSTGRESQL_HOST", "db".into()),
+                ("POSTGRES_MIGRATION_SCRIPTS_PATH", "/no/such/migrations".into()),
+            ],
+            vec![],
+            "POSTGRES_MIGRATION_SCRIPTS_PATH=/no/such/migrations: expected the folder",
+        ),
+        (
+            vec![
+                ("RUNDECK_DATABASE_URL", "jdbc:h2:file:/home/rundeck/server/data/grailsdb;DB_CLOSE_ON_EXIT=FALSE".into()),
+                ("RUNDECK_DATABASE_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "RUNDECK_DATABASE_URL=jdbc:h2:file:/home/rundeck/server/data/grailsdb: expected a URL starting jdbc:mysql:",
+        ),
+        (
+            vec![("DIRECT_URL", secret_url("mongodb://app:PW@db/app"))],
+            vec![],
+            "DIRECT_URL=mongodb://app:***@db/app",
+        ),
         (vec![], vec!["-x"], "put -- before it"),
         (vec![], vec!["status", "--yaml"], "unlatch status"),
         (vec![], vec!["--bogus"], "--bogus"),
@@ -581,6 +670,10 @@ fn every_bad_input_is_named_refused_and_harmless() {
         if !vars.iter().any(|(k, _)| {
             k.contains("DATABASE_URL")
                 || k.starts_with("database__")
+                || k.starts_with("DB_")
+                || k.starts_with("POSTGRESQL_")
+                || *k == "DIRECT_URL"
+                || *k == "UNLATCH_APP"
                 || k.starts_with("LIQUIBASE_")
                 || k.starts_with("FLYWAY_")
         }) {

@@ -261,7 +261,7 @@ pub(super) fn jdbc_sqlite(tail: &str) -> Result<Located, String> {
     } else {
         working_dir()?.join(path)
     };
-    let mut located = Located::new(Kind::Sqlite, crate::ghost::sqlite_url(&path));
+    let mut located = Located::new(Kind::Sqlite, crate::apps::ghost::sqlite_url(&path));
     located.warnings.extend(Params::none_used(query));
     Ok(located)
 }

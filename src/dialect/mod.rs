@@ -592,9 +592,15 @@ mod tests {
         assert!(err.contains("no Prisma schema was found"), "{err}");
         std::fs::write(dir.join("prisma/schema.prisma"), "").unwrap();
         let l = prisma_sqlite("./dev.db", dir).unwrap();
-        assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("prisma/dev.db")));
+        assert_eq!(
+            l.url,
+            crate::apps::ghost::sqlite_url(&dir.join("prisma/dev.db"))
+        );
         let l = prisma_sqlite("../data/dev.db", dir).unwrap();
-        assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("data/dev.db")));
+        assert_eq!(
+            l.url,
+            crate::apps::ghost::sqlite_url(&dir.join("data/dev.db"))
+        );
         std::fs::write(
             dir.join("package.json"),
             r#"{"prisma":{"schema":"db/schema.prisma"}}"#,
@@ -603,6 +609,9 @@ mod tests {
         std::fs::create_dir_all(dir.join("db")).unwrap();
         std::fs::write(dir.join("db/schema.prisma"), "").unwrap();
         let l = prisma_sqlite("dev.db", dir).unwrap();
-        assert_eq!(l.url, crate::ghost::sqlite_url(&dir.join("db/dev.db")));
+        assert_eq!(
+            l.url,
+            crate::apps::ghost::sqlite_url(&dir.join("db/dev.db"))
+        );
     }
 }

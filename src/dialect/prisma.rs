@@ -154,9 +154,9 @@ pub(super) fn prisma_sqlite(rest: &str, cwd: &Path) -> Result<Located, String> {
             path.display(),
             dir.display()
         ));
-        crate::ghost::normalize(&dir.join(path))
+        crate::apps::ghost::normalize(&dir.join(path))
     };
-    located.url = crate::ghost::sqlite_url(&file);
+    located.url = crate::apps::ghost::sqlite_url(&file);
     located.warnings.extend(Params::none_used(query));
     Ok(located)
 }

@@ -8,6 +8,9 @@
 //! resolved as Ghost resolves it, against Ghost's root: `./current` in the
 //! Ghost-CLI layout of the official image, else the working directory.
 //!
+//! Ghost migrates with knex-migrator, whose lock is the row `km01` of
+//! `migrations_lock`.
+//!
 //! May touch: `config.$NODE_ENV.json` in the working directory (read only).
 
 use std::collections::BTreeMap;
@@ -18,6 +21,23 @@ use serde_json::Value;
 use crate::dialect::escape_userinfo;
 use crate::env::Env;
 use crate::exit::{Code, Failure};
+
+/// Ghost's profile: found when its settings name a database.
+pub const APP: super::App = super::App {
+    name: "ghost",
+    tool: "knex-migrator",
+    table: "migrations_lock",
+    detect: |env, cwd| Ok(database_url(env, cwd)?.map(|(_, source)| format!("{source} name a database"))),
+    database: |env, cwd| match database_url(env, cwd)? {
+        Some((url, source)) => Ok(super::Database::new(url, source.clone(), source)),
+        None => Err(Failure::new(
+            Code::Config,
+            "UNLATCH_APP=ghost, but Ghost's settings name no database; expected database__client and \
+             database__connection__* (or Ghost's config.$NODE_ENV.json in the working directory)",
+        )),
+    },
+    migrations: super::no_folder,
+};
 
 const FIELDS: &[&str] = &[
     "filename",
