@@ -93,10 +93,6 @@ fn unlatch_for_harbor(db: &TestDb) -> Command {
     harbor_env(db, &mut cmd, 0);
     cmd.env("UNLATCH_ON_DIRTY", "retry")
         .env("UNLATCH_MIGRATE_CMD", fixture().join("migrate.sh"));
-    // Until the harbor profile lands: the same database, named for unlatch.
-    cmd.env("UNLATCH_DATABASE_URL", &db.url)
-        .env("UNLATCH_TOOL", "golang-migrate")
-        .env("UNLATCH_GOLANG_MIGRATE_PATH", fixture().join("migrations"));
     cmd
 }
 

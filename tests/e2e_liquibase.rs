@@ -122,9 +122,6 @@ fn unlatch_for_rundeck(db: &TestDb) -> Command {
         .env("LIQUIBASE_HOME", liquibase_home())
         .env("SLOW", "0")
         .env("UNLATCH_MIGRATE_CMD", fixture().join("update.sh"));
-    // Until the rundeck profile lands: the same database, named for unlatch.
-    cmd.env("UNLATCH_DATABASE_URL", &db.url)
-        .env("UNLATCH_TOOL", "liquibase");
     cmd
 }
 
