@@ -131,6 +131,7 @@ fn killed_migration_heals_with_harbors_variables() {
         .args(["--", "true"]));
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
+    assert!(err.contains("app profile harbor"), "{err}");
     assert!(
         err.contains("force 1"),
         "named as golang-migrate's repair: {err}"

@@ -146,7 +146,10 @@ fn killed_update_heals_with_rundecks_variables(db: &TestDb) {
         .args(["--", "true"]));
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
-    assert!(err.contains("liquibase"), "{err}");
+    assert!(
+        err.contains("app profile rundeck (RUNDECK_DATABASE_URL is set)"),
+        "{err}"
+    );
     assert!(err.contains("freed"), "{err}");
     assert!(
         !err.contains("held for 7h") && !err.contains("held for 8h"),
