@@ -6,6 +6,8 @@
 //! unreadable or in the future, the age is counted from the moment this
 //! unlatch first saw that same holder (so a lock of unknown age is freed
 //! only after unlatch itself has watched it, unchanged, for a whole TTL).
+//! Past the TTL, a lock whose tool's advisory lock a session holds is still
+//! live: that tool (golang-migrate, Prisma) is running its migrations.
 //! A live lock is healed only when its holder is provably gone ([`proof`]:
 //! no session or open file, and the holder used the database lately enough
 //! to be still connected if alive), under the same policy as a stale one;
