@@ -297,7 +297,14 @@ impl Config {
                 ToolChoice::Named(name) => name,
                 ToolChoice::Auto => "auto",
             };
-            apps::log_line(chosen, from.as_deref().unwrap_or("nowhere"), tool)
+            // The table that tool looks at: a table given to unlatch wins.
+            let table = tools::REGISTRY
+                .iter()
+                .find(|entry| entry.name == tool)
+                .and_then(|entry| entry.variables.iter().find(|v| v.value == Value::Table))
+                .and_then(|variable| tool_settings.get(variable.name))
+                .unwrap_or(chosen.app.table);
+            apps::log_line(chosen, from.as_deref().unwrap_or("nowhere"), tool, table)
         });
         let lock_wait = vars.optional("UNLATCH_LOCK_WAIT", duration)?;
         Ok(Config {
@@ -910,6 +917,14 @@ mod tests {
         ("UNLATCH_LOCK_TIMEZONE wins over TZ", &[("TZ", "Europe/Berlin"), ("UNLATCH_LOCK_TIMEZONE", "America/New_York")], |c| c.heal.lock_zone.iana_name() == Some("America/New_York")),
         ("UNLATCH_DATABASE_URL wins over DATABASE_URL", &[("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "UNLATCH_DATABASE_URL"),
         ("DATABASE_URL wins over Ghost's", &[("DATABASE_URL", "postgres://u@h/d"), ("database__client", "sqlite3")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
+        // App profiles: the app's tool and table unless unlatch is told otherwise.
+        ("an app's variables give its database, tool and table", &[("DB_SQLITE_FILE", "/tmp/npm.sqlite")], |c| c.database.as_ref().unwrap().source == "Nginx Proxy Manager's DB_SQLITE_FILE" && c.tool == ToolChoice::Named("knex") && c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("migrations") && c.app_profile.as_deref() == Some("app profile nginx-proxy-manager (DB_SQLITE_FILE is set): database from DB_SQLITE_FILE, tool knex, table migrations")),
+        ("UNLATCH_DATABASE_URL wins over a named app's database, not its tool", &[("UNLATCH_APP", "rundeck"), ("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"), ("RUNDECK_DATABASE_URL", "jdbc:h2:mem:x")], |c| c.database.as_ref().unwrap().source == "UNLATCH_DATABASE_URL" && c.tool == ToolChoice::Named("liquibase")),
+        ("under auto, UNLATCH_DATABASE_URL means no app", &[("UNLATCH_DATABASE_URL", "sqlite:///tmp/a.db"), ("DB_SQLITE_FILE", "/tmp/npm.sqlite")], |c| c.app_profile.is_none() && c.tool == ToolChoice::Auto),
+        ("UNLATCH_TOOL wins over the app's tool", &[("UNLATCH_TOOL", "knex-migrator"), ("DB_SQLITE_FILE", "/tmp/npm.sqlite")], |c| c.tool == ToolChoice::Named("knex-migrator")),
+        ("a table given wins over the app's", &[("UNLATCH_KNEX_TABLE", "mine"), ("DB_SQLITE_FILE", "/tmp/npm.sqlite")], |c| c.tool_settings.get("UNLATCH_KNEX_TABLE") == Some("mine") && c.app_profile.as_ref().unwrap().ends_with("tool knex, table mine")),
+        ("UNLATCH_APP=none reads no app's variables", &[("UNLATCH_APP", "None"), ("DB_SQLITE_FILE", "/tmp/npm.sqlite"), ("database__client", "sqlite3")], |c| c.database.is_none() && c.app_profile.is_none()),
+        ("Ghost's variables are Ghost's profile", &[("database__client", "sqlite3"), ("database__connection__filename", "/tmp/g.db")], |c| c.tool == ToolChoice::Named("knex-migrator")),
         ("a URL of unlatch's own wins over a tool's variables", &[("LIQUIBASE_COMMAND_URL", "jdbc:postgresql://db:5432/app?currentSchema=x"), ("LIQUIBASE_COMMAND_USERNAME", "svc"), ("LIQUIBASE_COMMAND_PASSWORD", "s3cret"), ("LIQUIBASE_COMMAND_DEFAULT_SCHEMA_NAME", "billing"), ("LIQUIBASE_DATABASE_CHANGELOG_LOCK_TABLE_NAME", "app_lock"), ("DATABASE_URL", "postgres://u@h/d")], |c| c.database.as_ref().unwrap().source == "DATABASE_URL"),
     ];
 

@@ -89,7 +89,12 @@ fn is_ours(key: &str) -> bool {
         || key.starts_with("RUNDECK_DATABASE_")
         || matches!(
             key,
-            "DATABASE_URL" | "DIRECT_URL" | "POSTGRES_MIGRATION_SCRIPTS_PATH" | "TZ" | "NODE_ENV"
+            "DATABASE_URL"
+                | "DIRECT_URL"
+                | "POSTGRES_MIGRATION_SCRIPTS_PATH"
+                | "NODE_CONFIG_DIR"
+                | "TZ"
+                | "NODE_ENV"
         )
 }
 

@@ -174,11 +174,12 @@ fn detect(env: &Env, cwd: &Path) -> Result<Option<Chosen>, Failure> {
     Ok(found.pop())
 }
 
-/// The profile's one log line.
-pub fn log_line(chosen: &Chosen, database_from: &str, tool: &str) -> String {
+/// The profile's one log line: the tool and table in use, which a tool or
+/// table given to unlatch may have changed.
+pub fn log_line(chosen: &Chosen, database_from: &str, tool: &str, table: &str) -> String {
     format!(
-        "app profile {} ({}): database from {database_from}, tool {tool}, table {}",
-        chosen.app.name, chosen.why, chosen.app.table
+        "app profile {} ({}): database from {database_from}, tool {tool}, table {table}",
+        chosen.app.name, chosen.why
     )
 }
 
@@ -268,6 +269,17 @@ mod tests {
             why.contains("nginx-proxy-manager") && why.contains("rundeck"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn unlatch_app_in_help_names_every_app() {
+        let (_, _, meaning) = crate::config::VARIABLES
+            .iter()
+            .find(|(name, _, _)| *name == "UNLATCH_APP")
+            .expect("UNLATCH_APP is in VARIABLES");
+        for app in REGISTRY {
+            assert!(meaning.contains(app.name), "{}: {meaning}", app.name);
+        }
     }
 
     #[test]

@@ -9,12 +9,16 @@
 //! migrates it in-process at boot, with `tableName: "migrations"`
 //! (`backend/migrate.js`), so its lock table is `migrations_lock`. The
 //! image's `/app/package.json` is named `nginx-proxy-manager`: in its
-//! working directory no variable at all is needed.
+//! working directory no variable at all is needed. Its legacy config file,
+//! `config/$NODE_ENV.json`, wins over every variable when it names a
+//! database, as in `config.js`.
 //!
-//! May touch: `package.json` in the working directory and the files the
-//! `*__FILE` variables name (read only).
+//! May touch: `package.json` and the config file in the working directory,
+//! and the files the `*__FILE` variables name (read only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 use super::{first_set, server_url, App, Database};
 use crate::env::Env;
@@ -87,6 +91,9 @@ const POSTGRES: Engine = Engine {
 };
 
 fn database(env: &Env, cwd: &Path) -> Result<Database, Failure> {
+    if let Some((file, settings)) = config_file(env, cwd) {
+        return from_config_file(&file, &settings, cwd);
+    }
     let mut warnings = Vec::new();
     for engine in [MYSQL, POSTGRES] {
         let read = |field: &str| value(env, &format!("{}{field}", engine.prefix));
@@ -166,6 +173,101 @@ fn server(
         format!("Nginx Proxy Manager's {p}* variables"),
         from,
     ))
+}
+
+/// `config.js`'s first choice: `${NODE_CONFIG_DIR:-./config}/${NODE_ENV:-
+/// default}.json`, when it exists, parses and has a `database`; a file
+/// that cannot be read or parsed is passed over, as its `catch` does.
+fn config_file(env: &Env, cwd: &Path) -> Option<(PathBuf, Value)> {
+    let dir = env.get("NODE_CONFIG_DIR").unwrap_or("./config");
+    let name = format!("{}.json", env.get("NODE_ENV").unwrap_or("default"));
+    let file = super::ghost::normalize(&cwd.join(dir).join(name));
+    let text = std::fs::read_to_string(&file).ok()?;
+    let json: Value = serde_json::from_str(&text).ok()?;
+    let database = json.get("database").filter(|d| !is_falsy(d))?.clone();
+    Some((file, database))
+}
+
+fn is_falsy(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
+}
+
+/// The database the config file's `database` names, read as `db.js`'s
+/// `generateDbConfig` hands it to knex.
+fn from_config_file(file: &Path, db: &Value, cwd: &Path) -> Result<Database, Failure> {
+    let shown = file.display().to_string();
+    let refuse = |why: String| Failure::new(Code::Config, format!("{shown}: {why}"));
+    let text = |value: &Value| match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let source = format!("Nginx Proxy Manager's {shown}");
+    match db["engine"].as_str() {
+        Some("knex-native") => {
+            let client = db["knex"]["client"].as_str().unwrap_or_default();
+            let filename = db["knex"]["connection"]["filename"].as_str();
+            match (client, filename) {
+                ("better-sqlite3" | "sqlite3", Some(filename)) => {
+                    let url = super::ghost::sqlite_url(&cwd.join(filename));
+                    Ok(Database::new(url, source, shown.clone()))
+                }
+                _ => Err(refuse(format!(
+                    "database.knex.client={client}: expected better-sqlite3 or sqlite3 with a connection.filename"
+                ))),
+            }
+        }
+        Some(engine @ ("mysql" | "mysql2" | "pg")) => {
+            let field = |key: &str| text(&db[key]);
+            let (Some(host), Some(name)) = (field("host"), field("name")) else {
+                return Err(refuse("database.host and database.name: expected both".into()));
+            };
+            let (scheme, default_port) = match engine {
+                "pg" => ("postgres", "5432"),
+                _ => ("mysql", "3306"),
+            };
+            let port = field("port").unwrap_or_else(|| default_port.to_owned());
+            let ssl = match (scheme, &db["ssl"]) {
+                ("mysql", ssl) if is_falsy(ssl) => vec![("ssl-mode", "DISABLED")],
+                ("mysql", ssl) => vec![("ssl-mode", mysql2_ssl_object(ssl))],
+                _ => vec![],
+            };
+            let user = field("user");
+            let url = server_url(
+                scheme,
+                ("database.host", &host),
+                Some(("database.port", &port)),
+                user.as_deref().map(|u| ("database.user", u)),
+                field("password").as_deref(),
+                Some(&name),
+                &ssl,
+            )
+            .map_err(|e| refuse(e.message))?;
+            Ok(Database::new(url, source, shown.clone()))
+        }
+        other => Err(refuse(format!(
+            "database.engine={}: expected mysql2, pg or knex-native",
+            other.unwrap_or("(none)")
+        ))),
+    }
+}
+
+/// An `ssl` object as mysql2 reads it: `rejectUnauthorized` unless false,
+/// `verifyIdentity` only when true.
+fn mysql2_ssl_object(ssl: &Value) -> &'static str {
+    match (
+        ssl["rejectUnauthorized"] != Value::Bool(false),
+        ssl["verifyIdentity"] == Value::Bool(true),
+    ) {
+        (false, _) => "REQUIRED",
+        (true, false) => "VERIFY_CA",
+        (true, true) => "VERIFY_IDENTITY",
+    }
 }
 
 /// mysql2's TLS from `DB_MYSQL_SSL*` (`config.js`: `toBool` is
@@ -325,6 +427,29 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         // Not a file: the hook passes it over, DB_MYSQL_PASSWORD stays.
         assert!(db(&pairs).url.contains(":ignored@"));
+    }
+
+    #[test]
+    fn the_legacy_config_file_wins_over_the_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        // backend/config/default.json in NPM's repository.
+        let file = dir.path().join("config/default.json");
+        std::fs::write(&file, r#"{"database":{"engine":"mysql2","host":"db","name":"npm","user":"npm","password":"npm","port":3306}}"#).unwrap();
+        let env = Env::from_pairs(&[("DB_SQLITE_FILE", "/data/x.sqlite")]);
+        let d = database(&env, dir.path()).unwrap();
+        assert_eq!(d.url, "mysql://npm:npm@db:3306/npm?ssl-mode=DISABLED");
+        assert_eq!(d.from, file.display().to_string());
+        // NODE_ENV names another file, absent: the variables count.
+        let env = Env::from_pairs(&[("NODE_ENV", "production"), ("DB_SQLITE_FILE", "/data/x.sqlite")]);
+        assert_eq!(database(&env, dir.path()).unwrap().url, "sqlite:///data/x.sqlite");
+        std::fs::write(&file, r#"{"database":{"engine":"knex-native","knex":{"client":"better-sqlite3","connection":{"filename":"/app/config/mydb.sqlite"}}}}"#).unwrap();
+        assert_eq!(database(&Env::default(), dir.path()).unwrap().url, "sqlite:///app/config/mydb.sqlite");
+        std::fs::write(&file, r#"{"database":{"engine":"mssql"}}"#).unwrap();
+        let m = database(&Env::default(), dir.path()).unwrap_err().message;
+        assert!(m.ends_with("database.engine=mssql: expected mysql2, pg or knex-native"), "{m}");
+        std::fs::write(&file, "{ not json").unwrap();
+        assert_eq!(database(&Env::default(), dir.path()).unwrap().url, "sqlite:///data/database.sqlite");
     }
 
     #[test]
