@@ -6,6 +6,8 @@
 //! unreadable or in the future, the age is counted from the moment this
 //! unlatch first saw that same holder (so a lock of unknown age is freed
 //! only after unlatch itself has watched it, unchanged, for a whole TTL).
+//! Past the TTL, a lock whose tool's advisory lock a session holds is still
+//! live: that tool (golang-migrate, Prisma) is running its migrations.
 //! A live lock is healed only when its holder is provably gone ([`proof`]:
 //! no session or open file, and the holder used the database lately enough
 //! to be still connected if alive), under the same policy as a stale one;
@@ -28,6 +30,7 @@ use crate::exit::{Code, Failure};
 use crate::migrate;
 use crate::process::{Ended, Stop};
 use crate::proof::{self, Finding, Recency, Since};
+use crate::sessions;
 use crate::state;
 use crate::tools::{Lock, LockState, Stuck, Tool};
 use crate::user::RunAs;
@@ -220,6 +223,7 @@ pub async fn settle(
         }
         let sightings = Sightings::Record(&mut state_absent);
         let verdict = judge_seen(tool, db, &state, config.lock_ttl, sightings).await?;
+        let verdict = running_despite_age(tool, db, verdict).await?;
         let account = account(tool, &state, &verdict, config);
         match verdict {
             Verdict::Free => {
@@ -272,6 +276,25 @@ pub async fn settle(
         }
         first = false;
     }
+}
+
+/// A stale verdict made live when a session holds the tool's advisory
+/// lock: golang-migrate and Prisma hold it for their whole run, so a marker
+/// past the TTL under a held key is a long migration still running (its
+/// dirty marker set before it ran), never one to heal. The age says nothing
+/// of a marker whose tool records no time.
+async fn running_despite_age(
+    tool: &dyn Tool,
+    db: &mut Db,
+    verdict: Verdict,
+) -> anyhow::Result<Verdict> {
+    let Verdict::Stale(age) = verdict else {
+        return Ok(verdict);
+    };
+    if sessions::holders(db, [tool], None).await?.is_empty() {
+        return Ok(Verdict::Stale(age));
+    }
+    Ok(Verdict::Live(age))
 }
 
 /// The lock changed between the look and the compare-and-swap.

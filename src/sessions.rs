@@ -106,9 +106,9 @@ impl Names {
 /// trip). Reads nothing more when none of `tools` takes such a lock; else
 /// the keys held, and pg_stat_activity, dearer on a fresh backend, only
 /// when one of those is a tool's.
-pub async fn holders(
+pub async fn holders<'t>(
     db: &mut Db,
-    tools: &[Box<dyn Tool>],
+    tools: impl IntoIterator<Item = &'t dyn Tool>,
     names: Option<Names>,
 ) -> anyhow::Result<Vec<Holder>> {
     if db.kind != Kind::Postgres {
@@ -122,7 +122,7 @@ pub async fn holders(
         }
     };
     let mut keys: Vec<(&'static str, i64)> = tools
-        .iter()
+        .into_iter()
         .filter_map(|t| t.advisory_key(&database, &schema).map(|k| (t.name(), k)))
         .collect();
     if keys.is_empty() {
@@ -196,7 +196,7 @@ pub async fn check(
     names: Option<Names>,
     config: &heal::Settings,
 ) -> anyhow::Result<()> {
-    for holder in holders(db, tools, names).await? {
+    for holder in holders(db, tools.iter().map(|t| t.as_ref()), names).await? {
         let stale = holder.idle_state() && holder.idle > config.lock_ttl;
         let ttl = human(config.lock_ttl);
         if stale && config.terminate_stale_sessions {

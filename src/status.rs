@@ -92,7 +92,8 @@ async fn look(
     stop: &mut Stop,
 ) -> anyhow::Result<u8> {
     let candidates = tools::candidates(config.tool, &config.tool_settings);
-    report.sessions = Some(sessions::holders(db, &candidates, None).await?);
+    report.sessions =
+        Some(sessions::holders(db, candidates.iter().map(|t| t.as_ref()), None).await?);
     let mut worst = 0;
     let detected = tools::detected(candidates, db, None).await?;
     for unknown in detected.unknown {

@@ -1,10 +1,16 @@
 //! Liquibase: table `DATABASECHANGELOGLOCK` (`databaseChangeLogLockTableName`),
 //! row `ID = 1`, columns `LOCKED`, `LOCKGRANTED`, `LOCKEDBY`.
 //!
-//! Liquibase writes `LOCKGRANTED` with the database's own clock and
-//! `LOCKEDBY` as `host (ip)`, and never expires a lock ("Waiting for
-//! changelog lock...."). The age is measured against the database's clock,
-//! so no zone is needed. Freeing it is what `liquibase releaseLocks` does
+//! Liquibase writes `LOCKGRANTED` as the database's `NOW()` into a zone-less
+//! column (LockDatabaseChangeLogGenerator, 4.28) and `LOCKEDBY` as
+//! `host (ip)`, and never expires a lock ("Waiting for changelog lock....").
+//! On MySQL and MariaDB, whose drivers leave the session's zone alone, that
+//! is the server's clock, and the age is measured against it. On PostgreSQL
+//! the JDBC driver sets the session's `TimeZone` to the JVM's zone, so the
+//! value is the JVM's wall-clock time: it is read in the lock zone
+//! (`UNLATCH_LOCK_TIMEZONE`, else `TZ`), which in the app's container is
+//! the JVM's; against the server's clock a JVM west of it would make a live
+//! lock look hours old. Freeing it is what `liquibase releaseLocks` does
 //! (`LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL`), guarded by the
 //! observed grant time and holder.
 //!
@@ -20,7 +26,7 @@
 
 use async_trait::async_trait;
 
-use crate::clock::LockZone;
+use crate::clock::{self, LockZone};
 use sqlx::Row;
 
 use super::{Entry, Lock, LockState, Tool, Value, Variable};
@@ -64,7 +70,7 @@ impl Tool for Liquibase {
         &["ID", "LOCKED", "LOCKGRANTED", "LOCKEDBY"]
     }
 
-    async fn observe(&self, db: &mut Db, _zone: &LockZone) -> anyhow::Result<LockState> {
+    async fn observe(&self, db: &mut Db, zone: &LockZone) -> anyhow::Result<LockState> {
         // Every row (one, or Keycloak's three): whose table it is.
         let sql = format!(
             "SELECT {}, CASE WHEN LOCKED THEN 1 ELSE 0 END, {}, LOCKEDBY FROM {} ORDER BY ID",
@@ -84,7 +90,7 @@ impl Tool for Liquibase {
             }
             let granted: Option<String> = row.try_get(2)?;
             let holder: Option<String> = row.try_get(3)?;
-            let mut lock = Lock::row(id, granted, None).by_database_clock(db).await?;
+            let mut lock = granted_at(db, zone, id, granted).await?;
             if keycloak {
                 lock = lock.report_only(KEYCLOAK);
             }
@@ -109,5 +115,23 @@ impl Tool for Liquibase {
             "liquibase releaseLocks (or: UPDATE {} SET LOCKED = FALSE, LOCKGRANTED = NULL, LOCKEDBY = NULL WHERE ID = 1;)",
             self.table
         )
+    }
+}
+
+/// Row `id`'s lock, its `LOCKGRANTED` read as the module's doc says: in the
+/// lock zone on PostgreSQL, against the database's clock elsewhere.
+async fn granted_at(
+    db: &mut Db,
+    zone: &LockZone,
+    id: &str,
+    granted: Option<String>,
+) -> anyhow::Result<Lock> {
+    if db.kind == Kind::Postgres {
+        let taken = granted
+            .as_deref()
+            .and_then(|t| clock::parse_lock_time(t, zone));
+        Ok(Lock::row(id, granted, taken).read_by(zone.iana_name().unwrap_or("the configured zone")))
+    } else {
+        Lock::row(id, granted, None).by_database_clock(db).await
     }
 }
