@@ -180,7 +180,18 @@ fn four_replicas_start_and_migrate_once(engine: Engine) {
         .collect();
     for replica in replicas {
         let out = replica.wait_with_output().unwrap();
-        eprintln!("{}", stderr(&out));
+        let err = stderr(&out);
+        eprintln!("{err}");
+        // As the README says: a replica whose app booted while another
+        // replica's knex-migrator-migrate held its lock for a moment fails
+        // its boot check, and its restart takes its turn again.
+        if code(&out) != 0 {
+            assert!(err.contains("APP FAILED MigrationsAreLockedError"), "{err}");
+            let again = run(&mut app.unlatch().env("FIXTURE_RUN_LOG", &runs));
+            eprintln!("restarted: {}", stderr(&again));
+            assert_app_upgraded(&again);
+            continue;
+        }
         assert_app_upgraded(&out);
     }
     assert_eq!(
