@@ -368,6 +368,20 @@ fn compose_recipes_put_unlatch_before_the_apps_own_entrypoint() {
         .collect();
     expected.sort();
     assert_eq!(files, expected, "one recipe per app, each checked here");
+    for app in unlatch::apps::REGISTRY {
+        // The Prisma profile serves every Prisma app; two have recipes.
+        let recipes: &[&str] = match app.name {
+            "prisma" => &["umami", "langfuse"],
+            name => &[name],
+        };
+        for recipe in recipes {
+            assert!(
+                COMPOSE_RECIPES.iter().any(|(r, ..)| r == recipe),
+                "app profile {} has no recipe {recipe}.yml",
+                app.name
+            );
+        }
+    }
     let readme = read("README.md");
     for (app, service, original, app_variable) in COMPOSE_RECIPES {
         let path = format!("examples/compose/{app}.yml");
