@@ -187,7 +187,7 @@ fn four_replicas_start_and_migrate_once(engine: Engine) {
         // its boot check, and its restart takes its turn again.
         if code(&out) != 0 {
             assert!(err.contains("APP FAILED MigrationsAreLockedError"), "{err}");
-            let again = run(&mut app.unlatch().env("FIXTURE_RUN_LOG", &runs));
+            let again = run(app.unlatch().env("FIXTURE_RUN_LOG", &runs));
             eprintln!("restarted: {}", stderr(&again));
             assert_app_upgraded(&again);
             continue;
