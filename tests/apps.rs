@@ -336,3 +336,45 @@ fn prisma_failed_migration_is_found_in_its_schema_and_through_direct_url(db: &Te
     );
     assert_eq!(rolled_back(db, "langfuse"), ["b2"]);
 }
+
+on_engines!(npm_passwords_of_any_character_and_a_crlf_secret_reach_mariadb: mysql => MySql);
+
+/// A MariaDB user whose password holds what URLs and shells treat apart
+/// (and the recognisable test password, so that any output showing it
+/// fails), logged in with as Nginx Proxy Manager would: from
+/// `DB_MYSQL_PASSWORD`, and from a CRLF `DB_MYSQL_PASSWORD__FILE`, whose
+/// `\r` the image's secret hook keeps (and so did the MariaDB image's
+/// `file_env`, which made the user from the same file).
+fn npm_passwords_of_any_character_and_a_crlf_secret_reach_mariadb(db: &TestDb) {
+    let user = format!("atk{}", std::process::id());
+    let login = |password: &str, secret: Option<&Path>| {
+        let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+        db.exec(&[
+            &format!("DROP USER IF EXISTS '{user}'@'%'"),
+            &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{quoted}'"),
+            &format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name),
+        ]);
+        let p = parts(db);
+        let mut vars = vec![
+            ("DB_MYSQL_HOST", p.host),
+            ("DB_MYSQL_PORT", p.port),
+            ("DB_MYSQL_USER", user.clone()),
+            ("DB_MYSQL_NAME", p.name),
+        ];
+        match secret {
+            Some(file) => vars.push(("DB_MYSQL_PASSWORD__FILE", file.display().to_string())),
+            None => vars.push(("DB_MYSQL_PASSWORD", password.to_owned())),
+        }
+        let err = ends(&mut app(db.scratch.path(), &vars), 0);
+        assert!(err.contains("nothing to heal"), "{err}");
+        err
+    };
+    login(&format!("{PASSWORD}@:/%#? \"'\\ü€"), None);
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("db-password");
+    std::fs::write(&file, format!("{PASSWORD}@:/#?\"'ü€\r\n")).unwrap();
+    let err = login(&format!("{PASSWORD}@:/#?\"'ü€\r"), Some(&file));
+    assert!(err.contains("database from DB_MYSQL_HOST, DB_MYSQL_PORT, DB_MYSQL_USER, DB_MYSQL_PASSWORD__FILE, DB_MYSQL_NAME"), "{err}");
+    assert!(err.contains("holds a carriage return"), "{err}");
+    db.exec(&[&format!("DROP USER '{user}'@'%'")]);
+}
