@@ -378,3 +378,36 @@ fn npm_passwords_of_any_character_and_a_crlf_secret_reach_mariadb(db: &TestDb) {
     assert!(err.contains("holds a carriage return"), "{err}");
     db.exec(&[&format!("DROP USER '{user}'@'%'")]);
 }
+
+on_engines!(rundeck_password_is_read_as_its_properties_file_reads_it: mysql => MySql);
+
+/// Rundeck's image writes `RUNDECK_DATABASE_PASSWORD` unescaped into a Java
+/// properties file, which reads `\\` as `\` and `\u00fc` as `ü`: the
+/// MariaDB user has the password Rundeck reads, and unlatch logs in with
+/// that one, not with the variable's text.
+fn rundeck_password_is_read_as_its_properties_file_reads_it(db: &TestDb) {
+    let user = format!("rdk{}", std::process::id());
+    let read = format!("{PASSWORD}@:/%#? \"'\\xü");
+    let quoted = read.replace('\\', "\\\\").replace('\'', "\\'");
+    db.exec(&[
+        &format!("DROP USER IF EXISTS '{user}'@'%'"),
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{quoted}'"),
+        &format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name),
+    ]);
+    let p = parts(db);
+    let vars = [
+        (
+            "RUNDECK_DATABASE_URL",
+            format!("jdbc:mariadb://{}:{}/{}", p.host, p.port, p.name),
+        ),
+        ("RUNDECK_DATABASE_USERNAME", user.clone()),
+        (
+            "RUNDECK_DATABASE_PASSWORD",
+            format!("{PASSWORD}@:/%#? \"'\\\\x\\u00fc"),
+        ),
+    ];
+    let err = ends(&mut app(db.scratch.path(), &vars), 0);
+    assert!(err.contains("app profile rundeck (RUNDECK_DATABASE_URL is set): database from RUNDECK_DATABASE_URL, RUNDECK_DATABASE_USERNAME, RUNDECK_DATABASE_PASSWORD"), "{err}");
+    assert!(err.contains("nothing to heal"), "{err}");
+    db.exec(&[&format!("DROP USER '{user}'@'%'")]);
+}

@@ -646,6 +646,15 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "several hosts (db1:3306,db2:3306)",
         ),
         (
+            // Rundeck's properties file would join the next line to it.
+            vec![
+                ("RUNDECK_DATABASE_URL", "jdbc:mariadb://db:3306/rundeck".into()),
+                ("RUNDECK_DATABASE_PASSWORD", format!("{PASSWORD}\\")),
+            ],
+            vec![],
+            "RUNDECK_DATABASE_PASSWORD: the value ends with a lone \\",
+        ),
+        (
             vec![("POSTGRESQL_PORT", "5432x".into())],
             vec![],
             "POSTGRESQL_PORT=5432x: expected a port number",
