@@ -762,12 +762,31 @@ pub async fn wait_for(
     stop: &mut Stop,
 ) -> anyhow::Result<Option<Db>> {
     if let Some(file) = &target.sqlite_file {
-        if !file.exists() {
-            log::info!(
-                "database file {} does not exist yet: nothing to heal",
-                file.display()
-            );
-            return Ok(None);
+        // `exists()` is false for a file behind a folder unlatch may not
+        // search: that is no first boot, and its lock may be held.
+        match file.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info!(
+                    "database file {} does not exist yet: nothing to heal",
+                    file.display()
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Code::Credentials,
+                    format!(
+                        "cannot reach the SQLite database {} (from {}) as uid {}: {e}; expected its folders \
+                         searchable and the file readable and writable for that user, or unlatch run as the \
+                         file's owner",
+                        file.display(),
+                        target.source,
+                        nix::unistd::geteuid()
+                    ),
+                )
+                .into())
+            }
         }
     }
     let mut wait = Wait::new(timeout, wait::PACE);

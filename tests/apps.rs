@@ -411,3 +411,48 @@ fn rundeck_password_is_read_as_its_properties_file_reads_it(db: &TestDb) {
     assert!(err.contains("nothing to heal"), "{err}");
     db.exec(&[&format!("DROP USER '{user}'@'%'")]);
 }
+
+/// NPM's SQLite file behind a folder unlatch may not search (another
+/// uid's `/data`, mode 0700): not a first boot with nothing to heal, which
+/// `Path::exists` took it for, but exit 77 naming the file and the uid,
+/// and the held lock left as it was.
+#[test]
+fn npm_sqlite_file_behind_a_folder_unlatch_may_not_search_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let db =
+        TestDb::new(Engine::Sqlite, "npm_sqlite_unreachable").expect("SQLite tests always run");
+    npm_held_lock(&db);
+    let data = db.scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let file = data.join("database.sqlite");
+    std::fs::rename(&db.url["sqlite://".len()..], &file).unwrap();
+    let mode = |path: &Path, bits| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap()
+    };
+    mode(db.scratch.path(), 0o755);
+    mode(&data, 0o000);
+    let mut cmd = app(
+        db.scratch.path(),
+        &[("DB_SQLITE_FILE", file.display().to_string())],
+    );
+    cmd.env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]);
+    // Root searches any folder: as root, the start runs as another user.
+    let as_4242 = ["--reuid", "4242", "--regid", "4242", "--clear-groups", "--"];
+    let out = match lacks_root() {
+        None => run(&mut wrapped("setpriv", &as_4242, &cmd)),
+        Some(_) => run(&mut cmd),
+    };
+    mode(&data, 0o755);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 77, "{err}");
+    assert!(
+        err.contains(&format!("cannot reach the SQLite database {} (from Nginx Proxy Manager's DB_SQLITE_FILE) as uid ", file.display())),
+        "{err}"
+    );
+    assert!(!err.contains("does not exist yet"), "{err}");
+    let url = format!("sqlite://{}", file.display());
+    assert_eq!(
+        row(&url, "select is_locked from migrations_lock").unwrap(),
+        ["1"]
+    );
+}
