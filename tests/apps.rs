@@ -199,7 +199,7 @@ fn harbor_dirty_version_is_found_and_forced_from_its_variables(db: &TestDb) {
     };
     let err = ends(&mut start(), 78);
     assert!(
-        err.contains("app profile harbor (POSTGRESQL_HOST is set): database from POSTGRESQL_HOST, POSTGRESQL_PORT, POSTGRESQL_USERNAME, POSTGRESQL_PASSWORD, POSTGRESQL_DATABASE (Harbor's defaults for the 1 others), tool golang-migrate, table schema_migrations"),
+        err.contains("app profile harbor (POSTGRESQL_HOST is set): database from POSTGRESQL_HOST, POSTGRESQL_PORT, POSTGRESQL_USERNAME, POSTGRESQL_PASSWORD, POSTGRESQL_DATABASE (Harbor's defaults: POSTGRESQL_SSLMODE disable), tool golang-migrate, table schema_migrations"),
         "{err}"
     );
     assert!(
