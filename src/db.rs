@@ -265,7 +265,7 @@ impl Target {
         if let Some(schema) = &self.schema {
             // Set at connection start: no round trip.
             url.query_pairs_mut()
-                .append_pair("options[search_path]", schema);
+                .append_pair("options[search_path]", &startup_option(schema));
         }
         Ok(AnyConnectOptions::from_url(&url)?.disable_statement_logging())
     }
@@ -1156,8 +1156,24 @@ impl Kind {
     }
 }
 
+/// `value` as one word of PostgreSQL's startup `options`, which the server
+/// splits at white space unless a backslash escapes it (`pg_split_opts`);
+/// sqlx writes `-c name=value` without escaping, so a schema such as
+/// Prisma's `"My Tenant"` would reach the server cut in two.
+fn startup_option(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

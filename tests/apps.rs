@@ -456,3 +456,33 @@ fn npm_sqlite_file_behind_a_folder_unlatch_may_not_search_is_refused() {
         ["1"]
     );
 }
+
+on_engines!(prisma_schema_with_a_space_and_capitals_is_the_one_looked_in: postgres => Postgres);
+
+/// Prisma quotes `?schema=`, so `My Tenant` is a schema of its own; sqlx
+/// puts the search_path in the startup `options`, which the server splits
+/// at spaces unless escaped: the failed migration is found there (78), not
+/// refused as a bad setting (64), and Prisma's other parameters are no
+/// refusal either.
+fn prisma_schema_with_a_space_and_capitals_is_the_one_looked_in(db: &TestDb) {
+    prisma_failed_migration(db, "\"My Tenant\"");
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.query_pairs_mut()
+        .append_pair("schema", "My Tenant")
+        .append_pair("sslmode", "prefer")
+        .append_pair("connection_limit", "5")
+        .append_pair("pool_timeout", "10")
+        .append_pair("socket_timeout", "10")
+        .append_pair("statement_cache_size", "0");
+    let vars = [("DIRECT_URL", url.to_string())];
+    let err = ends(&mut app(db.scratch.path(), &vars), 78);
+    assert!(
+        err.contains("migration 20240201000000_add_posts failed"),
+        "{err}"
+    );
+    ends(
+        app(db.scratch.path(), &vars).env("UNLATCH_ON_DIRTY", "retry"),
+        0,
+    );
+    assert_eq!(rolled_back(db, "\"My Tenant\""), ["b2"]);
+}
