@@ -1173,8 +1173,14 @@ fn startup_option(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
+
+    #[test]
+    fn a_startup_option_keeps_its_spaces_and_backslashes() {
+        assert_eq!(startup_option("\"My Tenant\""), "\"My\\ Tenant\"");
+        assert_eq!(startup_option("a\\b\tc"), "a\\\\b\\\tc");
+        assert_eq!(startup_option("app"), "app");
+    }
 
     #[test]
     fn url_passwords_are_masked_inside_commands() {
