@@ -265,7 +265,7 @@ impl Target {
         if let Some(schema) = &self.schema {
             // Set at connection start: no round trip.
             url.query_pairs_mut()
-                .append_pair("options[search_path]", schema);
+                .append_pair("options[search_path]", &startup_option(schema));
         }
         Ok(AnyConnectOptions::from_url(&url)?.disable_statement_logging())
     }
@@ -762,12 +762,31 @@ pub async fn wait_for(
     stop: &mut Stop,
 ) -> anyhow::Result<Option<Db>> {
     if let Some(file) = &target.sqlite_file {
-        if !file.exists() {
-            log::info!(
-                "database file {} does not exist yet: nothing to heal",
-                file.display()
-            );
-            return Ok(None);
+        // `exists()` is false for a file behind a folder unlatch may not
+        // search: that is no first boot, and its lock may be held.
+        match file.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info!(
+                    "database file {} does not exist yet: nothing to heal",
+                    file.display()
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Code::Credentials,
+                    format!(
+                        "cannot reach the SQLite database {} (from {}) as uid {}: {e}; expected its folders \
+                         searchable and the file readable and writable for that user, or unlatch run as the \
+                         file's owner",
+                        file.display(),
+                        target.source,
+                        nix::unistd::geteuid()
+                    ),
+                )
+                .into())
+            }
         }
     }
     let mut wait = Wait::new(timeout, wait::PACE);
@@ -1137,9 +1156,31 @@ impl Kind {
     }
 }
 
+/// `value` as one word of PostgreSQL's startup `options`, which the server
+/// splits at white space unless a backslash escapes it (`pg_split_opts`);
+/// sqlx writes `-c name=value` without escaping, so a schema such as
+/// Prisma's `"My Tenant"` would reach the server cut in two.
+fn startup_option(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_startup_option_keeps_its_spaces_and_backslashes() {
+        assert_eq!(startup_option("\"My Tenant\""), "\"My\\ Tenant\"");
+        assert_eq!(startup_option("a\\b\tc"), "a\\\\b\\\tc");
+        assert_eq!(startup_option("app"), "app");
+    }
 
     #[test]
     fn url_passwords_are_masked_inside_commands() {

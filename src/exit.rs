@@ -50,7 +50,7 @@ codes! {
     73 HookFailed "a hook failed, timed out, or was refused (world-writable, or owned by another user)",
     75 LockStillHeld "a live lock, or another replica's guard, still held after `UNLATCH_LOCK_WAIT`; or a SQLite database another process keeps locked",
     76 StaleRefused "stale lock refused (`UNLATCH_ON_STALE=fail`)",
-    77 Credentials "the database rejected the credentials (not retried), or a SQLite database is read-only to unlatch",
+    77 Credentials "the database rejected the credentials (not retried), or a SQLite database is read-only or out of reach (a folder it may not search) to unlatch",
     78 DirtyRefused "a dirty or failed migration, refused (`UNLATCH_ON_DIRTY=fail`)",
     126 NotExecutable "COMMAND exists but is not executable",
     127 NotFound "COMMAND not found",

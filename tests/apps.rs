@@ -199,7 +199,7 @@ fn harbor_dirty_version_is_found_and_forced_from_its_variables(db: &TestDb) {
     };
     let err = ends(&mut start(), 78);
     assert!(
-        err.contains("app profile harbor (POSTGRESQL_HOST is set): database from POSTGRESQL_HOST, POSTGRESQL_PORT, POSTGRESQL_USERNAME, POSTGRESQL_PASSWORD, POSTGRESQL_DATABASE (Harbor's defaults for the 1 others), tool golang-migrate, table schema_migrations"),
+        err.contains("app profile harbor (POSTGRESQL_HOST is set): database from POSTGRESQL_HOST, POSTGRESQL_PORT, POSTGRESQL_USERNAME, POSTGRESQL_PASSWORD, POSTGRESQL_DATABASE (Harbor's defaults: POSTGRESQL_SSLMODE disable), tool golang-migrate, table schema_migrations"),
         "{err}"
     );
     assert!(
@@ -335,4 +335,154 @@ fn prisma_failed_migration_is_found_in_its_schema_and_through_direct_url(db: &Te
         "{err}"
     );
     assert_eq!(rolled_back(db, "langfuse"), ["b2"]);
+}
+
+on_engines!(npm_passwords_of_any_character_and_a_crlf_secret_reach_mariadb: mysql => MySql);
+
+/// A MariaDB user whose password holds what URLs and shells treat apart
+/// (and the recognisable test password, so that any output showing it
+/// fails), logged in with as Nginx Proxy Manager would: from
+/// `DB_MYSQL_PASSWORD`, and from a CRLF `DB_MYSQL_PASSWORD__FILE`, whose
+/// `\r` the image's secret hook keeps (and so did the MariaDB image's
+/// `file_env`, which made the user from the same file).
+fn npm_passwords_of_any_character_and_a_crlf_secret_reach_mariadb(db: &TestDb) {
+    let user = format!("atk{}", std::process::id());
+    let login = |password: &str, secret: Option<&Path>| {
+        let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+        db.exec(&[
+            &format!("DROP USER IF EXISTS '{user}'@'%'"),
+            &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{quoted}'"),
+            &format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name),
+        ]);
+        let p = parts(db);
+        let mut vars = vec![
+            ("DB_MYSQL_HOST", p.host),
+            ("DB_MYSQL_PORT", p.port),
+            ("DB_MYSQL_USER", user.clone()),
+            ("DB_MYSQL_NAME", p.name),
+        ];
+        match secret {
+            Some(file) => vars.push(("DB_MYSQL_PASSWORD__FILE", file.display().to_string())),
+            None => vars.push(("DB_MYSQL_PASSWORD", password.to_owned())),
+        }
+        let err = ends(&mut app(db.scratch.path(), &vars), 0);
+        assert!(err.contains("nothing to heal"), "{err}");
+        err
+    };
+    login(&format!("{PASSWORD}@:/%#? \"'\\ü€"), None);
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("db-password");
+    std::fs::write(&file, format!("{PASSWORD}@:/#?\"'ü€\r\n")).unwrap();
+    let err = login(&format!("{PASSWORD}@:/#?\"'ü€\r"), Some(&file));
+    assert!(err.contains("database from DB_MYSQL_HOST, DB_MYSQL_PORT, DB_MYSQL_USER, DB_MYSQL_PASSWORD__FILE, DB_MYSQL_NAME"), "{err}");
+    assert!(err.contains("holds a carriage return"), "{err}");
+    db.exec(&[&format!("DROP USER '{user}'@'%'")]);
+}
+
+on_engines!(rundeck_password_is_read_as_its_properties_file_reads_it: mysql => MySql);
+
+/// Rundeck's image writes `RUNDECK_DATABASE_PASSWORD` unescaped into a Java
+/// properties file, which reads `\\` as `\` and `\u00fc` as `ü`: the
+/// MariaDB user has the password Rundeck reads, and unlatch logs in with
+/// that one, not with the variable's text.
+fn rundeck_password_is_read_as_its_properties_file_reads_it(db: &TestDb) {
+    let user = format!("rdk{}", std::process::id());
+    let read = format!("{PASSWORD}@:/%#? \"'\\xü");
+    let quoted = read.replace('\\', "\\\\").replace('\'', "\\'");
+    db.exec(&[
+        &format!("DROP USER IF EXISTS '{user}'@'%'"),
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{quoted}'"),
+        &format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name),
+    ]);
+    let p = parts(db);
+    let vars = [
+        (
+            "RUNDECK_DATABASE_URL",
+            format!("jdbc:mariadb://{}:{}/{}", p.host, p.port, p.name),
+        ),
+        ("RUNDECK_DATABASE_USERNAME", user.clone()),
+        (
+            "RUNDECK_DATABASE_PASSWORD",
+            format!("{PASSWORD}@:/%#? \"'\\\\x\\u00fc"),
+        ),
+    ];
+    let err = ends(&mut app(db.scratch.path(), &vars), 0);
+    assert!(err.contains("app profile rundeck (RUNDECK_DATABASE_URL is set): database from RUNDECK_DATABASE_URL, RUNDECK_DATABASE_USERNAME, RUNDECK_DATABASE_PASSWORD"), "{err}");
+    assert!(err.contains("nothing to heal"), "{err}");
+    db.exec(&[&format!("DROP USER '{user}'@'%'")]);
+}
+
+/// NPM's SQLite file behind a folder unlatch may not search (another
+/// uid's `/data`, mode 0700): not a first boot with nothing to heal, which
+/// `Path::exists` took it for, but exit 77 naming the file and the uid,
+/// and the held lock left as it was.
+#[test]
+fn npm_sqlite_file_behind_a_folder_unlatch_may_not_search_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let db =
+        TestDb::new(Engine::Sqlite, "npm_sqlite_unreachable").expect("SQLite tests always run");
+    npm_held_lock(&db);
+    let data = db.scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let file = data.join("database.sqlite");
+    std::fs::rename(&db.url["sqlite://".len()..], &file).unwrap();
+    let mode = |path: &Path, bits| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap()
+    };
+    mode(db.scratch.path(), 0o755);
+    mode(&data, 0o000);
+    let mut cmd = app(
+        db.scratch.path(),
+        &[("DB_SQLITE_FILE", file.display().to_string())],
+    );
+    cmd.env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]);
+    // Root searches any folder: as root, the start runs as another user.
+    let as_4242 = ["--reuid", "4242", "--regid", "4242", "--clear-groups", "--"];
+    let out = match lacks_root() {
+        None => run(&mut wrapped("setpriv", &as_4242, &cmd)),
+        Some(_) => run(&mut cmd),
+    };
+    mode(&data, 0o755);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 77, "{err}");
+    assert!(
+        err.contains(&format!("cannot reach the SQLite database {} (from Nginx Proxy Manager's DB_SQLITE_FILE) as uid ", file.display())),
+        "{err}"
+    );
+    assert!(!err.contains("does not exist yet"), "{err}");
+    let url = format!("sqlite://{}", file.display());
+    assert_eq!(
+        row(&url, "select is_locked from migrations_lock").unwrap(),
+        ["1"]
+    );
+}
+
+on_engines!(prisma_schema_with_a_space_and_capitals_is_the_one_looked_in: postgres => Postgres);
+
+/// Prisma quotes `?schema=`, so `My Tenant` is a schema of its own; sqlx
+/// puts the search_path in the startup `options`, which the server splits
+/// at spaces unless escaped: the failed migration is found there (78), not
+/// refused as a bad setting (64), and Prisma's other parameters are no
+/// refusal either.
+fn prisma_schema_with_a_space_and_capitals_is_the_one_looked_in(db: &TestDb) {
+    prisma_failed_migration(db, "\"My Tenant\"");
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.query_pairs_mut()
+        .append_pair("schema", "My Tenant")
+        .append_pair("sslmode", "prefer")
+        .append_pair("connection_limit", "5")
+        .append_pair("pool_timeout", "10")
+        .append_pair("socket_timeout", "10")
+        .append_pair("statement_cache_size", "0");
+    let vars = [("DIRECT_URL", url.to_string())];
+    let err = ends(&mut app(db.scratch.path(), &vars), 78);
+    assert!(
+        err.contains("migration 20240201000000_add_posts failed"),
+        "{err}"
+    );
+    ends(
+        app(db.scratch.path(), &vars).env("UNLATCH_ON_DIRTY", "retry"),
+        0,
+    );
+    assert_eq!(rolled_back(db, "\"My Tenant\""), ["b2"]);
 }

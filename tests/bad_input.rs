@@ -621,6 +621,40 @@ fn every_bad_input_is_named_refused_and_harmless() {
             "DB_MYSQL_PASSWORD__FILE=",
         ),
         (
+            // mysql2 would look up the whole name; the URL parser cut it to `db`.
+            vec![
+                ("DB_MYSQL_HOST", "db:3306".into()),
+                ("DB_MYSQL_USER", "npm".into()),
+                ("DB_MYSQL_NAME", "npm".into()),
+                ("DB_MYSQL_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "DB_MYSQL_HOST=db:3306: expected a host name or address alone",
+        ),
+        (
+            vec![("POSTGRESQL_HOST", "pg@db".into()), ("POSTGRESQL_PASSWORD", PASSWORD.into())],
+            vec![],
+            "POSTGRESQL_HOST=pg@db: expected a host name or address alone",
+        ),
+        (
+            vec![
+                ("RUNDECK_DATABASE_URL", "jdbc:mysql://db1:3306,db2:3306/rundeck?useSSL=false".into()),
+                ("RUNDECK_DATABASE_USERNAME", "rundeck".into()),
+                ("RUNDECK_DATABASE_PASSWORD", PASSWORD.into()),
+            ],
+            vec![],
+            "several hosts (db1:3306,db2:3306)",
+        ),
+        (
+            // Rundeck's properties file would join the next line to it.
+            vec![
+                ("RUNDECK_DATABASE_URL", "jdbc:mariadb://db:3306/rundeck".into()),
+                ("RUNDECK_DATABASE_PASSWORD", format!("{PASSWORD}\\")),
+            ],
+            vec![],
+            "RUNDECK_DATABASE_PASSWORD: the value ends with a lone \\",
+        ),
+        (
             vec![("POSTGRESQL_PORT", "5432x".into())],
             vec![],
             "POSTGRESQL_PORT=5432x: expected a port number",

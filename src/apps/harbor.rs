@@ -72,16 +72,22 @@ fn database(env: &Env, _: &Path) -> Result<Database, Failure> {
         Some(get(env, 4).1),
         &[("sslmode", sslmode)],
     )?;
-    let set: Vec<&str> = VARIABLES
+    let (set, unset): (Vec<_>, Vec<_>) = VARIABLES
         .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| env.get(name).is_some())
-        .collect();
-    let defaults = VARIABLES.len() - set.len();
-    let mut from = set.join(", ");
-    if defaults > 0 {
-        from.push_str(&format!(" (Harbor's defaults for the {defaults} others)"));
+        .partition(|(name, _)| env.get(name).is_some());
+    let mut from = set.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    if !unset.is_empty() {
+        // Each default by name; the password's value is a password.
+        let defaults: Vec<String> = unset
+            .iter()
+            .map(|(name, default)| match *name {
+                "POSTGRESQL_PASSWORD" => name.to_string(),
+                _ => format!("{name} {default}"),
+            })
+            .collect();
+        from.push_str(&format!(" (Harbor's defaults: {})", defaults.join(", ")));
     }
+    let from = from.trim_start().to_owned();
     Ok(Database::new(url, "Harbor's POSTGRESQL_* variables", from))
 }
 
@@ -106,7 +112,10 @@ mod tests {
         let env = Env::from_pairs(&[("POSTGRESQL_HOST", "harbor-db"), ("POSTGRESQL_PASSWORD", "p w")]);
         let d = database(&env, Path::new("/harbor")).unwrap();
         assert_eq!(d.url, "postgres://postgres:p%20w@harbor-db:5432/registry?sslmode=disable");
-        assert_eq!(d.from, "POSTGRESQL_HOST, POSTGRESQL_PASSWORD (Harbor's defaults for the 4 others)");
+        assert_eq!(d.from, "POSTGRESQL_HOST, POSTGRESQL_PASSWORD (Harbor's defaults: POSTGRESQL_PORT 5432, POSTGRESQL_USERNAME postgres, POSTGRESQL_DATABASE registry, POSTGRESQL_SSLMODE disable)");
+        let d = database(&Env::from_pairs(&[("POSTGRESQL_SSLMODE", "require")]), Path::new("/")).unwrap();
+        assert!(d.from.starts_with("POSTGRESQL_SSLMODE (Harbor's defaults: POSTGRESQL_HOST postgresql, "), "{}", d.from);
+        assert!(d.from.contains(", POSTGRESQL_PASSWORD,") && !d.from.contains("root123"), "{}", d.from);
     }
 
     #[test]

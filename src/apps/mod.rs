@@ -221,6 +221,13 @@ fn server_url(
     let host_text = if host.1.parse::<std::net::Ipv6Addr>().is_ok() {
         bracketed = format!("[{}]", host.1);
         &bracketed
+    } else if host.1.contains([':', '/', '@', '?', '#', '[', ']', '\\']) {
+        // The URL parser would cut `db:3306` to `db`, where the app's
+        // driver looks up the whole name and fails.
+        return Err(bad(
+            host,
+            "a host name or address alone (no port, user or path)",
+        ));
     } else {
         host.1
     };
@@ -363,5 +370,23 @@ mod tests {
             err.message,
             "DB_MYSQL_PORT=abc: expected a port number, 1 to 65535"
         );
+        for host in ["db:3306", "u@db", "db/x", "fe80::1%eth0"] {
+            let err = server_url(
+                "mysql",
+                ("DB_MYSQL_HOST", host),
+                None,
+                None,
+                None,
+                None,
+                &[],
+            )
+            .unwrap_err();
+            assert!(
+                err.message
+                    .starts_with(&format!("DB_MYSQL_HOST={host}: expected a host")),
+                "{}",
+                err.message
+            );
+        }
     }
 }

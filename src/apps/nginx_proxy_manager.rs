@@ -317,10 +317,13 @@ fn value(env: &Env, name: &str) -> Result<Option<Given>, Failure> {
 }
 
 /// The hook's `printf $(cat "$SECRETFILE")`: trailing newlines cut by the
-/// command substitution, then split into words, the first word printed as
-/// a format. A value that splitting or printf would change (white space
-/// inside, `%`, `\`) is refused: the app would read another one. A path
-/// that is not a file is passed over, as the hook passes it over.
+/// command substitution, then split into words on bash's default `IFS`
+/// (space, tab, newline: not `\r`, so a CRLF file's value keeps its
+/// carriage return, and s6's `with-contenv`, `s6-envdir -Lfn`, keeps it
+/// too), the first word printed as a format. A value that splitting or
+/// printf would change (`IFS` inside, `%`, `\`) is refused: the app would
+/// read another one. A path that is not a file is passed over, as the hook
+/// passes it over.
 fn secret_file(variable: &str, path: &str) -> Result<Option<String>, Failure> {
     if !Path::new(path).is_file() {
         log::warn!(
@@ -334,8 +337,8 @@ fn secret_file(variable: &str, path: &str) -> Result<Option<String>, Failure> {
             format!("{variable}={path}: cannot read it ({e}); expected a readable file holding the value"),
         )
     })?;
-    let value = text.trim_matches([' ', '\t', '\n']);
-    if value.contains(char::is_whitespace) || value.contains(['%', '\\']) {
+    let value = text.trim_matches(IFS);
+    if value.contains(IFS) || value.contains(['%', '\\']) {
         return Err(Failure::new(
             Code::Config,
             format!(
@@ -344,8 +347,17 @@ fn secret_file(variable: &str, path: &str) -> Result<Option<String>, Failure> {
             ),
         ));
     }
+    if value.contains('\r') {
+        log::warn!(
+            "{variable}={path}: the value holds a carriage return (a file saved with CRLF line ends?); \
+             Nginx Proxy Manager's secret hook keeps it, and so does unlatch"
+        );
+    }
     Ok(Some(value.to_owned()))
 }
+
+/// bash's default `IFS`, which splits the hook's unquoted `$(cat file)`.
+const IFS: [char; 3] = [' ', '\t', '\n'];
 
 #[cfg(test)]
 mod tests {
@@ -424,6 +436,13 @@ mod tests {
         assert!(d.from.contains("DB_MYSQL_PASSWORD__FILE"), "{}", d.from);
         std::fs::write(&file, "two words\n").unwrap();
         assert!(refusal(&pairs).starts_with("DB_MYSQL_PASSWORD__FILE="));
+        // Not IFS: a CRLF file's \r and a no-break space reach the app.
+        std::fs::write(&file, "\tn\u{a0}b\r\n\n").unwrap();
+        assert_eq!(db(&pairs).url, "mysql://u:n%C2%A0b%0D@db:3306/n?ssl-mode=DISABLED");
+        for inside in ["a\tb", "a\nb", "50%", "a\\b"] {
+            std::fs::write(&file, inside).unwrap();
+            assert!(refusal(&pairs).starts_with("DB_MYSQL_PASSWORD__FILE="), "{inside:?}");
+        }
         std::fs::remove_file(&file).unwrap();
         // Not a file: the hook passes it over, DB_MYSQL_PASSWORD stays.
         assert!(db(&pairs).url.contains(":ignored@"));
