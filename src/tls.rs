@@ -223,6 +223,17 @@ fn postgres(url: &mut Url, env: &Env) -> Result<Settled, String> {
     })
 }
 
+/// PostgreSQL's `sslmode` values, compared exactly as libpq compares them
+/// (`REQUIRE` is not a mode); what any app's own sslmode setting must be.
+pub const PG_SSLMODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
 /// libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
 /// `channel_binding`, and their `PG*` variables.
 fn postgres_settings(url: &mut Url, env: &Env) -> Result<Settled, String> {
@@ -237,17 +248,8 @@ fn postgres_settings(url: &mut Url, env: &Env) -> Result<Settled, String> {
     let binding = take(&mut pairs, &["channel_binding"]).or_else(|| from_env("PGCHANNELBINDING"));
     let system = root.as_deref() == Some("system");
 
-    // libpq compares these exactly: REQUIRE is not a mode.
-    const MODES: &[&str] = &[
-        "disable",
-        "allow",
-        "prefer",
-        "require",
-        "verify-ca",
-        "verify-full",
-    ];
     let mode = match mode_given.as_deref() {
-        Some(m) if MODES.contains(&m) => m,
+        Some(m) if PG_SSLMODES.contains(&m) => m,
         Some(m) => {
             return Err(format!(
                 "sslmode={m}: expected disable, allow, prefer, require, verify-ca or verify-full"

@@ -33,16 +33,6 @@ const VARIABLES: [(&str, &str); 6] = [
     ("POSTGRESQL_SSLMODE", "disable"),
 ];
 
-/// The sslmode values pgx and libpq take.
-const SSLMODES: &[&str] = &[
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
-
 /// Harbor's default, relative to its working directory (`pgsql.go`'s
 /// `defaultMigrationPath`).
 const MIGRATIONS: &str = "migrations/postgresql/";
@@ -54,12 +44,12 @@ fn get(env: &Env, index: usize) -> (&'static str, &str) {
 
 fn database(env: &Env, _: &Path) -> Result<Database, Failure> {
     let (sslmode_name, sslmode) = get(env, 5);
-    if !SSLMODES.contains(&sslmode) {
+    if !crate::tls::PG_SSLMODES.contains(&sslmode) {
         return Err(Failure::new(
             Code::Config,
             format!(
                 "{sslmode_name}={sslmode}: expected one of {}",
-                SSLMODES.join(", ")
+                crate::tls::PG_SSLMODES.join(", ")
             ),
         ));
     }
