@@ -5,7 +5,8 @@
 //! Its own module so that `config`, `apps`, `db`, `dialect` and `tls` all
 //! read the same snapshot without importing one another.
 //!
-//! May touch: nothing (the caller hands in the process environment).
+//! May touch: nothing (the caller hands in the process environment), but
+//! the secret files a `*_FILE` variable names, read by [`secret_file`].
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -96,6 +97,17 @@ fn is_ours(key: &str) -> bool {
                 | "TZ"
                 | "NODE_ENV"
         )
+}
+
+/// The text of the secret file `path` that `variable` names, as the app's
+/// own hook would read it; the app decides how to trim it.
+pub fn secret_file(variable: &str, path: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+    Failure::new(
+        Code::Config,
+        format!("{variable}={path}: cannot read it ({e}); expected a readable file holding the value"),
+    )
+})
 }
 
 #[cfg(test)]

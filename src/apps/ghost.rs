@@ -202,12 +202,7 @@ fn from_secret_file(env: &Env, name: &str) -> Result<Option<String>, Failure> {
     let Some(path) = env.get(&variable) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(
-            Code::Config,
-            format!("{variable}={path}: cannot read it ({e}); expected a readable file holding the value"),
-        )
-    })?;
+    let text = crate::env::secret_file(&variable, path)?;
     let value = text.trim_end_matches('\n');
     if value.contains('\n') {
         return Err(Failure::new(

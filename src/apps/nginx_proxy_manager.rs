@@ -331,12 +331,7 @@ fn secret_file(variable: &str, path: &str) -> Result<Option<String>, Failure> {
         );
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(
-            Code::Config,
-            format!("{variable}={path}: cannot read it ({e}); expected a readable file holding the value"),
-        )
-    })?;
+    let text = crate::env::secret_file(variable, path)?;
     let value = text.trim_matches(IFS);
     if value.contains(IFS) || value.contains(['%', '\\']) {
         return Err(Failure::new(
