@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     )
     .unwrap();
     for env in [unlatch::config::Env::default(), env] {
-        match unlatch::ghost::database_url(&env, &dir) {
+        match unlatch::apps::ghost::database_url(&env, &dir) {
             Ok(Some((url, source))) => {
                 if let Err(e) = unlatch::db::Target::parse(&url, &source) {
                     assert!(!e.message.contains(SECRET), "{}", e.message);
