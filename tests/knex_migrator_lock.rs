@@ -37,17 +37,6 @@ fn utc_ago(ago: Duration) -> String {
     )
 }
 
-fn base(db: &TestDb) -> Command {
-    let mut cmd = unlatch();
-    // The locks here are rows the test writes, with no process behind
-    // them: what is tested is the TTL rule, which proofs (tests/proof.rs)
-    // would cut short, so they are off.
-    cmd.env("UNLATCH_DATABASE_URL", &db.url)
-        .env("TZ", "UTC")
-        .env("UNLATCH_PROOFS", "0");
-    cmd
-}
-
 /// A shell command that runs `statement` on `db` with the engine's own CLI.
 fn cli(db: &TestDb, statement: &str) -> String {
     let url = url::Url::parse(&db.url).unwrap();
@@ -84,7 +73,7 @@ fn stale_lock_is_cleared_and_app_starts(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(7200)));
     let before = db.knex_migrator_lock().unwrap();
-    let out = run(base(db).args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out = run(unlatch_on_rows(db).args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 0);
     assert_eq!(stdout(&out), "APP STARTED\n");
     let err = stderr(&out);
@@ -107,10 +96,12 @@ fn live_lock_is_waited_for_then_given_up(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(60)));
     let before = db.knex_migrator_lock().unwrap();
-    let out =
-        run(base(db)
-            .env("UNLATCH_LOCK_WAIT", "2s")
-            .args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out = run(unlatch_on_rows(db).env("UNLATCH_LOCK_WAIT", "2s").args([
+        "--",
+        "sh",
+        "-c",
+        "echo APP STARTED",
+    ]));
     assert_eq!(code(&out), 75);
     assert_eq!(stdout(&out), "", "the app must not start");
     let err = stderr(&out);
@@ -128,7 +119,7 @@ fn live_lock_is_waited_for_then_given_up(db: &TestDb) {
 fn live_lock_released_while_waiting(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::ZERO));
-    let child = base(db)
+    let child = unlatch_on_rows(db)
         .args(["--", "sh", "-c", "echo APP STARTED"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -162,10 +153,12 @@ fn fail_policy_changes_nothing(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(3600)));
     let before = db.knex_migrator_lock().unwrap();
-    let out =
-        run(base(db)
-            .env("UNLATCH_ON_STALE", "fail")
-            .args(["--", "sh", "-c", "echo APP STARTED"]));
+    let out = run(unlatch_on_rows(db).env("UNLATCH_ON_STALE", "fail").args([
+        "--",
+        "sh",
+        "-c",
+        "echo APP STARTED",
+    ]));
     assert_eq!(code(&out), 76);
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);
@@ -184,7 +177,7 @@ fn fail_policy_changes_nothing(db: &TestDb) {
 
 fn missing_row_is_put_back(db: &TestDb) {
     db.create_knex_migrator_lock();
-    let out = run(base(db).env("UNLATCH_ON_STALE", "fail"));
+    let out = run(unlatch_on_rows(db).env("UNLATCH_ON_STALE", "fail"));
     assert_eq!(code(&out), 76, "fail refuses even this");
     assert!(
         stderr(&out).contains("INSERT INTO migrations_lock"),
@@ -192,7 +185,7 @@ fn missing_row_is_put_back(db: &TestDb) {
         stderr(&out)
     );
     assert_eq!(db.knex_migrator_lock(), None);
-    let out = run(&mut base(db));
+    let out = run(&mut unlatch_on_rows(db));
     assert_eq!(code(&out), 0);
     assert!(stderr(&out).contains("put the row back, unlocked"));
     assert_eq!(db.knex_migrator_lock().unwrap(), ["0", "NULL", "NULL"]);
@@ -202,7 +195,7 @@ fn unknown_age_heals_after_watching_a_whole_ttl(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, "NULL");
     let started = Instant::now();
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "2s")
         .env("UNLATCH_LOCK_WAIT", "30s"));
     assert_eq!(code(&out), 0);
@@ -224,7 +217,7 @@ fn migrate_timeout_frees_the_lock_it_took(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(false, "NULL");
     let script = format!("{} && exec sleep 30", cli(db, take_lock_sql(db)));
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env(
             "UNLATCH_MIGRATE_CMD",
             format!("sh -c '{}'", script.replace('\'', r"'\''")),
@@ -249,12 +242,9 @@ fn migrate_timeout_frees_the_lock_it_took(db: &TestDb) {
 fn migrate_failure_stops_before_the_app(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(false, "NULL");
-    let out = run(base(db).env("UNLATCH_MIGRATE_CMD", "sh -c 'exit 3'").args([
-        "--",
-        "sh",
-        "-c",
-        "echo APP STARTED",
-    ]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_MIGRATE_CMD", "sh -c 'exit 3'")
+        .args(["--", "sh", "-c", "echo APP STARTED"]));
     assert_eq!(code(&out), 71);
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains("UNLATCH_MIGRATE_CMD exited with 3"));
@@ -271,7 +261,7 @@ fn sigterm_during_migrate_is_passed_on_and_cleaned_up(db: &TestDb) {
         marker.display(),
         cli(db, take_lock_sql(db))
     );
-    let child = base(db)
+    let child = unlatch_on_rows(db)
         .env(
             "UNLATCH_MIGRATE_CMD",
             format!("sh -c '{}'", script.replace('\'', r"'\''")),
@@ -315,7 +305,7 @@ fn rollback_policy_runs_command_then_clears(db: &TestDb) {
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(7200)));
     let scratch = Scratch::new("rollback");
     let marker = scratch.path().join("rolled-back");
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_ON_STALE", "rollback")
         .env(
             "UNLATCH_ROLLBACK_CMD",
@@ -374,7 +364,9 @@ fn guard_makes_replicas_take_turns(db: &TestDb) {
             })
         }
     };
-    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_WAIT", "1s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 75);
     assert!(
         stderr(&out).contains("another replica still holds unlatch's guard"),
@@ -382,7 +374,7 @@ fn guard_makes_replicas_take_turns(db: &TestDb) {
         stderr(&out)
     );
     holder();
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_WAIT", "10s")
         .args(["--", "true"]));
     assert_eq!(code(&out), 0);
@@ -392,7 +384,7 @@ fn status_reports_and_changes_nothing(db: &TestDb) {
     db.create_knex_migrator_lock();
     db.set_knex_migrator_lock(true, &utc_ago(Duration::from_secs(1800)));
     let before = db.knex_migrator_lock().unwrap();
-    let out = run(base(db).args(["status", "--json"]));
+    let out = run(unlatch_on_rows(db).args(["status", "--json"]));
     assert_eq!(code(&out), 2, "stale");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tool = &report["tools"][0];
@@ -400,7 +392,9 @@ fn status_reports_and_changes_nothing(db: &TestDb) {
     assert_eq!(tool["lock"], "held");
     assert_eq!(tool["verdict"], "stale");
     assert!(tool["age_seconds"].as_u64().unwrap() >= 1800);
-    let out = run(base(db).arg("status").env("UNLATCH_LOCK_TTL", "1h"));
+    let out = run(unlatch_on_rows(db)
+        .arg("status")
+        .env("UNLATCH_LOCK_TTL", "1h"));
     assert_eq!(code(&out), 1, "live under a longer TTL");
     assert!(
         stdout(&out).contains("verdict     live"),
@@ -409,7 +403,7 @@ fn status_reports_and_changes_nothing(db: &TestDb) {
     );
     assert_eq!(db.knex_migrator_lock().unwrap(), before);
     db.set_knex_migrator_lock(false, "NULL");
-    assert_eq!(code(&run(base(db).arg("status"))), 0);
+    assert_eq!(code(&run(unlatch_on_rows(db).arg("status"))), 0);
 }
 
 fn bad_configuration_touches_nothing(db: &TestDb) {
@@ -423,7 +417,9 @@ fn bad_configuration_touches_nothing(db: &TestDb) {
         ("UNLATCH_MIGRATE_CMD", "'unbalanced"),
         ("UNLATCH_LOCK_TIMEZONE", "Atlantis/Capital"),
     ] {
-        let out = run(base(db).env(variable, value).args(["--", "true"]));
+        let out = run(unlatch_on_rows(db)
+            .env(variable, value)
+            .args(["--", "true"]));
         assert_eq!(code(&out), 64, "{variable}");
         assert!(
             stderr(&out).contains(variable),
@@ -506,9 +502,9 @@ fn writers_zone_decides_the_age() {
             .to_string();
         db.set_knex_migrator_lock(true, &format!("'{written}'"));
         // Read as UTC it lies hours in the future: age unknown, so live.
-        let out = run(base(&db).env("UNLATCH_LOCK_WAIT", "1s"));
+        let out = run(unlatch_on_rows(&db).env("UNLATCH_LOCK_WAIT", "1s"));
         assert_eq!(code(&out), 75, "{engine:?}");
-        let out = run(base(&db).env("TZ", "Asia/Kolkata"));
+        let out = run(unlatch_on_rows(&db).env("TZ", "Asia/Kolkata"));
         assert_eq!(code(&out), 0, "{engine:?}");
         assert!(
             stderr(&out).contains("(Asia/Kolkata), held for 20m"),
@@ -516,7 +512,7 @@ fn writers_zone_decides_the_age() {
             stderr(&out)
         );
         db.set_knex_migrator_lock(true, &format!("'{written}'"));
-        let out = run(base(&db)
+        let out = run(unlatch_on_rows(&db)
             .env("UNLATCH_LOCK_TIMEZONE", "Asia/Kolkata")
             .env("UNLATCH_LOG", "warn"));
         assert_eq!(code(&out), 0, "{engine:?}");
@@ -622,7 +618,7 @@ fn a_replica_that_waited_reads_again_under_the_guard() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let out = run(base(&db)
+    let out = run(unlatch_on_rows(&db)
         .env("UNLATCH_LOCK_WAIT", "10s")
         .env("UNLATCH_LOCK_TTL", "10m")
         .env("UNLATCH_ON_STALE", "clear")

@@ -21,16 +21,6 @@ on_every_engine!(
     keycloak_rows_are_reported_not_healed,
 );
 
-fn base(db: &TestDb) -> Command {
-    let mut cmd = unlatch();
-    // Rows the test writes, no process behind them: the TTL rule is what
-    // is tested, so proofs are off.
-    cmd.env("UNLATCH_DATABASE_URL", &db.url)
-        .env("TZ", "UTC")
-        .env("UNLATCH_PROOFS", "0");
-    cmd
-}
-
 /// knex 3.1.0's lock table, lib/migrations/migrate/table-creator.js
 /// (`increments('index')`, `integer('is_locked')`), named `table`.
 fn knex_lock_table(db: &TestDb, table: &str, locked: bool) {
@@ -67,7 +57,7 @@ fn npm_knex_table_under_knex_migrators_name_is_knex(db: &TestDb) {
     // Before: with the table named, exit 64 ("found the lock tables of
     // knex-migrator and knex"); with nothing set, exit 70 ("no such column:
     // locked"), the next start below.
-    let named = run(base(db)
+    let named = run(unlatch_on_rows(db)
         .env("UNLATCH_KNEX_TABLE", "migrations")
         .env("UNLATCH_LOCK_WAIT", "0s")
         .args(["--", "true"]));
@@ -78,12 +68,12 @@ fn npm_knex_table_under_knex_migrators_name_is_knex(db: &TestDb) {
         stderr(&named)
     );
     // By its columns alone, nothing named.
-    let said = heals_after_ttl(db, &mut base(db));
+    let said = heals_after_ttl(db, &mut unlatch_on_rows(db));
     assert!(said.contains("knex lock migrations_lock"), "{said}");
     assert_eq!(is_locked(db, "migrations_lock"), "0");
     // Named as knex-migrator's, it is refused as bad input, nothing written.
     db.exec(&["update migrations_lock set is_locked = 1"]);
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_TOOL", "knex-migrator")
         .args(["--", "true"]));
     assert_eq!(code(&out), 64, "{}", stderr(&out));
@@ -98,7 +88,7 @@ fn npm_knex_table_under_knex_migrators_name_is_knex(db: &TestDb) {
 
 fn knex_lock_table_under_any_table_name_is_found(db: &TestDb) {
     knex_lock_table(db, "app_schema_lock", true);
-    let said = heals_after_ttl(db, &mut base(db));
+    let said = heals_after_ttl(db, &mut unlatch_on_rows(db));
     assert!(
         said.contains("knex lock app_schema_lock (is_locked)"),
         "{said}"
@@ -111,12 +101,12 @@ fn of_two_knex_lock_tables_the_held_one_is_judged(db: &TestDb) {
     // NPM's own.
     knex_lock_table(db, "knex_migrations_lock", false);
     knex_lock_table(db, "migrations_lock", true);
-    let said = heals_after_ttl(db, &mut base(db));
+    let said = heals_after_ttl(db, &mut unlatch_on_rows(db));
     assert!(said.contains("knex lock migrations_lock"), "{said}");
     assert_eq!(is_locked(db, "migrations_lock"), "0");
     assert_eq!(is_locked(db, "knex_migrations_lock"), "0");
     // Both free: nothing to do, and no complaint about two tools.
-    let out = run(base(db).args(["--", "true"]));
+    let out = run(unlatch_on_rows(db).args(["--", "true"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("is free"), "{}", stderr(&out));
 }
@@ -127,7 +117,7 @@ fn unrecognised_table_named_like_a_tools_is_named_and_left_alone(db: &TestDb) {
         "create table migrations_lock (id integer primary key, locked_by varchar(50))",
         "insert into migrations_lock (id, locked_by) values (1, 'me')",
     ]);
-    let out = run(base(db).args(["--", "true"]));
+    let out = run(unlatch_on_rows(db).args(["--", "true"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -184,7 +174,9 @@ fn goose_lease_is_reported_not_healed(db: &TestDb) {
     let before = db
         .row("select CASE WHEN locked THEN 1 ELSE 0 END, lock_id from goose_lock")
         .unwrap();
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "1s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "1s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -227,7 +219,9 @@ fn keycloak_rows_are_reported_not_healed(db: &TestDb) {
         &format!("INSERT INTO DATABASECHANGELOGLOCK (ID, LOCKED) VALUES (1000, {f})"),
         &format!("INSERT INTO DATABASECHANGELOGLOCK (ID, LOCKED) VALUES (1001, {f})"),
     ]);
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "1s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "1s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

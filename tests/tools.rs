@@ -7,7 +7,6 @@
 #[macro_use]
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -23,17 +22,6 @@ on_every_engine!(
     two_tools_found_ask_for_unlatch_tool,
 );
 
-fn base(db: &TestDb) -> Command {
-    let mut cmd = unlatch();
-    // The locks here are rows the test writes, with no process behind
-    // them: what is tested is the TTL rule, which proofs (tests/proof.rs)
-    // would cut short, so they are off.
-    cmd.env("UNLATCH_DATABASE_URL", &db.url)
-        .env("TZ", "UTC")
-        .env("UNLATCH_PROOFS", "0");
-    cmd
-}
-
 fn first(db: &TestDb, query: &str) -> Option<String> {
     db.row(query).map(|r| r[0].clone())
 }
@@ -47,12 +35,12 @@ fn every_registered_tool_is_looked_for_by_name_and_by_auto(db: &TestDb) {
             format!("{} {}", entry.name, tool.place())
         })
         .collect();
-    let out = run(base(db).args(["--", "true"]));
+    let out = run(unlatch_on_rows(db).args(["--", "true"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let all = format!("(looked for {}): nothing to heal", looked_for.join(", "));
     assert!(stderr(&out).contains(&all), "{}", stderr(&out));
     for (entry, one) in REGISTRY.iter().zip(&looked_for) {
-        let out = run(base(db)
+        let out = run(unlatch_on_rows(db)
             .env("UNLATCH_TOOL", entry.name)
             .args(["--", "true"]));
         assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -73,7 +61,7 @@ fn knex_lock_ages_across_restarts_then_heals(db: &TestDb) {
         "insert into knex_migrations_lock (is_locked) values (1)",
     ]);
     // knex records no time: the first start only sees it, and gives up.
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "2s")
         .env("UNLATCH_LOCK_WAIT", "0s")
         .args(["--", "true"]));
@@ -86,7 +74,7 @@ fn knex_lock_ages_across_restarts_then_heals(db: &TestDb) {
     std::thread::sleep(Duration::from_millis(2200));
     // The next start, a restart loop later: the sighting was kept, so the
     // lock is now older than the TTL, and freed.
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "2s")
         .env("UNLATCH_LOCK_WAIT", "0s")
         .args(["--", "true"]));
@@ -132,7 +120,9 @@ fn liquibase_stale_lock_is_released_and_live_one_kept(db: &TestDb) {
         ),
     ]);
     db.exec(&[&take(2)]);
-    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_WAIT", "1s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 75, "two minutes old: live");
     assert!(
         stderr(&out).contains("by pod-7f9c (10.0.0.12), held for 2m"),
@@ -140,7 +130,7 @@ fn liquibase_stale_lock_is_released_and_live_one_kept(db: &TestDb) {
         stderr(&out)
     );
     db.exec(&[&take(60)]);
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_ON_STALE", "fail")
         .args(["--", "true"]));
     assert_eq!(code(&out), 76);
@@ -149,7 +139,7 @@ fn liquibase_stale_lock_is_released_and_live_one_kept(db: &TestDb) {
         "{}",
         stderr(&out)
     );
-    let out = run(base(db).args(["--", "true"]));
+    let out = run(unlatch_on_rows(db).args(["--", "true"]));
     assert_eq!(code(&out), 0);
     assert!(stderr(&out).contains("held for 1h"), "{}", stderr(&out));
     let lock = db.row("SELECT CASE WHEN LOCKED THEN 1 ELSE 0 END, LOCKEDBY FROM DATABASECHANGELOGLOCK WHERE ID = 1").unwrap();
@@ -180,7 +170,9 @@ fn golang_migrate_dirty_is_refused_then_forced_to_the_previous_version(db: &Test
     ] {
         std::fs::write(source.join(file), "SELECT 1;").unwrap();
     }
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "0s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 78, "refused by default");
     let err = stderr(&out);
     assert!(
@@ -188,7 +180,7 @@ fn golang_migrate_dirty_is_refused_then_forced_to_the_previous_version(db: &Test
         "{err}"
     );
     assert!(err.contains("force <the version before 20240103>"), "{err}");
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "0s")
         .env("UNLATCH_ON_DIRTY", "retry")
         .args(["--", "true"]));
@@ -198,7 +190,7 @@ fn golang_migrate_dirty_is_refused_then_forced_to_the_previous_version(db: &Test
         "{}",
         stderr(&out)
     );
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "0s")
         .env("UNLATCH_ON_DIRTY", "retry")
         .env("UNLATCH_GOLANG_MIGRATE_PATH", &source)
@@ -236,13 +228,17 @@ fn prisma_failed_migration_is_refused_then_rolled_back(db: &TestDb) {
         "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, started_at, applied_steps_count) VALUES ('a1', 'c', '2024-01-01 00:00:00', '20240101000000_init', '2024-01-01 00:00:00', 1)",
         &format!("INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at) VALUES ('b2', 'c', '20240201000000_add_posts', '{started}')"),
     ]);
-    let out = run(base(db).env("UNLATCH_LOCK_WAIT", "1s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_WAIT", "1s")
+        .args(["--", "true"]));
     assert_eq!(
         code(&out),
         75,
         "started 3 minutes ago, TTL 15m: it may still be running"
     );
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "1m").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "1m")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 78);
     let err = stderr(&out);
     assert!(
@@ -253,7 +249,7 @@ fn prisma_failed_migration_is_refused_then_rolled_back(db: &TestDb) {
         err.contains("npx prisma migrate resolve --rolled-back 20240201000000_add_posts"),
         "{err}"
     );
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "1m")
         .env("UNLATCH_ON_DIRTY", "retry")
         .args(["--", "true"]));
@@ -288,14 +284,16 @@ fn flyway_failed_migration_is_refused_then_repaired(db: &TestDb) {
         )
     };
     db.exec(&[ddl, &row(1, "1", true), &row(2, "2", false)]);
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "0s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 78);
     let err = stderr(&out);
     assert!(
         err.contains("migration version 2 (create posts) failed") && err.contains("flyway repair"),
         "{err}"
     );
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "0s")
         .env("UNLATCH_ON_DIRTY", "retry")
         .args(["--", "true"]));
@@ -325,14 +323,16 @@ fn sqlx_failed_migration_is_refused_then_removed(db: &TestDb) {
         &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'init', {}, {checksum}, 5)", db.boolean(true)),
         &format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'add posts', {}, {checksum}, -1)", db.boolean(false)),
     ]);
-    let out = run(base(db).env("UNLATCH_LOCK_TTL", "0s").args(["--", "true"]));
+    let out = run(unlatch_on_rows(db)
+        .env("UNLATCH_LOCK_TTL", "0s")
+        .args(["--", "true"]));
     assert_eq!(code(&out), 78);
     assert!(
         stderr(&out).contains("DELETE FROM _sqlx_migrations WHERE version = 2"),
         "{}",
         stderr(&out)
     );
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_LOCK_TTL", "0s")
         .env("UNLATCH_ON_DIRTY", "retry")
         .args(["--", "true"]));
@@ -354,18 +354,18 @@ fn two_tools_found_ask_for_unlatch_tool(db: &TestDb) {
     db.exec(&[&format!(
         "create table knex_migrations_lock ({index}, is_locked integer)"
     )]);
-    let out = run(base(db).args(["--", "true"]));
+    let out = run(unlatch_on_rows(db).args(["--", "true"]));
     assert_eq!(code(&out), 64);
     assert!(
         stderr(&out).contains("found the lock tables of knex-migrator and knex; set UNLATCH_TOOL"),
         "{}",
         stderr(&out)
     );
-    let out = run(base(db)
+    let out = run(unlatch_on_rows(db)
         .env("UNLATCH_TOOL", "knex-migrator")
         .args(["--", "true"]));
     assert_eq!(code(&out), 0);
-    let out = run(base(db).args(["status", "--json"]));
+    let out = run(unlatch_on_rows(db).args(["status", "--json"]));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tools: Vec<&str> = report["tools"]
         .as_array()
