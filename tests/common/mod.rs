@@ -494,31 +494,12 @@ pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-/// The knex-migrator fixture app, its npm packages installed (once, however
-/// many test processes ask at the same time).
+/// The knex-migrator fixture app, its npm packages installed in its own
+/// folder (once, however many test processes ask at the same time).
 pub fn knexapp() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/knexapp");
-    let manifest = std::fs::read_to_string(dir.join("package.json")).unwrap();
-    let stamp = dir.join("node_modules/.unlatch-installed");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".install.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(manifest.as_str()) {
-        eprintln!(
-            "installing the knex-migrator fixture with npm (takes a minute or two the first time)"
-        );
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs (Node.js and npm are needed for the end-to-end tests)");
-        assert!(status.success(), "npm install in {} failed", dir.display());
-        std::fs::write(&stamp, &manifest).unwrap();
-    }
+    let manifest = std::fs::read(dir.join("package.json")).unwrap();
+    npm_install_once(&dir, &manifest);
     dir
 }
 
@@ -536,6 +517,14 @@ pub fn npm_fixture(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/unlatch/npm"));
     let dir = cache.join(format!("{name}-{:08x}", crc32fast::hash(&manifest)));
     std::fs::create_dir_all(&dir).unwrap();
+    npm_install_once(&dir, &manifest);
+    dir
+}
+
+/// `npm install` of `manifest` in `dir` (its `package.json`) unless its
+/// packages were installed from this very manifest; under a file lock, so
+/// that test processes asking at the same time install once.
+fn npm_install_once(dir: &Path, manifest: &[u8]) {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -544,18 +533,24 @@ pub fn npm_fixture(name: &str) -> PathBuf {
         .unwrap();
     lock.lock().unwrap();
     let stamp = dir.join("node_modules/.unlatch-installed");
-    if !stamp.exists() {
-        eprintln!("installing the npm fixture {name} into {}", dir.display());
-        std::fs::write(dir.join("package.json"), &manifest).unwrap();
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs (Node.js and npm are needed for the end-to-end tests)");
-        assert!(status.success(), "npm install in {} failed", dir.display());
-        std::fs::write(&stamp, "").unwrap();
+    if std::fs::read(&stamp).ok().as_deref() == Some(manifest) {
+        return;
     }
-    dir
+    let package = dir.join("package.json");
+    if std::fs::read(&package).ok().as_deref() != Some(manifest) {
+        std::fs::write(&package, manifest).unwrap();
+    }
+    eprintln!(
+        "installing the npm packages of {} (a minute or two the first time)",
+        dir.display()
+    );
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .status()
+        .expect("npm runs (Node.js and npm are needed for the end-to-end tests)");
+    assert!(status.success(), "npm install in {} failed", dir.display());
+    std::fs::write(&stamp, manifest).unwrap();
 }
 
 /// The knexapp fixture's database, for the fixture (FIXTURE_*) and for
